@@ -1,0 +1,113 @@
+"""The `m22bol` command: the click group and the options every command shares."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from cli.output import fail
+from domain.errors import LedgerError
+
+DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
+
+
+@dataclass
+class Session:
+    """What every command needs: where the ledger is, who acts, how to print."""
+
+    ledger_url: str
+    user: str
+    as_json: bool = False
+    _ledger: Any = None
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from ledger.app import TrialLedger  # imported on use: --help stays fast
+
+            self._ledger = TrialLedger(self.ledger_url)
+        return self._ledger
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # Shared options may be given before or after the command name; the last one wins.
+    if value is not None and value is not False:
+        ctx.find_root().meta[f"m22bol.{param.name}"] = value
+    return value
+
+
+def shared_options(func):
+    """--ledger, --user and --json on every command, as on the group."""
+    for option in reversed([
+        click.option("--ledger", envvar="M22BOL_LEDGER", expose_value=False, callback=_remember,
+                     is_eager=True, help="SQLAlchemy URL of the ledger "
+                     f"(env M22BOL_LEDGER, default {DEFAULT_LEDGER})."),
+        click.option("--user", "acting_user", envvar="M22BOL_USER", expose_value=False,
+                     callback=_remember, is_eager=True,
+                     help="Who is acting (env M22BOL_USER, default: your login)."),
+        click.option("--json", "as_json", is_flag=True, default=False, expose_value=False,
+                     callback=_remember, is_eager=True,
+                     help="Print one JSON document instead of text."),
+    ]):
+        func = option(func)
+    return func
+
+
+def session() -> Session:
+    meta = click.get_current_context().find_root().meta
+    return Session(
+        ledger_url=meta.get("m22bol.ledger") or DEFAULT_LEDGER,
+        user=meta.get("m22bol.acting_user") or _login(),
+        as_json=bool(meta.get("m22bol.as_json")),
+    )
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment
+        return "unknown"
+
+
+def handled(func):
+    """Turn the ledger's refusals into their exit codes; never show a traceback for them."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        s = session()
+        try:
+            return func(s, *args, **kwargs)
+        except LedgerError as error:
+            fail(error, s.as_json)
+        except (click.ClickException, click.exceptions.Exit, SystemExit):
+            raise
+        except Exception as error:  # a bug: say so plainly, exit 1
+            if os.environ.get("M22BOL_DEBUG"):
+                raise
+            click.echo(f"error: unexpected failure (a bug): {type(error).__name__}: {error}",
+                       err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@shared_options
+def cli() -> None:
+    """M22BOL trial ledger: every trial fact as an immutable, audited event.
+
+    Entry commands record facts (refused with a message naming the rule when the protocol
+    forbids them); query commands read the current state, the audit trail and the tallies.
+    """
+
+
+def main() -> None:
+    from cli import entry, queries  # noqa: F401  (registers the commands)
+
+    cli(prog_name="m22bol")

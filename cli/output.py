@@ -1,0 +1,69 @@
+"""Printing: human-readable text by default, one JSON document with --json; errors and exit
+codes as spec/cli.md says."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+
+import click
+
+from domain.errors import LedgerError
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def to_json(document: Any) -> str:
+    return json.dumps(document, default=_default, ensure_ascii=False, indent=2)
+
+
+def emit(document: Any, as_json: bool, text: str | None = None) -> None:
+    """Print the result: the JSON document, or the text (default: key: value lines)."""
+    if as_json:
+        click.echo(to_json(document))
+    else:
+        click.echo(text if text is not None else key_values(document))
+
+
+def key_values(document: dict[str, Any]) -> str:
+    lines = []
+    for key, value in document.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{key}:")
+            lines.extend("  - " + ", ".join(f"{k}={v}" for k, v in item.items())
+                         for item in value)
+        elif isinstance(value, list):
+            lines.append(f"{key}: " + "; ".join(str(v) for v in value))
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def table(rows: list[dict[str, Any]], headers: list[str] | None = None) -> str:
+    from tabulate import tabulate  # only the human-readable path pays for it
+
+    if not rows:
+        return "(none)"
+    headers = headers or list(rows[0])
+    return tabulate([[r.get(h) for h in headers] for r in rows], headers=headers,
+                    tablefmt="simple", missingval="-")
+
+
+def fail(error: LedgerError, as_json: bool) -> None:
+    """Report a refusal and exit with its code; nothing was written."""
+    if as_json:
+        click.echo(to_json(error.as_json()))
+    else:
+        rule = f" [{error.rule}]" if error.rule else ""
+        click.echo(f"error: {error.message}{rule}", err=True)
+    sys.exit(error.exit_code)

@@ -1,0 +1,138 @@
+"""Query commands: read the ledger, print text or JSON, never write."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import click
+
+from cli.main import Session, cli, handled, shared_options
+from cli.output import emit, key_values, table
+from domain.errors import BadInput
+
+
+def _known_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"known-at: {value!r} is not an ISO 8601 timestamp",
+                       field="known_at") from None
+    if moment.tzinfo is None:
+        raise BadInput("known-at: give the UTC offset, e.g. 2027-03-01T09:00:00+00:00",
+                       field="known_at")
+    return moment
+
+
+def _cutoff(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"cutoff: {value!r} is not an ISO 8601 date", field="cutoff") from None
+
+
+known_at_option = click.option("--known-at", help="What the ledger showed at this timestamp.")
+cutoff_option = click.option("--cutoff", help="Leave out facts dated after this date.")
+
+
+def authorise(s: Session, action: str) -> None:
+    from ledger import access
+
+    access.check(s.ledger.require_trial(), s.user, action)
+
+
+@cli.command()
+@click.argument("subject")
+@known_at_option
+@cutoff_option
+@shared_options
+@handled
+def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) -> None:
+    """The subject's current state and timeline."""
+    from ledger.views import patient_view
+
+    authorise(s, "patient")
+    doc = patient_view(s.ledger, subject, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
+    head = {k: v for k, v in doc.items() if k not in ("timeline", "deviations")}
+    rows = [{"entry": r["entry"], "date": r["date"], "event": r["event"],
+             "values": ", ".join(f"{k}={v}" for k, v in r.items()
+                                 if k not in ("entry", "date", "event"))}
+            for r in doc["timeline"]]
+    emit(doc, s.as_json, text=key_values(head) + "\n\n" + table(rows))
+
+
+@cli.command()
+@click.argument("subject")
+@known_at_option
+@shared_options
+@handled
+def history(s: Session, subject: str, known_at: str | None) -> None:
+    """The audit trail: who entered or changed what, when and why."""
+    from ledger.views import history_view
+
+    authorise(s, "history")
+    doc = history_view(s.ledger, subject, known_at=_known_at(known_at))
+    rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
+             "event": r["event"],
+             "values": ", ".join(f"{k}={v}" for k, v in r["values"].items() if v is not None),
+             "reason": r["reason"], "superseded_by": r["superseded_by"]}
+            for r in doc["entries"]]
+    emit(doc, s.as_json, text=table(rows))
+
+
+@cli.command()
+@shared_options
+@handled
+def status(s: Session) -> None:
+    """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
+    from ledger.views import status_by_replay
+
+    authorise(s, "status")
+    doc = status_by_replay(s.ledger)
+    rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
+    emit(doc, s.as_json, text=table(rows))
+
+
+@cli.command()
+@shared_options
+@handled
+def protocol(s: Session) -> None:
+    """The protocol in force, and every version registered."""
+    authorise(s, "protocol")
+    trial = s.ledger.require_trial()
+    p = trial.protocol
+    doc = {
+        "name": p.name, "version": p.version, "title": p.title,
+        "versions": [{"version": v, "sha256": d} for v, d, _ in trial.protocol_texts],
+        "baskets": [{"id": b.id, "description": b.description, **b.strata.model_dump(),
+                     "drug": p.regimens[b.regimen].drug,
+                     "dose_levels_mg_per_kg": list(p.regimens[b.regimen].dose_levels_mg_per_kg)}
+                    for b in p.baskets],
+        "protocol": p.model_dump(mode="json"),
+    }
+    text = (f"{p.name} protocol {p.version}: {p.title}\n"
+            + "versions: " + ", ".join(f"{v} ({d[:12]})" for v, d, _ in trial.protocol_texts)
+            + "\n\n" + table([{k: v for k, v in b.items()} for b in doc["baskets"]]))
+    emit(doc, s.as_json, text=text)
+
+
+@cli.command()
+@shared_options
+@handled
+def deviations(s: Session) -> None:
+    """Every protocol deviation accepted with a reason."""
+    from domain.events import Fact
+
+    authorise(s, "deviations")
+    rows = []
+    for _, event in s.ledger.stored_events():
+        if isinstance(event, Fact) and event.deviations:
+            for d in event.deviations:
+                rows.append({"entry": d.entry, "rule": d.rule, "message": d.message,
+                             "reason": event.deviation_reason, "actor": event.actor,
+                             "recorded_at": event.recorded_at.isoformat()})
+    emit({"deviations": rows}, s.as_json,
+         text=table(rows, ["entry", "rule", "reason", "actor", "recorded_at"]))

@@ -1,0 +1,422 @@
+"""One pydantic model per entry command, shared by the CLI, the JSON Lines import and the tests.
+
+Field names are the JSON Lines names of `spec/cli.md`; the CLI option is the name with `-`.
+Validation here is about *input* (types, ranges: exit 2); protocol rules live in `domain/rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from domain.errors import BadInput
+from domain.events import Lesion, NonTargetLesion
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+def _yes_no(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("yes", "no"):
+        return value.lower() == "yes"
+    raise ValueError("expected yes or no")
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+YesNo = Annotated[bool, BeforeValidator(_yes_no)]
+Text = Annotated[str, BeforeValidator(_text), Field(max_length=2000)]
+SubjectId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", description="study subject id")
+]
+Grade = Annotated[int, Field(ge=1, le=5, strict=False)]
+
+
+def _lesion(kind: str):
+    def parse(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parts = value.split(":")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            raise ValueError(f"expected ID:{kind}:MM")
+        mm = parts[2].strip()
+        if mm.upper() == "NE":
+            return {"lesion_id": parts[0], "organ": parts[1], "mm": None}
+        try:
+            size = float(mm)
+        except ValueError:
+            raise ValueError(f"{mm!r} is not a size in mm or NE") from None
+        if not (0 <= size <= 1000):
+            raise ValueError("a diameter lies between 0 and 1000 mm")
+        return {"lesion_id": parts[0], "organ": parts[1], "mm": size}
+
+    return BeforeValidator(parse)
+
+
+def _non_target(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise ValueError("expected ID:ORGAN:present|absent|progression")
+    return {"lesion_id": parts[0], "organ": parts[1], "status": parts[2]}
+
+
+def _pairs(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for item in value:
+            key, sep, val = str(item).partition("=")
+            if not sep or not key:
+                raise ValueError(f"expected KEY=VALUE, got {item!r}")
+            pairs[key.strip()] = val
+        return pairs
+    return value
+
+
+class Command(BaseModel):
+    """A request to change the ledger. `name` is the CLI command and the JSON Lines `command`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    name: ClassVar[str]
+    positional: ClassVar[tuple[str, ...]] = ()
+    help: ClassVar[str] = ""
+
+    source: Text | None = Field(None, description="source document reference")
+
+
+class SubjectCommand(Command):
+    positional = ("subject",)
+    subject: SubjectId
+
+
+class FactCommand(SubjectCommand):
+    deviation_reason: Text | None = Field(
+        None, description="accept a protocol deviation, with this reason"
+    )
+
+
+class ReasonedFact(FactCommand):
+    date: IsoDate
+    reason: Text
+
+
+# --- trial administration ---------------------------------------------------------------------
+
+Role = Literal["admin", "investigator", "data-manager", "monitor", "auditor"]
+
+
+class Init(Command):
+    name = "init"
+    help = "Start a new ledger with the protocol; the acting user becomes admin."
+    protocol: str | None = Field(None, description="protocol TOML file (default: bundled)")
+
+
+class Grant(Command):
+    name = "grant"
+    positional = ("user", "role")
+    help = "Give a user a role, optionally for one site."
+    user: Text
+    role: Role
+    site: Text | None = None
+
+
+class Revoke(Command):
+    name = "revoke"
+    positional = ("user", "role")
+    help = "Take a role away from a user."
+    user: Text
+    role: Role
+    site: Text | None = None
+    reason: Text
+
+
+class AmendProtocol(Command):
+    name = "amend-protocol"
+    positional = ("file",)
+    help = "Register a new protocol version from a TOML file."
+    file: str
+    reason: Text
+
+
+class Lock(Command):
+    name = "lock"
+    help = "Lock the ledger, or one subject, against entries."
+    subject: SubjectId | None = None
+    reason: Text
+
+
+class Unlock(Lock):
+    name = "unlock"
+    help = "Lift a lock (the reason is audited)."
+
+
+# --- screening and enrolment ------------------------------------------------------------------
+
+
+class Register(SubjectCommand):
+    name = "register"
+    help = "Register a subject at a site on informed consent."
+    site: Text = Field(max_length=40)
+    consent_date: IsoDate
+    birth_year: int | None = Field(None, ge=1900, le=2100)
+    sex: Literal["female", "male"] | None = None
+
+
+class AssessEligibility(FactCommand):
+    name = "assess-eligibility"
+    help = "Record the eligibility assessment; a failure is kept as a screen failure."
+    date: IsoDate
+    her2: Literal["positive", "negative"]
+    er: Literal["positive", "negative"]
+    prior_therapy: Literal["none", "chemo-anti-her2"]
+    distant_lesions: int = Field(ge=0, le=100)
+    all_lesions_curable: YesNo
+    lvef: float | None = Field(None, ge=0, le=100)
+    ecog: int | None = Field(None, ge=0, le=5)
+
+
+class Enrol(FactCommand):
+    name = "enrol"
+    help = "Enrol an eligible subject; the basket follows from the strata and is printed."
+    date: IsoDate
+    weight_kg: float = Field(ge=25, le=300)
+
+
+# --- treatment --------------------------------------------------------------------------------
+
+
+class Infuse(FactCommand):
+    name = "infuse"
+    help = "Record an infusion; prints the expected dose, dose level and next due date."
+    cycle: int = Field(ge=1, le=100)
+    date: IsoDate
+    weight_kg: float = Field(ge=25, le=300)
+    dose_mg: float = Field(gt=0, le=10000)
+
+
+class Interrupt(ReasonedFact):
+    name = "interrupt"
+    help = "Interrupt treatment by decision."
+
+
+class Resume(ReasonedFact):
+    name = "resume"
+    help = "Resume an interrupted treatment by decision."
+
+
+class ReduceDose(ReasonedFact):
+    name = "reduce-dose"
+    help = "Reduce the dose one level by decision."
+
+
+class Discontinue(ReasonedFact):
+    name = "discontinue"
+    help = "Discontinue treatment permanently."
+
+
+class AdverseEvent(FactCommand):
+    name = "adverse-event"
+    help = "Report an adverse event (CTCAE v5.0); prints the AE id and the required action."
+    term: Text = Field(max_length=200)
+    grade: Grade
+    onset: IsoDate
+    serious: bool = False
+    related: bool | None = None
+    id: Text | None = Field(None, max_length=40, description="AE id (default: assigned)")
+
+
+class UpdateAdverseEvent(FactCommand):
+    name = "update-adverse-event"
+    positional = ("subject", "ae_id")
+    help = "Record a change of grade of an adverse event."
+    ae_id: Text
+    date: IsoDate
+    grade: Grade
+
+
+class ResolveAdverseEvent(FactCommand):
+    name = "resolve-adverse-event"
+    positional = ("subject", "ae_id")
+    help = "Record the resolution of an adverse event."
+    ae_id: Text
+    date: IsoDate
+
+
+class Lvef(FactCommand):
+    name = "lvef"
+    help = "Record an LVEF reading; applies the label's LVEF table."
+    date: IsoDate
+    percent: float = Field(ge=0, le=100)
+    symptomatic: bool = False
+
+
+# --- local treatment --------------------------------------------------------------------------
+
+
+class Surgery(FactCommand):
+    name = "surgery"
+    help = "Record surgery of the primary or a metastasis."
+    date: IsoDate
+    site: Literal["primary", "metastasis"]
+    location: Text | None = None
+
+
+class Complication(FactCommand):
+    name = "complication"
+    help = "Record a surgical complication (Clavien-Dindo)."
+    date: IsoDate
+    clavien_dindo: str = Field(pattern=r"^(I|II|IIIa|IIIb|IVa|IVb)(-d)?$|^V$")
+    description: Text | None = None
+
+
+class Radiotherapy(FactCommand):
+    name = "radiotherapy"
+    help = "Record a course of radiotherapy."
+    start: IsoDate
+    end: IsoDate
+    location: Text
+    dose_gy: float = Field(gt=0, le=200)
+    fractions: int = Field(ge=1, le=100)
+
+
+class CompleteLocalTreatment(FactCommand):
+    name = "complete-local-treatment"
+    help = "Mark local treatment complete; closes the neo-adjuvant phase."
+    date: IsoDate
+
+
+class Pathology(FactCommand):
+    name = "pathology"
+    help = "Record the pathology of resected tissue; pCR is derived."
+    date: IsoDate
+    ypt: Literal["T0", "Tis", "T1", "T2", "T3", "T4", "not-resected"]
+    ypn: Literal["N0", "N1", "N2", "N3", "not-resected"]
+    viable_metastatic_tumour: Literal["yes", "no", "not-resected"]
+
+
+# --- assessments ------------------------------------------------------------------------------
+
+
+class Scan(FactCommand):
+    name = "scan"
+    help = "Record a CT/MRI tumour assessment; prints the RECIST 1.1 response."
+    date: IsoDate
+    modality: Literal["CT", "MRI"] = "CT"
+    target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = ()
+    node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = ()
+    non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = ()
+    new_lesion: tuple[Text, ...] = ()
+
+
+class Pet(FactCommand):
+    name = "pet"
+    help = "Record an FDG-PET; PERCIST category for every PET after the first infusion."
+    date: IsoDate
+    percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
+    sulpeak: float | None = Field(None, ge=0, le=1000)
+
+
+class Ctdna(FactCommand):
+    name = "ctdna"
+    help = "Record a ctDNA result."
+    date: IsoDate
+    result: Literal["detected", "not-detected"]
+    assay: Text | None = None
+    value: float | None = Field(None, ge=0, le=1e9)
+
+
+# --- end of follow-up -------------------------------------------------------------------------
+
+
+class Contact(FactCommand):
+    name = "contact"
+    help = "Record that the subject was known alive on a date."
+    date: IsoDate
+
+
+class Death(FactCommand):
+    name = "death"
+    help = "Record the subject's death."
+    date: IsoDate
+    cause: Text | None = None
+
+
+class Withdraw(FactCommand):
+    name = "withdraw"
+    help = "Record withdrawal of consent."
+    date: IsoDate
+    reason: Text
+
+
+# --- changes to the record --------------------------------------------------------------------
+
+
+class Correct(FactCommand):
+    name = "correct"
+    positional = ("subject", "entry")
+    help = "Correct an earlier entry: new values, a reason, the old values kept."
+    entry: str = Field(pattern=r"^[^#]+#\d+$")
+    reason: Text
+    set: Annotated[dict[str, Any], BeforeValidator(_pairs)] = Field(
+        description="KEY=VALUE: the field to correct and its new value (repeatable)"
+    )
+
+
+class Retract(SubjectCommand):
+    name = "retract"
+    positional = ("subject", "entry")
+    help = "Retract an entry entered in error, with a reason."
+    entry: str = Field(pattern=r"^[^#]+#\d+$")
+    reason: Text
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.name: c
+    for c in (
+        Init, Grant, Revoke, AmendProtocol, Lock, Unlock, Register, AssessEligibility, Enrol,
+        Infuse, Interrupt, Resume, ReduceDose, Discontinue, AdverseEvent, UpdateAdverseEvent,
+        ResolveAdverseEvent, Lvef, Surgery, Complication, Radiotherapy, CompleteLocalTreatment,
+        Pathology, Scan, Pet, Ctdna, Contact, Death, Withdraw, Correct, Retract,
+    )
+}
+
+
+def describe_validation_error(exc: ValidationError, *, where: str = "") -> BadInput:
+    """Turn pydantic's report into one clear message naming the field."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "record"
+    msg = first["msg"].removeprefix("Value error, ")
+    return BadInput(f"{where}{field}: {msg}", field=field)
+
+
+def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Command:
+    """Build a command from primitive values (CLI options or one JSON Lines record)."""
+    try:
+        cls = COMMANDS[name]
+    except (KeyError, TypeError):
+        raise BadInput(f"{where}command: unknown command {name!r}", field="command") from None
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, where=where) from None

@@ -1,0 +1,241 @@
+"""Decide: a command and the current aggregate either yield new events or raise a refusal.
+
+Nothing here does I/O. The ledger loads the aggregate, calls `decide_*`, and saves the events.
+For a subject, a command is accepted when the timeline *with the new fact* still holds under
+the protocol (`domain.timeline.derive`); a correction or retraction re-validates the timeline
+with the change in place, so the same rules judge every path into the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from domain import commands as c
+from domain import events as e
+from domain.errors import BadInput, DeviationRefused, RuleViolation
+from domain.patient import Patient, apply_correction, entry_id, patient_id
+from domain.protocol import Protocol, parse_protocol, protocol_digest
+from domain.timeline import State, derive
+from domain.trial import TRIAL_ID, Trial
+
+
+@dataclass(frozen=True)
+class Context:
+    actor: str
+    now: datetime
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+
+@dataclass
+class Decision:
+    events: list[e.Event]
+    output: dict[str, Any] = field(default_factory=dict)
+
+
+def _envelope(aggregate_id, version: int, ctx: Context, command: c.Command, reason=None) -> dict:
+    return {
+        "originator_id": aggregate_id,
+        "originator_version": version,
+        "recorded_at": ctx.now,
+        "actor": ctx.actor,
+        "source": command.source,
+        "reason": reason,
+    }
+
+
+# --- the trial --------------------------------------------------------------------------------
+
+
+def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra) -> Decision:
+    """Trial-level commands. `extra` carries what the ledger read from files (protocol text)."""
+    if isinstance(command, c.Init):
+        if trial is not None:
+            raise RuleViolation("the ledger is already initialised", rule="init.twice")
+        text = extra["protocol_text"]
+        protocol = parse_protocol(text, source=command.protocol or "bundled protocol")
+        event = e.TrialInitialised(
+            **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
+            protocol_digest=protocol_digest(text), protocol_version=protocol.version,
+            admin=ctx.actor,
+        )
+        return Decision([event], {"trial": protocol.name, "protocol_version": protocol.version,
+                                  "protocol_digest": event.protocol_digest, "admin": ctx.actor})
+    assert trial is not None
+    env = _envelope(TRIAL_ID, trial.version + 1, ctx, command, getattr(command, "reason", None))
+    match command:
+        case c.AmendProtocol():
+            text = extra["protocol_text"]
+            new = parse_protocol(text, source=command.file)
+            if any(v == new.version for v, _, _ in trial.protocol_texts):
+                raise RuleViolation(f"protocol version {new.version} is already registered",
+                                    rule="protocol.version_exists", field="version")
+            old_ids = {b.id for b in trial.protocol.baskets}
+            if missing := old_ids - {b.id for b in new.baskets}:
+                raise RuleViolation(
+                    f"an amendment may add baskets but not drop them: {sorted(missing)}",
+                    rule="protocol.basket_dropped",
+                )
+            event = e.ProtocolAmended(**env, protocol_text=text,
+                                      protocol_digest=protocol_digest(text),
+                                      protocol_version=new.version)
+            return Decision([event], {"protocol_version": new.version,
+                                      "protocol_digest": event.protocol_digest})
+        case c.Grant():
+            event = e.RoleGranted(**env, user=command.user, role=command.role, site=command.site)
+            return Decision([event], {"user": command.user, "role": command.role})
+        case c.Revoke():
+            if not any(g.role == command.role and g.site == command.site
+                       for g in trial.roles_of(command.user)):
+                raise BadInput(f"user: {command.user} holds no {command.role} grant to revoke",
+                               field="user")
+            event = e.RoleRevoked(**env, user=command.user, role=command.role, site=command.site)
+            return Decision([event], {"user": command.user, "role": command.role})
+        case c.Unlock():
+            if command.subject is None and not trial.locked or (
+                command.subject is not None and command.subject not in trial.locked_subjects
+            ):
+                raise BadInput("unlock: nothing to unlock", field="subject")
+            return Decision([e.LedgerUnlocked(**env, subject=command.subject)], {})
+        case c.Lock():
+            return Decision([e.LedgerLocked(**env, subject=command.subject)], {})
+    raise BadInput(f"command: {command.name} is not a trial command", field="command")
+
+
+# --- a subject --------------------------------------------------------------------------------
+
+# Command field -> event field, where the CLI's singular option names a list.
+_RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
+            "new_lesion": "new_lesions", "id": "ae_id"}
+_FACTS: dict[type[c.Command], type[e.Fact]] = {
+    c.AssessEligibility: e.EligibilityAssessed, c.Enrol: e.Enrolled, c.Infuse: e.InfusionGiven,
+    c.Interrupt: e.TreatmentInterrupted, c.Resume: e.TreatmentResumed,
+    c.ReduceDose: e.DoseReduced, c.Discontinue: e.TreatmentDiscontinued,
+    c.AdverseEvent: e.AdverseEventReported, c.UpdateAdverseEvent: e.AdverseEventUpdated,
+    c.ResolveAdverseEvent: e.AdverseEventResolved, c.Lvef: e.LvefMeasured,
+    c.Surgery: e.SurgeryPerformed, c.Complication: e.ComplicationRecorded,
+    c.Radiotherapy: e.RadiotherapyGiven, c.CompleteLocalTreatment: e.LocalTreatmentCompleted,
+    c.Pathology: e.PathologyReported, c.Scan: e.ScanRecorded, c.Pet: e.PetRecorded,
+    c.Ctdna: e.CtdnaRecorded, c.Contact: e.ContactRecorded, c.Death: e.DeathRecorded,
+    c.Withdraw: e.Withdrawn,
+}
+_NOT_FACT_FIELDS = {"subject", "source", "deviation_reason", "reason"}
+
+
+def state_of(patient: Patient, protocol: Protocol, today: date) -> State:
+    return derive(patient.subject, patient.timeline(), protocol, today)
+
+
+def decide_subject(
+    command: c.SubjectCommand, patient: Patient | None, protocol: Protocol, ctx: Context
+) -> Decision:
+    if isinstance(command, c.Register):
+        if patient is not None:
+            raise RuleViolation(f"subject {command.subject} is already registered",
+                                rule="register.exists", field="subject")
+        event = e.Registered(
+            **_envelope(patient_id(command.subject), 1, ctx, command), subject=command.subject,
+            site=command.site, consent_date=command.consent_date, birth_year=command.birth_year,
+            sex=command.sex,
+        )
+        derive(command.subject, [(entry_id(command.subject, 1), event)], protocol, ctx.today)
+        return Decision([event], {"entry": entry_id(command.subject, 1)})
+    if patient is None:
+        raise BadInput(f"subject: {command.subject} is not registered", field="subject")
+
+    version = patient.version + 1
+    entry = entry_id(patient.subject, version)
+    env = _envelope(patient.id, version, ctx, command, getattr(command, "reason", None))
+    timeline = patient.timeline()
+
+    if isinstance(command, c.Correct):
+        candidate, timeline = _correction(command, patient, timeline, env)
+    elif isinstance(command, c.Retract):
+        candidate, timeline = _retraction(command, patient, timeline, env)
+    else:
+        fields = {_RENAMES.get(k, k): v for k, v in command if k not in _NOT_FACT_FIELDS}
+        if isinstance(command, c.AdverseEvent):
+            fields["ae_id"] = fields["ae_id"] or _next_ae_id(patient)
+            fields["ctcae_version"] = protocol.ctcae_version
+        candidate = _FACTS[type(command)](**env, **fields)
+        timeline = [*timeline, (entry, candidate)]
+
+    state = derive(patient.subject, timeline, protocol, ctx.today)
+    accepted = {(d.entry, d.rule) for ev in patient.events if isinstance(ev, e.Fact)
+                for d in ev.deviations}
+    new = [d for d in state.deviations if (d.entry, d.rule) not in accepted]
+    reason = getattr(command, "deviation_reason", None)
+    if new and not reason:
+        raise DeviationRefused(
+            "protocol deviation: " + "; ".join(f"{d.rule}: {d.message}" for d in new)
+            + " (give --deviation-reason to record it as a deviation)",
+            rule=new[0].rule,
+        )
+    output = {"entry": entry, **state.outputs.get(entry, {})}
+    record = {k: v for k, v in output.items() if k in type(candidate).model_fields
+              and k not in e.Event.model_fields and k != "entry"}
+    event = type(candidate).model_validate({
+        **candidate.model_dump(), **record,
+        "deviations": new, "deviation_reason": reason if new else None,
+    })
+    if new:
+        output["deviations"] = [d.model_dump() for d in new]
+    return Decision([event], output)
+
+
+def _next_ae_id(patient: Patient) -> str:
+    taken = {ev.ae_id for ev in patient.events if isinstance(ev, e.AdverseEventReported)}
+    n = len(taken) + 1
+    while f"AE{n}" in taken:
+        n += 1
+    return f"AE{n}"
+
+
+def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:
+    event = patient.event_of(entry)
+    if not isinstance(event, e.Fact) or isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
+        raise BadInput(f"entry: {entry} is not a clinical fact", field="entry")
+    live = dict(timeline)
+    if entry not in live:
+        raise RuleViolation(f"{entry} was retracted; it cannot be changed",
+                            rule="correct.retracted", field="entry")
+    return live[entry]
+
+
+def _correction(command: c.Correct, patient: Patient, timeline, env):
+    current = _live_fact(patient, timeline, command.entry)
+    allowed = set(current.facts()) - _COMPUTED
+    changes: dict[str, Any] = {}
+    for key, value in command.set.items():
+        name = _RENAMES.get(key.replace("-", "_"), key.replace("-", "_"))
+        if name not in allowed:
+            raise BadInput(f"set: {key} is not a field of {command.entry} "
+                           f"(fields: {', '.join(sorted(allowed))})", field="set")
+        changes[name] = value
+    if not changes:
+        raise BadInput("set: give at least one KEY=VALUE", field="set")
+    corrected = apply_correction(current, changes)
+    stored = {k: v for k, v in corrected.facts().items() if k in changes}
+    if all(current.facts()[k] == v for k, v in stored.items()):
+        raise BadInput("set: the new values equal the current ones", field="set")
+    event = e.EntryCorrected(**env, entry=command.entry, changes=stored,
+                             deviation_reason=command.deviation_reason)
+    return event, [(k, corrected if k == command.entry else f) for k, f in timeline]
+
+
+def _retraction(command: c.Retract, patient: Patient, timeline, env):
+    current = _live_fact(patient, timeline, command.entry)
+    if isinstance(current, e.Registered):
+        raise RuleViolation("the registration cannot be retracted; correct it instead",
+                            rule="retract.registration", field="entry")
+    event = e.EntryRetracted(**env, entry=command.entry)
+    return event, [(k, f) for k, f in timeline if k != command.entry]
+
+
+# Values the ledger computes and stores for the record: never corrected by hand.
+_COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
+             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version"}

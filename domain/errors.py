@@ -1,0 +1,60 @@
+"""The ledger's ways of saying no. Each carries the exit code of `spec/cli.md`."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every refusal. `code` is a stable machine-readable name."""
+
+    exit_code = 1
+    code = "error"
+
+    def __init__(self, message: str, *, rule: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+        self.field = field
+
+    def as_json(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "rule": self.rule}}
+
+
+class BadInput(LedgerError):
+    """A value that does not parse or is out of range, an unknown subject or entry (exit 2)."""
+
+    exit_code = 2
+    code = "bad-input"
+
+
+class RuleViolation(LedgerError):
+    """An impossible fact, refused whatever the reason given (exit 3)."""
+
+    exit_code = 3
+    code = "rule"
+
+
+class DeviationRefused(RuleViolation):
+    """A protocol deviation entered without a deviation reason (exit 3)."""
+
+    code = "deviation"
+
+
+class NotPermitted(LedgerError):
+    """The actor's role does not allow the command, or the ledger or subject is locked (exit 4)."""
+
+    exit_code = 4
+    code = "not-permitted"
+
+
+class IntegrityFailure(LedgerError):
+    """The stored history does not verify (exit 5)."""
+
+    exit_code = 5
+    code = "integrity"
+
+
+class ConcurrencyConflict(LedgerError):
+    """A concurrent write kept conflicting after retries (exit 6)."""
+
+    exit_code = 6
+    code = "conflict"

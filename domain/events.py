@@ -1,0 +1,337 @@
+"""Immutable domain events: every trial fact, in the past tense, with its audit envelope.
+
+Knowledge time (`recorded_at`, set by the ledger) and clinical time (`date`, `onset`, `start`)
+are separate fields, because both are queried: "as known at T" and "cut off at D".
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Result = Literal["detected", "not-detected"]
+
+
+class Deviation(BaseModel):
+    """A protocol deviation accepted with a reason: which entry broke which rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    entry: str
+    rule: str
+    message: str
+
+
+class Event(BaseModel):
+    """The audit envelope shared by every event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    originator_id: UUID
+    originator_version: int
+    recorded_at: datetime
+    actor: str
+    reason: str | None = None
+    source: str | None = None
+    # SHA-256 of the canonical form of the previous event of this aggregate: the hash chain.
+    prev_hash: str | None = None
+
+    # Events that are clinical facts name the field holding their clinical date.
+    date_field: ClassVar[str | None] = None
+
+    @property
+    def clinical_date(self) -> date | None:
+        return getattr(self, self.date_field) if self.date_field else None
+
+    def facts(self) -> dict[str, Any]:
+        """The fact's own values, without the envelope."""
+        return self.model_dump(mode="json", exclude=set(Event.model_fields))
+
+
+class Fact(Event):
+    """A clinical fact about a subject; it may carry a deviation reason and accepted deviations."""
+
+    deviation_reason: str | None = None
+    deviations: tuple[Deviation, ...] = ()
+
+    def facts(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json", exclude=set(Event.model_fields) | {"deviation_reason", "deviations"}
+        )
+
+
+# --- the trial: protocol, people, locks -------------------------------------------------------
+
+
+class TrialInitialised(Event):
+    trial: str
+    protocol_text: str
+    protocol_digest: str
+    protocol_version: str
+    admin: str
+
+
+class ProtocolAmended(Event):
+    protocol_text: str
+    protocol_digest: str
+    protocol_version: str
+
+
+class RoleGranted(Event):
+    user: str
+    role: str
+    site: str | None = None
+
+
+class RoleRevoked(Event):
+    user: str
+    role: str
+    site: str | None = None
+
+
+class PasswordSet(Event):
+    user: str
+    password_hash: str
+
+
+class LedgerLocked(Event):
+    subject: str | None = None
+
+
+class LedgerUnlocked(Event):
+    subject: str | None = None
+
+
+class Sealed(Event):
+    digest: str
+    event_count: int
+    note: str
+
+
+# --- a subject: screening and enrolment -------------------------------------------------------
+
+
+class Registered(Fact):
+    date_field = "consent_date"
+    subject: str
+    site: str
+    consent_date: date
+    birth_year: int | None = None
+    sex: Literal["female", "male"] | None = None
+
+
+class EligibilityAssessed(Fact):
+    date_field = "date"
+    date: date
+    her2: Literal["positive", "negative"]
+    er: Literal["positive", "negative"]
+    prior_therapy: Literal["none", "chemo-anti-her2"]
+    distant_lesions: int
+    all_lesions_curable: bool
+    lvef: float | None = None
+    ecog: int | None = None
+    eligible: bool | None = None
+    failed_criteria: tuple[str, ...] = ()
+
+
+class Enrolled(Fact):
+    date_field = "date"
+    date: date
+    weight_kg: float
+    basket: str | None = None
+    protocol_version: str | None = None
+
+
+# --- treatment --------------------------------------------------------------------------------
+
+
+class InfusionGiven(Fact):
+    date_field = "date"
+    cycle: int
+    date: date
+    weight_kg: float
+    dose_mg: float
+    expected_dose_mg: float | None = None
+    dose_level_mg_per_kg: float | None = None
+
+
+class TreatmentInterrupted(Fact):
+    date_field = "date"
+    date: date
+
+
+class TreatmentResumed(Fact):
+    date_field = "date"
+    date: date
+
+
+class DoseReduced(Fact):
+    date_field = "date"
+    date: date
+
+
+class TreatmentDiscontinued(Fact):
+    date_field = "date"
+    date: date
+
+
+class AdverseEventReported(Fact):
+    date_field = "onset"
+    ae_id: str
+    term: str
+    grade: int
+    onset: date
+    serious: bool = False
+    related: bool | None = None
+    ctcae_version: str
+    action: str | None = None
+
+
+class AdverseEventUpdated(Fact):
+    date_field = "date"
+    ae_id: str
+    date: date
+    grade: int
+    action: str | None = None
+
+
+class AdverseEventResolved(Fact):
+    date_field = "date"
+    ae_id: str
+    date: date
+    action: str | None = None
+
+
+class LvefMeasured(Fact):
+    date_field = "date"
+    date: date
+    percent: float
+    symptomatic: bool = False
+    action: str | None = None
+
+
+# --- local treatment --------------------------------------------------------------------------
+
+
+class SurgeryPerformed(Fact):
+    date_field = "date"
+    date: date
+    site: Literal["primary", "metastasis"]
+    location: str | None = None
+
+
+class ComplicationRecorded(Fact):
+    date_field = "date"
+    date: date
+    clavien_dindo: str
+    description: str | None = None
+
+
+class RadiotherapyGiven(Fact):
+    date_field = "start"
+    start: date
+    end: date
+    location: str
+    dose_gy: float
+    fractions: int
+
+
+class LocalTreatmentCompleted(Fact):
+    date_field = "date"
+    date: date
+
+
+class PathologyReported(Fact):
+    date_field = "date"
+    date: date
+    ypt: str
+    ypn: str
+    viable_metastatic_tumour: str
+    pcr: bool | None = None
+
+
+# --- assessments ------------------------------------------------------------------------------
+
+
+class Lesion(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    lesion_id: str
+    organ: str
+    mm: float | None = None  # None: not evaluated
+
+
+class NonTargetLesion(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    lesion_id: str
+    organ: str
+    status: Literal["present", "absent", "progression"]
+
+
+class ScanRecorded(Fact):
+    date_field = "date"
+    date: date
+    modality: Literal["CT", "MRI"] = "CT"
+    targets: tuple[Lesion, ...] = ()
+    nodes: tuple[Lesion, ...] = ()
+    non_targets: tuple[NonTargetLesion, ...] = ()
+    new_lesions: tuple[str, ...] = ()
+    # The response derived at entry, kept for the record; derivations never read it back.
+    response: dict[str, Any] = Field(default_factory=dict)
+
+
+class PetRecorded(Fact):
+    date_field = "date"
+    date: date
+    percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
+    sulpeak: float | None = None
+
+
+class CtdnaRecorded(Fact):
+    date_field = "date"
+    date: date
+    result: Result
+    assay: str | None = None
+    value: float | None = None
+
+
+# --- end of follow-up -------------------------------------------------------------------------
+
+
+class ContactRecorded(Fact):
+    date_field = "date"
+    date: date
+
+
+class DeathRecorded(Fact):
+    date_field = "date"
+    date: date
+    cause: str | None = None
+
+
+class Withdrawn(Fact):
+    date_field = "date"
+    date: date
+
+
+# --- changes to the record --------------------------------------------------------------------
+
+
+class EntryCorrected(Fact):
+    """Supersedes the values of one earlier entry; the reason is mandatory."""
+
+    entry: str
+    changes: dict[str, Any]
+
+
+class EntryRetracted(Fact):
+    """Withdraws one earlier entry as entered in error; the reason is mandatory."""
+
+    entry: str
+
+
+class Signed(Event):
+    meaning: Literal["reviewed", "approved"]
+    head_digest: str
+    covers_version: int

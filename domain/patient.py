@@ -1,0 +1,90 @@
+"""The Patient aggregate: a subject's timeline of facts, as entered, corrected and retracted.
+
+The aggregate holds every event; the *effective* timeline applies corrections and drops
+retractions. Every derived value comes from pure functions of that timeline (`domain.timeline`),
+so nothing derived can disagree with the facts after a correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from pydantic import ValidationError
+
+from domain.errors import BadInput
+from domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
+
+_SUBJECTS = uuid5(NAMESPACE_URL, "urn:m22bol:subject")
+
+
+def patient_id(subject: str) -> UUID:
+    """Natural id: a second `register` of the same subject collides in the store."""
+    return uuid5(_SUBJECTS, subject)
+
+
+def entry_id(subject: str, version: int) -> str:
+    return f"{subject}#{version}"
+
+
+@dataclass
+class Patient:
+    id: UUID
+    subject: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return len(self.events)
+
+    @property
+    def site(self) -> str:
+        return self.registration.site
+
+    @property
+    def registration(self) -> Registered:
+        return self.events[0]  # type: ignore[return-value]
+
+    def event_of(self, entry: str) -> Event:
+        subject, _, number = entry.rpartition("#")
+        if subject != self.subject or not number.isdigit():
+            raise BadInput(f"entry: {entry} is not an entry of {self.subject}", field="entry")
+        version = int(number)
+        if not 1 <= version <= self.version:
+            raise BadInput(f"entry: {entry} does not exist", field="entry")
+        return self.events[version - 1]
+
+    def timeline(self) -> list[tuple[str, Fact]]:
+        """The effective facts in entry order: corrections applied, retractions left out."""
+        facts: dict[str, Fact] = {}
+        for event in self.events:
+            if isinstance(event, EntryCorrected):
+                facts[event.entry] = apply_correction(facts[event.entry], event.changes)
+            elif isinstance(event, EntryRetracted):
+                del facts[event.entry]
+            elif isinstance(event, Fact):
+                facts[entry_id(self.subject, event.originator_version)] = event
+        return list(facts.items())
+
+
+def apply_correction(fact: Fact, changes: dict) -> Fact:
+    """The fact with new values, validated as strictly as a new entry would be."""
+    data = fact.model_dump()
+    data.update(changes)
+    try:
+        return type(fact).model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise BadInput(f"{name}: {first['msg']}", field=name) from None
+
+
+def project_patient(patient: Patient | None, events: Iterable[Event]) -> Patient | None:
+    """The projector the repository folds stored events with."""
+    for event in events:
+        if patient is None:
+            assert isinstance(event, Registered), "a patient's first event is its registration"
+            patient = Patient(id=event.originator_id, subject=event.subject)
+        patient.events.append(event)
+    return patient

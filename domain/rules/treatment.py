@@ -1,0 +1,10 @@
+"""Rules for this part of the timeline; see spec/treatment.md and spec/recist.md."""
+
+from __future__ import annotations
+
+HANDLERS: dict = {}
+
+
+def finish(state) -> None:
+    """Conclusions drawn once the whole timeline is walked."""
+    return None

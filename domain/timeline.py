@@ -1,0 +1,188 @@
+"""Walk a subject's effective timeline in clinical order and derive everything from it.
+
+Each fact is checked against the state built from the facts before it. An impossible fact
+raises `RuleViolation`; a protocol deviation is noted in `state.deviations` and the caller
+decides whether a deviation reason covers it. The rule modules in `domain/rules` own the
+handlers; this module owns only the order of the walk and the checks every fact shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from domain.errors import RuleViolation
+from domain.events import (
+    ComplicationRecorded,
+    ContactRecorded,
+    DeathRecorded,
+    Deviation,
+    DoseReduced,
+    EligibilityAssessed,
+    Fact,
+    InfusionGiven,
+    LocalTreatmentCompleted,
+    PathologyReported,
+    RadiotherapyGiven,
+    Registered,
+    SurgeryPerformed,
+    TreatmentDiscontinued,
+    TreatmentInterrupted,
+    TreatmentResumed,
+)
+from domain.protocol import Protocol
+
+# Facts that need an enrolled subject (spec/treatment.md, "Impossible facts").
+TREATMENT_FACTS = (
+    InfusionGiven, TreatmentInterrupted, TreatmentResumed, DoseReduced, TreatmentDiscontinued,
+    SurgeryPerformed, ComplicationRecorded, RadiotherapyGiven, LocalTreatmentCompleted,
+    PathologyReported,
+)
+# What may still be recorded after withdrawal of consent.
+AFTER_WITHDRAWAL = (DeathRecorded, ContactRecorded)
+
+
+@dataclass
+class State:
+    """Everything derived from a subject's timeline, as of the last fact walked."""
+
+    protocol: Protocol
+    today: date
+    subject: str
+    site: str | None = None
+    consent_date: date | None = None
+    eligibility: EligibilityAssessed | None = None
+    failed_criteria: tuple[str, ...] = ()
+    basket: str | None = None
+    enrolled: date | None = None
+    enrol_weight_kg: float | None = None
+    death: date | None = None
+    withdrawn: date | None = None
+    last_fact_date: date | None = None
+    deviations: list[Deviation] = field(default_factory=list)
+    # What the ledger concluded at each entry, for the person at the keyboard.
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Rule modules keep their own derived state here, keyed by module.
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if self.death:
+            return "dead"
+        if self.withdrawn:
+            return "withdrawn"
+        if self.enrolled:
+            return "enrolled"
+        if self.eligibility is not None and self.failed_criteria:
+            return "screen-failed"
+        return "registered"
+
+    def deviation(self, entry: str, rule: str, message: str) -> None:
+        self.deviations.append(Deviation(entry=entry, rule=rule, message=message))
+
+    def part(self, key: str, factory: Callable[[], Any]) -> Any:
+        if key not in self.parts:
+            self.parts[key] = factory()
+        return self.parts[key]
+
+
+Handler = Callable[[State, str, Fact], None]
+
+
+def _handlers() -> dict[type[Fact], Handler]:
+    # Imported here so each rule module can import State without a cycle.
+    from domain.rules import assessments, eligibility, followup, local, safety, treatment
+
+    table: dict[type[Fact], Handler] = {}
+    for module in (eligibility, treatment, safety, local, assessments, followup):
+        table.update(module.HANDLERS)
+    return table
+
+
+_HANDLERS: dict[type[Fact], Handler] | None = None
+
+
+def derive(
+    subject: str, entries: Sequence[tuple[str, Fact]], protocol: Protocol, today: date
+) -> State:
+    """The state after every fact, walked in clinical order (entry order breaks ties)."""
+    global _HANDLERS
+    if _HANDLERS is None:
+        _HANDLERS = _handlers()
+    state = State(protocol=protocol, today=today, subject=subject)
+    order = sorted(range(len(entries)), key=lambda i: (entries[i][1].clinical_date, i))
+    for i in order:
+        entry, fact = entries[i]
+        _check_dates(state, entry, fact)
+        handler = _HANDLERS.get(type(fact))
+        if handler is not None:
+            handler(state, entry, fact)
+        state.last_fact_date = max(filter(None, (state.last_fact_date, fact.clinical_date)))
+    for handler in _finishers():
+        handler(state)
+    return state
+
+
+def _finishers() -> list[Callable[[State], None]]:
+    from domain.rules import treatment
+
+    return [treatment.finish]
+
+
+def _check_dates(state: State, entry: str, fact: Fact) -> None:
+    when = fact.clinical_date
+    name = type(fact).__name__
+    if isinstance(fact, Registered):
+        state.consent_date = fact.consent_date
+        state.site = fact.site
+    if when > state.today:
+        raise RuleViolation(
+            f"{entry}: {name} dated {when} is after today ({state.today})",
+            rule="date.in_future", field=fact.date_field,
+        )
+    if state.consent_date and when < state.consent_date:
+        raise RuleViolation(
+            f"{entry}: {name} dated {when} is before consent ({state.consent_date})",
+            rule="date.before_consent", field=fact.date_field,
+        )
+    if state.death and when > state.death:
+        raise RuleViolation(
+            f"{entry}: {name} dated {when} is after the subject's death ({state.death})",
+            rule="date.after_death", field=fact.date_field,
+        )
+    if state.withdrawn and when > state.withdrawn and not isinstance(fact, AFTER_WITHDRAWAL):
+        raise RuleViolation(
+            f"{entry}: {name} dated {when} is after withdrawal of consent ({state.withdrawn})",
+            rule="date.after_withdrawal", field=fact.date_field,
+        )
+    if isinstance(fact, TREATMENT_FACTS) and state.enrolled is None:
+        raise RuleViolation(
+            f"{entry}: {name} dated {when} comes before enrolment",
+            rule="treatment.before_enrolment", field=fact.date_field,
+        )
+
+
+def summary(state: State) -> dict[str, Any]:
+    """The subject's current state in primitive values; each rule module adds its part."""
+    from domain.rules import assessments, safety, treatment
+
+    document: dict[str, Any] = {
+        "subject": state.subject,
+        "site": state.site,
+        "status": state.status,
+        "basket": state.basket,
+        "consent_date": state.consent_date,
+        "enrolled": state.enrolled,
+        "failed_criteria": list(state.failed_criteria),
+        "death": state.death,
+        "withdrawn": state.withdrawn,
+        "last_known_alive": state.last_fact_date,
+    }
+    for module in (treatment, safety, assessments):
+        summarise = getattr(module, "summarise", None)
+        if summarise:
+            document.update(summarise(state))
+    document["deviations"] = [d.model_dump() for d in state.deviations]
+    return document

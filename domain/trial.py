@@ -1,0 +1,92 @@
+"""The Trial aggregate: protocol versions, people and their roles, locks, seals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from domain.events import (
+    Event,
+    LedgerLocked,
+    LedgerUnlocked,
+    PasswordSet,
+    ProtocolAmended,
+    RoleGranted,
+    RoleRevoked,
+    Sealed,
+    TrialInitialised,
+)
+from domain.protocol import Protocol, parse_protocol
+
+TRIAL_ID: UUID = uuid5(NAMESPACE_URL, "urn:m22bol:trial")
+
+
+@dataclass(frozen=True)
+class Grant:
+    user: str
+    role: str
+    site: str | None = None
+
+
+@dataclass
+class Trial:
+    id: UUID
+    name: str
+    events: list[Event] = field(default_factory=list)
+    # (version, digest, text) of every protocol registered, oldest first
+    protocol_texts: list[tuple[str, str, str]] = field(default_factory=list)
+    grants: set[Grant] = field(default_factory=set)
+    locked: bool = False
+    locked_subjects: set[str] = field(default_factory=set)
+    password_hashes: dict[str, str] = field(default_factory=dict)
+    seals: list[Sealed] = field(default_factory=list)
+    _protocol: Protocol | None = None
+
+    @property
+    def version(self) -> int:
+        return len(self.events)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol in force: the latest version registered."""
+        if self._protocol is None:
+            version, digest, text = self.protocol_texts[-1]
+            self._protocol = parse_protocol(text, source=f"protocol {version}")
+        return self._protocol
+
+    def roles_of(self, user: str) -> set[Grant]:
+        return {g for g in self.grants if g.user == user}
+
+
+def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
+    for event in events:
+        if trial is None:
+            assert isinstance(event, TrialInitialised)
+            trial = Trial(id=event.originator_id, name=event.trial)
+        trial.events.append(event)
+        match event:
+            case TrialInitialised() | ProtocolAmended():
+                trial.protocol_texts.append(
+                    (event.protocol_version, event.protocol_digest, event.protocol_text)
+                )
+                trial._protocol = None
+                if isinstance(event, TrialInitialised):
+                    trial.grants.add(Grant(event.admin, "admin"))
+            case RoleGranted():
+                trial.grants.add(Grant(event.user, event.role, event.site))
+            case RoleRevoked():
+                trial.grants.discard(Grant(event.user, event.role, event.site))
+            case LedgerLocked(subject=None):
+                trial.locked = True
+            case LedgerUnlocked(subject=None):
+                trial.locked = False
+            case LedgerLocked():
+                trial.locked_subjects.add(event.subject)
+            case LedgerUnlocked():
+                trial.locked_subjects.discard(event.subject)
+            case PasswordSet():
+                trial.password_hashes[event.user] = event.password_hash
+            case Sealed():
+                trial.seals.append(event)
+    return trial

@@ -1,0 +1,196 @@
+"""TrialLedger: the one write path. Check who may do it, load the aggregate, decide, save.
+
+`execute` applies one command; `execute_all` applies many (a JSON Lines import) in one
+transaction, all or nothing. A version clash with a concurrent writer is retried a bounded
+number of times, then refused with exit 6.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, OperationalError
+
+from domain import commands as c
+from domain.decide import Context, Decision, decide_subject, decide_trial
+from domain.errors import BadInput, ConcurrencyConflict, LedgerError
+from domain.events import Event
+from domain.patient import Patient, patient_id, project_patient
+from domain.protocol import bundled_protocol_text
+from domain.trial import TRIAL_ID, Trial, project_trial
+from ledger import access
+from ledger.store import APP_NAME, append_only_statements, event_hash, store_env
+
+MAX_ATTEMPTS = 8
+
+
+class TrialLedger(Application):
+    name = APP_NAME
+
+    def __init__(self, url: str, clock: Callable[[], datetime] | None = None):
+        self.url = url
+        self.clock = clock or (lambda: datetime.now(UTC))
+        super().__init__(env=store_env(url))
+        self._make_append_only()
+
+    def _make_append_only(self) -> None:
+        with self.recorder.datastore.transaction(commit=True) as cursor:
+            for statement in append_only_statements(self.url):
+                cursor.execute(statement)
+
+    # --- reading aggregates -------------------------------------------------------------------
+
+    def trial(self) -> Trial | None:
+        try:
+            return self.repository.get(TRIAL_ID, projector_func=project_trial)
+        except AggregateNotFoundError:
+            return None
+
+    def require_trial(self) -> Trial:
+        trial = self.trial()
+        if trial is None:
+            raise BadInput("ledger: not initialised; run `m22bol init` first", field="ledger")
+        return trial
+
+    def patient(self, subject: str, *, version: int | None = None) -> Patient | None:
+        try:
+            return self.repository.get(patient_id(subject), version=version,
+                                       projector_func=project_patient)
+        except AggregateNotFoundError:
+            return None
+
+    def require_patient(self, subject: str) -> Patient:
+        patient = self.patient(subject)
+        if patient is None:
+            raise BadInput(f"subject: {subject} is not registered", field="subject")
+        return patient
+
+    def stored_events(self, batch: int = 2000) -> Iterator[tuple[int, Event]]:
+        """Every event in notification order, decoded, without building aggregates."""
+        last = 0
+        while True:
+            page = self.recorder.select_notifications(last, batch, inclusive_of_start=False)
+            for n in page:
+                yield n.id, self.mapper.to_domain_event(n)
+            if len(page) < batch:
+                return
+            last = page[-1].id
+
+    # --- the write path -----------------------------------------------------------------------
+
+    def execute(self, command: c.Command, actor: str, **extra) -> dict:
+        return self.execute_all([command], actor, **extra)[0]
+
+    def execute_all(
+        self, commands: Sequence[c.Command], actor: str, *,
+        progress: Callable[[int], None] | None = None, **extra,
+    ) -> list[dict]:
+        """Apply the commands in order, in one transaction; the outputs, one per command."""
+        for attempt in range(MAX_ATTEMPTS):
+            batch = _Batch(self, actor, self.clock())
+            outputs = [batch.apply(command, where=_where(i, len(commands)), **extra)
+                       for i, command in _progressing(commands, progress)]
+            try:
+                if batch.pending:
+                    self.save(*batch.pending)
+                return outputs
+            except (IntegrityError, OperationalError):
+                # Someone else wrote the same aggregate first: re-read and decide again.
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+                progress = None
+        raise ConcurrencyConflict(
+            f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
+            rule="concurrency",
+        )
+
+
+def _where(i: int, n: int) -> str:
+    return f"line {i + 1}: " if n > 1 else ""
+
+
+def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
+    for i, command in enumerate(commands):
+        yield i, command
+        if progress:
+            progress(1)
+
+
+class _Batch:
+    """A unit of work: aggregates read once, changed in memory, saved together."""
+
+    def __init__(self, ledger: TrialLedger, actor: str, now: datetime):
+        self.ledger = ledger
+        self.ctx = Context(actor=actor, now=now)
+        self.pending: list[Event] = []
+        self._trial: Trial | None = ledger.trial()
+        self._patients: dict[UUID, Patient | None] = {}
+
+    def apply(self, command: c.Command, *, where: str = "", **extra) -> dict:
+        try:
+            decision = self._decide(command, **extra)
+        except LedgerError as error:
+            if where:
+                error.message = where + error.message
+                error.args = (error.message,)
+            raise
+        self.pending.extend(decision.events)
+        return decision.output
+
+    def _decide(self, command: c.Command, **extra) -> Decision:
+        if isinstance(command, c.Init):
+            decision = decide_trial(command, self._trial, self.ctx, **_protocol_text(command))
+            self._trial = project_trial(None, self._chain(decision.events, None))
+            return decision
+        trial = self.ledger.require_trial() if self._trial is None else self._trial
+        if isinstance(command, c.SubjectCommand):
+            patient = self._patient(command.subject)
+            site = command.site if isinstance(command, c.Register) else (
+                patient.site if patient else None)
+            access.check(trial, self.ctx.actor, command.name, site=site)
+            access.check_unlocked(trial, command.subject)
+            decision = decide_subject(command, patient, trial.protocol, self.ctx)
+            self._patients[patient_id(command.subject)] = project_patient(
+                patient, self._chain(decision.events, patient))
+            return decision
+        access.check(trial, self.ctx.actor, command.name)
+        decision = decide_trial(command, trial, self.ctx, **extra)
+        self._trial = project_trial(trial, self._chain(decision.events, trial))
+        return decision
+
+    def _chain(self, events: list[Event], aggregate) -> list[Event]:
+        """Link each new event to the one before it in its aggregate (the hash chain)."""
+        last = aggregate.events[-1] if aggregate and aggregate.events else None
+        chained = []
+        for event in events:
+            if last is not None:
+                event = event.model_copy(update={"prev_hash": event_hash(last)})
+            chained.append(event)
+            last = event
+        # Replace the decided events with their chained copies in what gets saved.
+        events[:] = chained
+        return chained
+
+    def _patient(self, subject: str) -> Patient | None:
+        key = patient_id(subject)
+        if key not in self._patients:
+            self._patients[key] = self.ledger.patient(subject)
+        return self._patients[key]
+
+
+def _protocol_text(command: c.Init) -> dict:
+    if command.protocol is None:
+        return {"protocol_text": bundled_protocol_text()}
+    return {"protocol_text": read_text_file(command.protocol, "protocol")}
+
+
+def read_text_file(path: str, field: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{field}: cannot read {path}: {exc}", field=field) from None
