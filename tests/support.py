@@ -1,0 +1,40 @@
+"""Shared test helpers: a ledger with the usual people, and one-line entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.commands import parse_command
+from ledger.app import TrialLedger
+
+PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
+
+
+class Driver:
+    """Drives a real ledger the way the CLI does: primitive values in, outputs back."""
+
+    def __init__(self, ledger: TrialLedger):
+        self.ledger = ledger
+
+    def do(self, command: str, actor: str = "dm", **values: Any) -> dict:
+        return self.ledger.execute(parse_command(command, values), actor)
+
+    def enrolled(self, subject: str, *, er: str = "positive", prior: str = "none",
+                 consent: str = "2025-01-02", enrol: str = "2025-01-10",
+                 weight: float = 60, lvef: float = 60, site: str = "S1") -> dict:
+        """Register, assess and enrol one eligible subject; the enrolment output."""
+        self.do("register", subject=subject, site=site, consent_date=consent)
+        self.do("assess-eligibility", subject=subject, date=consent, her2="positive", er=er,
+                prior_therapy=prior, distant_lesions=2, all_lesions_curable="yes", lvef=lvef,
+                ecog=0)
+        return self.do("enrol", subject=subject, date=enrol, weight_kg=weight)
+
+
+def new_ledger(url: str) -> TrialLedger:
+    """An initialised ledger whose admin is `admin`, with one person per other role."""
+    ledger = TrialLedger(url)
+    driver = Driver(ledger)
+    driver.do("init", actor="admin")
+    for user, role in PEOPLE.items():
+        driver.do("grant", actor="admin", user=user, role=role)
+    return ledger
