@@ -107,7 +107,12 @@ def cli() -> None:
     """
 
 
-def main() -> None:
-    from cli import entry, queries  # noqa: F401  (registers the commands)
+def app() -> click.Group:
+    """The group with every command registered (each module adds its commands on import)."""
+    from cli import entry, queries  # noqa: F401
 
-    cli(prog_name="m22bol")
+    return cli
+
+
+def main() -> None:
+    app()(prog_name="m22bol")
