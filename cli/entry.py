@@ -90,7 +90,7 @@ for _model in c.COMMANDS.values():
 
 
 @cli.command("import")
-@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("file")
 @shared_options
 @handled
 def import_(s: Session, file: str) -> None:
@@ -118,8 +118,8 @@ def _read(file: str) -> bytes:
     try:
         with open(file, "rb") as handle:
             return handle.read()
-    except OSError as exc:
-        raise BadInput(f"file: cannot read {file}: {exc.strerror}", field="file") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"file: cannot read {file!r}: {exc}", field="file") from None
 
 
 def parse_jsonl(data: bytes) -> list[c.Command]:

@@ -93,6 +93,9 @@ def handled(func):
             click.echo(f"error: unexpected failure (a bug): {type(error).__name__}: {error}",
                        err=True)
             sys.exit(1)
+        finally:
+            if s._ledger is not None:
+                s._ledger.close()
 
     return wrapper
 

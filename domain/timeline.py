@@ -112,7 +112,10 @@ def derive(
     if _HANDLERS is None:
         _HANDLERS = _handlers()
     state = State(protocol=protocol, today=today, subject=subject)
-    order = sorted(range(len(entries)), key=lambda i: (entries[i][1].clinical_date, i))
+    # The registration goes first whatever its date: it sets the consent date every other
+    # fact is checked against.
+    order = sorted(range(len(entries)), key=lambda i: (
+        not isinstance(entries[i][1], Registered), entries[i][1].clinical_date, i))
     for i in order:
         entry, fact = entries[i]
         _check_dates(state, entry, fact)

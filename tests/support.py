@@ -38,3 +38,24 @@ def new_ledger(url: str) -> TrialLedger:
     for user, role in PEOPLE.items():
         driver.do("grant", actor="admin", user=user, role=role)
     return ledger
+
+
+def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | None = None):
+    """Run the CLI in-process, as a person would type it; the click Result."""
+    from click.testing import CliRunner
+
+    from cli.main import app
+
+    return CliRunner().invoke(app(), ["--ledger", url, "--user", user, *args], input=input,
+                              catch_exceptions=False)
+
+
+def store_fingerprint(url: str) -> list[tuple]:
+    """Every stored event row, byte for byte: what a refused command must leave unchanged."""
+    ledger = TrialLedger(url)
+    try:
+        rows = ledger.recorder.select_notifications(None, 10**9)
+        return [(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+                for n in rows]
+    finally:
+        ledger.close()

@@ -1,0 +1,24 @@
+"""Every command explains itself."""
+
+import click
+from click.testing import CliRunner
+
+from cli.main import app
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_command_has_help_text():
+    runner = CliRunner()
+    seen = list(_commands(app()))
+    assert len(seen) > 30
+    for path, command in seen:
+        result = runner.invoke(app(), [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (command.help or "").strip(), f"{' '.join(path)} has no help"
+        assert "--json" in result.output, f"{' '.join(path)} lacks --json"

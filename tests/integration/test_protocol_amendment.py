@@ -1,0 +1,74 @@
+"""A protocol amendment adds a basket as data: no code change, and new subjects enter it."""
+
+import pytest
+
+from domain.errors import BadInput, RuleViolation
+from domain.protocol import bundled_protocol_text
+
+BASKET_V = """
+[regimens.datod]
+drug = "datopotamab deruxtecan"
+dose_levels_mg_per_kg = [6.0, 4.0, 3.0]
+dose_tolerance_pct = 5
+cycle_length_days = 21
+min_days_between_cycles = 18
+first_cycle_within_days_of_enrolment = 28
+neoadjuvant_cycles = 6
+total_cycles = 12
+
+[[baskets]]
+id = "V"
+description = "de novo oligo-metastatic, ER+/HER2-negative"
+regimen = "datod"
+strata = { her2 = "negative", er = "positive", prior_therapy = "none" }
+"""
+
+
+def amendment(tmp_path, version="2.0", extra=BASKET_V):
+    text = bundled_protocol_text().replace('version = "1.0"', f'version = "{version}"') + extra
+    path = tmp_path / f"m22bol-{version}.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
+    before = driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
+    driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+    assert before["entry"] == "M22-101#1"
+    with pytest.raises(RuleViolation, match="not eligible"):
+        driver.do("enrol", subject="M22-101", date="2025-01-04", weight_kg=70)
+
+    out = driver.do("amend-protocol", actor="admin", file=amendment(tmp_path),
+                    reason="basket V opened")
+    assert out["protocol_version"] == "2.0"
+
+    driver.do("register", subject="M22-102", site="S1", consent_date="2025-02-02")
+    assessed = driver.do("assess-eligibility", subject="M22-102", date="2025-02-03",
+                         her2="negative", er="positive", prior_therapy="none",
+                         distant_lesions=2, all_lesions_curable="yes")
+    assert assessed["eligible"] is True
+    assert driver.do("enrol", subject="M22-102", date="2025-02-04", weight_kg=70)["basket"] == "V"
+    # Subjects of the first version keep their baskets.
+    assert driver.enrolled("M22-103", er="negative")["basket"] == "II"
+    trial = driver.ledger.trial()
+    assert [v for v, _, _ in trial.protocol_texts] == ["1.0", "2.0"]
+    assert [b.id for b in trial.protocol.baskets] == ["I", "II", "III", "IV", "V"]
+
+
+def test_amendment_is_validated_and_needs_admin(driver, tmp_path):
+    from domain.errors import NotPermitted
+
+    with pytest.raises(NotPermitted):
+        driver.do("amend-protocol", actor="dm", file=amendment(tmp_path), reason="x")
+    clash = BASKET_V.replace('her2 = "negative"', 'her2 = "positive"').replace(
+        'er = "positive"', 'er = "negative"')
+    with pytest.raises(BadInput, match="share the same strata"):
+        driver.do("amend-protocol", actor="admin", file=amendment(tmp_path, extra=clash),
+                  reason="x")
+    with pytest.raises(RuleViolation, match="already registered"):
+        driver.do("amend-protocol", actor="admin", file=amendment(tmp_path, version="1.0"),
+                  reason="x")
+    with pytest.raises(BadInput, match="cannot read"):
+        driver.do("amend-protocol", actor="admin", file=str(tmp_path / "missing.toml"),
+                  reason="x")
