@@ -158,6 +158,8 @@ class _Batch:
                 patient, self._chain(decision.events, patient))
             return decision
         access.check(trial, self.ctx.actor, command.name)
+        if isinstance(command, c.AmendProtocol):
+            extra = {**extra, **_protocol_text(command)}
         decision = decide_trial(command, trial, self.ctx, **extra)
         self._trial = project_trial(trial, self._chain(decision.events, trial))
         return decision
@@ -182,7 +184,10 @@ class _Batch:
         return self._patients[key]
 
 
-def _protocol_text(command: c.Init) -> dict:
+def _protocol_text(command: c.Init | c.AmendProtocol) -> dict:
+    """The protocol file a command names, read here so the domain stays free of I/O."""
+    if isinstance(command, c.AmendProtocol):
+        return {"protocol_text": read_text_file(command.file, "file")}
     if command.protocol is None:
         return {"protocol_text": bundled_protocol_text()}
     return {"protocol_text": read_text_file(command.protocol, "protocol")}
