@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Result = Literal["detected", "not-detected"]
 
@@ -40,6 +40,13 @@ class Event(BaseModel):
 
     # Events that are clinical facts name the field holding their clinical date.
     date_field: ClassVar[str | None] = None
+    # Bump when a field changes meaning or a required field is added, and give the class a
+    # static `upcast_vN_vN+1(state) -> state`: stored events are never rewritten, they are
+    # upcast as they are read.
+    class_version: ClassVar[int] = 1
+    # SHA-256 of the bytes this event was read from; the hash chain links to those bytes,
+    # which an upcast event would no longer reproduce.
+    _stored_digest: str | None = PrivateAttr(default=None)
 
     @property
     def clinical_date(self) -> date | None:

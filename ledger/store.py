@@ -27,8 +27,25 @@ def canonical(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
 
+def stored_state(event) -> dict[str, Any]:
+    """The event's state as stored: its JSON fields, plus its class version once above 1."""
+    state = event.model_dump(mode="json")
+    if type(event).class_version > 1:
+        state["class_version"] = type(event).class_version
+    return state
+
+
 def event_hash(event) -> str:
-    return hashlib.sha256(canonical(event.model_dump(mode="json"))).hexdigest()
+    """SHA-256 of the event's stored bytes: what the next event's `prev_hash` names."""
+    return event._stored_digest or hashlib.sha256(canonical(stored_state(event))).hexdigest()
+
+
+def upcast(cls, state: dict[str, Any]) -> dict[str, Any]:
+    version = state.pop("class_version", 1)
+    while version < cls.class_version:
+        state = getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
+        version += 1
+    return state
 
 
 class CanonicalTranscoder(Transcoder):
@@ -41,10 +58,10 @@ class CanonicalTranscoder(Transcoder):
 
 class PydanticMapper(Mapper):
     """Stores `event.model_dump(mode="json")` canonically, so the stored bytes are what the
-    hash chain hashes; rebuilds the event class named by the topic."""
+    hash chain hashes; rebuilds the event class named by the topic, upcast to its version."""
 
     def to_stored_event(self, domain_event) -> StoredEvent:
-        state = self.transcoder.encode(domain_event.model_dump(mode="json"))
+        state = self.transcoder.encode(stored_state(domain_event))
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -63,7 +80,9 @@ class PydanticMapper(Mapper):
         if self.compressor:
             state = self.compressor.decompress(state)
         cls = resolve_topic(stored_event.topic)
-        return cls.model_validate(self.transcoder.decode(state))
+        event = cls.model_validate(upcast(cls, self.transcoder.decode(state)))
+        event._stored_digest = hashlib.sha256(stored_event.state).hexdigest()
+        return event
 
 
 def store_env(url: str) -> dict[str, str]:
