@@ -1,0 +1,87 @@
+"""`endpoints` and `safety`: the trial's tallies per basket, read by replaying the ledger.
+
+Kept light on imports: neither command loads a statistics, plotting or data-frame package
+(the Kaplan-Meier estimator on this path is `domain/rules/survival.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cli.main import Session, cli, handled, shared_options
+from cli.output import emit, table
+from cli.queries import _cutoff, _known_at, cutoff_option, known_at_option
+
+
+def _authorise(s: Session, action: str) -> None:
+    from ledger import access
+
+    access.check(s.ledger.require_trial(), s.user, action)
+
+
+@cli.command()
+@cutoff_option
+@known_at_option
+@shared_options
+@handled
+def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
+    """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
+    from ledger.analysis import endpoints_report
+
+    _authorise(s, "endpoints")
+    doc = endpoints_report(s.ledger, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
+    emit(doc, s.as_json, text=_endpoints_text(doc) if not s.as_json else None)
+
+
+@cli.command()
+@cutoff_option
+@known_at_option
+@shared_options
+@handled
+def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
+    """Treatment-emergent AEs by term and worst grade, serious AEs, Clavien-Dindo."""
+    from ledger.analysis import safety_report
+
+    _authorise(s, "safety")
+    doc = safety_report(s.ledger, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
+    emit(doc, s.as_json, text=_safety_text(doc) if not s.as_json else None)
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def _flatten(tallies: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for key, value in tallies.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.update(_flatten(value, f"{name} " if key != "km" else f"{prefix}KM "))
+        else:
+            rows[name] = value
+    return rows
+
+
+def _endpoints_text(doc: dict[str, Any]) -> str:
+    """One row per tally, one column per basket (and all): the baskets side by side."""
+    baskets = doc["baskets"]
+    flat = {b: _flatten(t) for b, t in baskets.items()}
+    names = list(next(iter(flat.values())))
+    rows = [{"tally": name.replace("_", " "), **{b: flat[b][name] for b in flat}}
+            for name in names]
+    head = f"endpoints at cutoff {doc['cutoff']}, as known at {doc['known_at']}"
+    return head + "\n\n" + table(rows, ["tally", *flat])
+
+
+def _safety_text(doc: dict[str, Any]) -> str:
+    parts = [f"safety at cutoff {doc['cutoff']}, as known at {doc['known_at']}"]
+    for basket, t in doc["baskets"].items():
+        title = "all baskets" if basket == "all" else f"basket {basket}"
+        parts.append(f"== {title}: {t['treated']} treated ==")
+        parts.append("treatment-emergent AEs by term (patients at worst grade):\n"
+                     + table(t["teae_by_term"]))
+        if t["serious"]:
+            parts.append("serious AEs:\n" + table(t["serious"]))
+        graded = [row for row in t["clavien_dindo"] if row["complications"]]
+        parts.append("Clavien-Dindo (complications within the window of a surgery):\n"
+                     + table(graded))
+    return "\n\n".join(parts)
