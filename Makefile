@@ -29,9 +29,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Edit the commands freely; they are plain CLI invocations.
+# A fresh demo ledger each time: the same seed gives the same trial.
 demo: venv
-	$(BIN)/m22bol --ledger sqlite:///demo.sqlite demo --patients 40 --seed 1
+	rm -f demo.sqlite demo.sqlite-*
+	$(BIN)/m22bol --ledger sqlite:///demo.sqlite demo --patients 400 --seed 1
 	$(BIN)/m22bol --ledger sqlite:///demo.sqlite report --out report
+	@echo "open report/index.html"
 
 lint: venv
 	$(BIN)/ruff check .

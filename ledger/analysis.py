@@ -9,7 +9,6 @@ reference they must agree with, and the only way to ask about the past.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,14 +17,14 @@ from typing import Any
 from uuid import UUID
 
 from domain.errors import BadInput
-from domain.events import Event, Registered
+from domain.events import Event, Fact, Registered
 from domain.patient import Patient, project_patient
 from domain.protocol import Protocol
 from domain.rules import endpoints
 from domain.rules.endpoint_inputs import patient_facts
 from domain.rules.endpoints import PatientFacts
-from domain.timeline import derive
-from domain.trial import TRIAL_ID, project_trial
+from domain.timeline import State, derive
+from domain.trial import TRIAL_ID, Trial, project_trial
 from ledger.app import TrialLedger
 
 # Clavien-Dindo grades in order; "-d" (present at discharge) is counted under its grade.
@@ -34,11 +33,35 @@ CTCAE_GRADES = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
+class Walked:
+    """One subject as known at T and cut at D: its facts, derived state and endpoint inputs."""
+
+    patient: Patient
+    timeline: list[tuple[str, Fact]]
+    state: State
+    facts: PatientFacts
+
+
+@dataclass(frozen=True)
 class Replay:
     protocol: Protocol
     cutoff: date
     known_at: datetime
-    patients: list[PatientFacts]
+    trial: Trial
+    subjects: list[Walked]
+
+    @property
+    def patients(self) -> list[PatientFacts]:
+        return [w.facts for w in self.subjects]
+
+    @property
+    def seal(self) -> dict[str, Any] | None:
+        """The latest seal known at T, if any."""
+        if not self.trial.seals:
+            return None
+        last = self.trial.seals[-1]
+        return {"digest": last.digest, "event_count": last.event_count, "note": last.note,
+                "recorded_at": last.recorded_at.isoformat()}
 
 
 def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
@@ -63,12 +86,13 @@ def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
                        if known_at else "ledger: not initialised; run `m22bol init` first",
                        field="known_at" if known_at else "ledger")
     protocol = trial.protocol
-    patients = []
+    walked = []
     for patient in _patients(subjects.values()):
         timeline = [(k, f) for k, f in patient.timeline() if f.clinical_date <= cutoff]
         state = derive(patient.subject, timeline, protocol, today)
-        patients.append(patient_facts(state, timeline))
-    return Replay(protocol=protocol, cutoff=cutoff, known_at=moment, patients=patients)
+        walked.append(Walked(patient, timeline, state, patient_facts(state, timeline)))
+    return Replay(protocol=protocol, cutoff=cutoff, known_at=moment, trial=trial,
+                  subjects=walked)
 
 
 def _patients(groups) -> Iterator[Patient]:
@@ -108,11 +132,15 @@ def safety_report(ledger: TrialLedger, *, known_at: datetime | None = None,
     `endpoints.py`, the one home of that rule. Serious AEs are listed whether treatment-emergent
     or not (flagged), for every enrolled subject; the counts take treatment-emergent ones only.
     """
-    r = replay(ledger, known_at=known_at, cutoff=cutoff)
+    return safety_document(replay(ledger, known_at=known_at, cutoff=cutoff))
+
+
+def safety_document(r: Replay) -> dict[str, Any]:
+    """The safety tables of a replay, per basket and for all baskets."""
     scopes = [b.id for b in r.protocol.baskets]
     tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
     for facts in r.patients:
-        timeline = endpoints._as_of(facts, r.cutoff)
+        timeline = endpoints.as_of(facts, r.cutoff)
         if timeline is None:
             continue
         treated = bool(timeline.infusions)
@@ -135,8 +163,8 @@ class _SafetyTable:
         self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
 
     def add(self, facts: PatientFacts, timeline, treated: bool, r: Replay) -> None:
-        emergent = {ae.ae_id for ae in facts.adverse_events
-                    if treated and ae.onset <= r.cutoff and _emergent(facts, ae, r)}
+        emergent = (endpoints.treatment_emergent_ae_ids(facts, r.protocol, r.cutoff)
+                    if treated else frozenset())
         for ae in facts.adverse_events:
             if ae.onset > r.cutoff:
                 continue
@@ -175,12 +203,6 @@ class _SafetyTable:
             "clavien_dindo": [{"grade": g, "complications": n, "patients": len(who)}
                               for g, (n, who) in self.clavien_dindo.items()],
         }
-
-
-def _emergent(facts: PatientFacts, ae: endpoints.AdverseEventFacts, r: Replay) -> bool:
-    # The tallies decide emergence per patient; asked about one AE at a time, they say which.
-    alone = endpoints._as_of(dataclasses.replace(facts, adverse_events=(ae,)), r.cutoff)
-    return alone is not None and bool(endpoints._treatment_emergent(alone, r.protocol, r.cutoff))
 
 
 def _clavien_dindo_grade(grade: str) -> str:

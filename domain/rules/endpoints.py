@@ -66,7 +66,7 @@ class _AdverseEvent:
 
 
 @dataclass(frozen=True)
-class _Timeline:
+class Timeline:
     """One patient's facts dated on or before the cutoff, each list sorted by date."""
 
     basket: str | None
@@ -123,7 +123,7 @@ def tally(patients: Iterable[PatientFacts], protocol: Protocol, cutoff: date) ->
     enrolled_all = 0
     treated_all: list[Outcome] = []
     for facts in patients:
-        timeline = _as_of(facts, cutoff)
+        timeline = as_of(facts, cutoff)
         if timeline is None:
             continue
         enrolled_all += 1
@@ -145,7 +145,7 @@ def outcome(facts: PatientFacts, protocol: Protocol, cutoff: date) -> Outcome | 
 
     Public so that figures (e.g. survival curves) use the very times and events of the tallies.
     """
-    timeline = _as_of(facts, cutoff)
+    timeline = as_of(facts, cutoff)
     if timeline is None or not timeline.infusions:
         return None
     return _assess(timeline, protocol, cutoff)
@@ -155,13 +155,13 @@ def treatment_emergent_ae_ids(
     facts: PatientFacts, protocol: Protocol, cutoff: date
 ) -> frozenset[str]:
     """Ids of the patient's AEs that are treatment-emergent at the cutoff (empty if untreated)."""
-    timeline = _as_of(facts, cutoff)
+    timeline = as_of(facts, cutoff)
     if timeline is None or not timeline.infusions:
         return frozenset()
     return frozenset(ae.ae_id for ae in _treatment_emergent(timeline, protocol, cutoff))
 
 
-def _as_of(p: PatientFacts, cutoff: date) -> _Timeline | None:
+def as_of(p: PatientFacts, cutoff: date) -> Timeline | None:
     """The patient as the data stood at the cutoff; None when not enrolled by then."""
     if p.enrolled is None or p.enrolled > cutoff:
         return None
@@ -204,7 +204,7 @@ def _as_of(p: PatientFacts, cutoff: date) -> _Timeline | None:
         fact_dates += [d for d, _ in ae.grades]
     fact_dates += [d for d in (death, treatment_ended, upto(p.last_known_alive)) if d]
 
-    return _Timeline(
+    return Timeline(
         basket=p.basket,
         infusions=infusions,
         surgeries=surgeries,
@@ -222,7 +222,7 @@ def _as_of(p: PatientFacts, cutoff: date) -> _Timeline | None:
     )
 
 
-def _assess(t: _Timeline, protocol: Protocol, cutoff: date) -> Outcome:
+def _assess(t: Timeline, protocol: Protocol, cutoff: date) -> Outcome:
     day0 = t.infusions[0]
 
     def within(d: date, days: int) -> bool:
@@ -314,7 +314,7 @@ def _assess(t: _Timeline, protocol: Protocol, cutoff: date) -> Outcome:
     )
 
 
-def _treatment_emergent(t: _Timeline, protocol: Protocol, cutoff: date) -> list[_AdverseEvent]:
+def _treatment_emergent(t: Timeline, protocol: Protocol, cutoff: date) -> list[_AdverseEvent]:
     day0 = t.infusions[0]
     last_treatment = max(
         [*t.infusions, *t.surgeries, *t.radiotherapy_starts, *t.radiotherapy_ends]

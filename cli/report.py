@@ -1,0 +1,34 @@
+"""`m22bol report`: the monitoring report as one HTML page with its figures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.main import Session, cli, handled, shared_options
+from cli.output import emit
+from cli.queries import _cutoff, _known_at, authorise, cutoff_option, known_at_option
+
+
+@cli.command()
+@click.option("--out", required=True, help="Folder to write index.html and its figures into.")
+@cutoff_option
+@known_at_option
+@shared_options
+@handled
+def report(s: Session, out: str, cutoff: str | None, known_at: str | None) -> None:
+    """The monitoring report: flow, endpoints, waterfall, swimmer, spider, Kaplan-Meier,
+    safety, deviations and open interruptions, readable offline in any browser."""
+    from projections.report.render import write_report  # matplotlib loads only here
+
+    authorise(s, "report")
+
+    def progress(label: str) -> None:
+        if not s.as_json and sys.stderr.isatty():
+            click.echo(f"report: {label}", err=True)
+
+    page = write_report(s.ledger, Path(out), known_at=_known_at(known_at),
+                        cutoff=_cutoff(cutoff), progress=progress)
+    emit({"report": str(page)}, s.as_json, text=f"report written to {page}")

@@ -1,0 +1,160 @@
+"""The report's figures, drawn with matplotlib as SVG (text stays text, and the bytes are
+reproducible: a fixed hash salt and no date in the metadata).
+
+Each function takes plain rows and a path; none reads the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and none wanted
+import matplotlib.pyplot as plt  # noqa: E402
+
+plt.rcParams.update({"svg.hashsalt": "m22bol", "font.size": 9, "axes.spines.top": False,
+                     "axes.spines.right": False})
+
+RESPONSE_COLOURS = {"CR": "#1a9850", "PR": "#91cf60", "SD": "#fee08b", "non-CR/non-PD": "#d9ef8b",
+                    "NE": "#bdbdbd", "PD": "#d73027", None: "#e0e0e0"}
+MONTH = 30.4375
+
+
+@dataclass
+class PatientCourse:
+    """What the figures need of one treated patient; days count from the first infusion."""
+
+    subject: str
+    basket: str
+    best_change_pct: float | None
+    best_response: str | None
+    changes: list[tuple[int, float]] = field(default_factory=list)  # (day, % from baseline)
+    infusion_days: list[int] = field(default_factory=list)
+    local_days: list[int] = field(default_factory=list)
+    response_days: list[tuple[int, str]] = field(default_factory=list)  # first CR/PR
+    pd_day: int | None = None
+    death_day: int | None = None
+    last_day: int = 0
+    ongoing: bool = False
+
+
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def waterfall(patients: Sequence[PatientCourse], path: Path) -> str:
+    rows = sorted((p for p in patients if p.best_change_pct is not None),
+                  key=lambda p: (-p.best_change_pct, p.subject))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.bar(range(len(rows)), [p.best_change_pct for p in rows],
+           color=[RESPONSE_COLOURS.get(p.best_response, "#e0e0e0") for p in rows],
+           edgecolor="#555555", linewidth=0.3)
+    ax.axhline(20, color="#d73027", linestyle="--", linewidth=0.8)
+    ax.axhline(-30, color="#1a9850", linestyle="--", linewidth=0.8)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(range(len(rows)), [p.subject for p in rows], rotation=90, fontsize=6)
+    ax.set_ylabel("best change of target sum from baseline (%)")
+    ax.set_title("Waterfall: best % change from baseline, coloured by best overall response")
+    _legend(ax, {p.best_response for p in rows})
+    if not rows:
+        ax.text(0.5, 0.5, "no treated patient with a measured follow-up yet",
+                transform=ax.transAxes, ha="center")
+    return _save(fig, path)
+
+
+def _legend(ax, responses) -> None:
+    from matplotlib.patches import Patch
+
+    order = ["CR", "PR", "SD", "non-CR/non-PD", "NE", "PD", None]
+    handles = [Patch(color=RESPONSE_COLOURS[r], label=r or "not evaluable yet")
+               for r in order if r in responses]
+    if handles:
+        ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
+
+
+def swimmer(patients: Sequence[PatientCourse], path: Path) -> str:
+    rows = sorted(patients, key=lambda p: (p.basket, -p.last_day, p.subject))
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.18 * len(rows) + 1)))
+    for y, p in enumerate(rows):
+        ax.barh(y, p.last_day / MONTH, color="#c6dbef", height=0.6)
+        ax.scatter([d / MONTH for d in p.infusion_days], [y] * len(p.infusion_days),
+                   marker="|", color="#08519c", s=14, linewidths=0.8)
+        ax.scatter([d / MONTH for d in p.local_days], [y] * len(p.local_days), marker="s",
+                   color="#6a51a3", s=14)
+        for day, response in p.response_days:
+            ax.scatter(day / MONTH, y, marker="^", color=RESPONSE_COLOURS[response], s=22,
+                       edgecolors="black", linewidths=0.3)
+        if p.pd_day is not None:
+            ax.scatter(p.pd_day / MONTH, y, marker="X", color="#d73027", s=24)
+        if p.death_day is not None:
+            ax.scatter(p.death_day / MONTH, y, marker="*", color="black", s=30)
+        if p.ongoing:
+            ax.annotate("", xy=(p.last_day / MONTH + 1.2, y), xytext=(p.last_day / MONTH, y),
+                        arrowprops={"arrowstyle": "->", "color": "#08519c", "lw": 0.8})
+    ax.set_yticks(range(len(rows)), [f"{p.basket} {p.subject}" for p in rows], fontsize=6)
+    ax.set_xlabel("months from first infusion")
+    ax.set_title("Swimmer: | infusion  ■ local treatment  ▲ response  ✕ PD  ★ death  → ongoing")
+    ax.invert_yaxis()
+    return _save(fig, path)
+
+
+def spider(patients: Sequence[PatientCourse], path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for p in sorted(patients, key=lambda p: p.subject):
+        if p.changes:
+            days, pct = zip(*[(0, 0.0), *p.changes], strict=True)
+            ax.plot([d / MONTH for d in days], pct, linewidth=0.8, marker="o", markersize=2,
+                    color=RESPONSE_COLOURS.get(p.best_response, "#999999"))
+    ax.axhline(20, color="#d73027", linestyle="--", linewidth=0.8)
+    ax.axhline(-30, color="#1a9850", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("months from first infusion")
+    ax.set_ylabel("change of target sum from baseline (%)")
+    ax.set_title("Spider: % change from baseline over time")
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class SurvivalRow:
+    basket: str
+    months: float
+    event: bool
+
+
+def kaplan_meier(rows: Sequence[SurvivalRow], title: str, path: Path) -> str:
+    """Product-limit curves per basket with numbers at risk, from lifelines."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fitters = []
+    for basket in sorted({r.basket for r in rows}, key=_basket_order):
+        mine = [r for r in rows if r.basket == basket]
+        fitter = KaplanMeierFitter(label=f"basket {basket}")
+        fitter.fit([r.months for r in mine], [r.event for r in mine])
+        fitter.plot_survival_function(ax=ax, ci_show=False, show_censors=True,
+                                      censor_styles={"ms": 4, "marker": "|"})
+        fitters.append(fitter)
+    if fitters:
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
+    else:
+        ax.text(0.5, 0.5, "no treated patient yet", transform=ax.transAxes, ha="center")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("months from first infusion")
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _basket_order(basket: str) -> tuple[int, str]:
+    numerals = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
+    return numerals.get(basket, 99), basket
+
+
+def days_between(start: date, end: date) -> int:
+    return (end - start).days
