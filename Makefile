@@ -25,7 +25,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[test,report,audit]"
+	$(BIN)/pip install -e ".[test]"
 	touch $@
 
 # Edit the commands freely; they are plain CLI invocations.
