@@ -129,9 +129,9 @@ def derive(
 
 
 def _finishers() -> list[Callable[[State], None]]:
-    from domain.rules import treatment
+    from domain.rules import local, safety, treatment
 
-    return [treatment.finish]
+    return [treatment.finish, safety.finish, local.finish]
 
 
 def _check_dates(state: State, entry: str, fact: Fact) -> None:
@@ -169,7 +169,7 @@ def _check_dates(state: State, entry: str, fact: Fact) -> None:
 
 def summary(state: State) -> dict[str, Any]:
     """The subject's current state in primitive values; each rule module adds its part."""
-    from domain.rules import assessments, safety, treatment
+    from domain.rules import assessments, local, safety, treatment
 
     document: dict[str, Any] = {
         "subject": state.subject,
@@ -183,7 +183,7 @@ def summary(state: State) -> dict[str, Any]:
         "withdrawn": state.withdrawn,
         "last_known_alive": state.last_fact_date,
     }
-    for module in (treatment, safety, assessments):
+    for module in (treatment, safety, local, assessments):
         summarise = getattr(module, "summarise", None)
         if summarise:
             document.update(summarise(state))
