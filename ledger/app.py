@@ -23,8 +23,8 @@ from domain.events import Event
 from domain.patient import Patient, patient_id, project_patient
 from domain.protocol import bundled_protocol_text
 from domain.trial import TRIAL_ID, Trial, project_trial
-from ledger import access
-from ledger.store import APP_NAME, append_only_statements, event_hash, store_env
+from ledger import access, signatures
+from ledger.store import APP_NAME, append_only_statements, event_hash, schema_lock, store_env
 
 MAX_ATTEMPTS = 8
 
@@ -35,8 +35,11 @@ class TrialLedger(Application):
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None):
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
-        super().__init__(env=store_env(url))
-        self._make_append_only()
+        # projections.runner.ReadModels, opened on first use (entries and queries need it).
+        self.read_models = None
+        with schema_lock(url):  # processes opening one PostgreSQL database at once take turns
+            super().__init__(env=store_env(url))
+            self._make_append_only()
 
     def _make_append_only(self) -> None:
         with self.recorder.datastore.transaction(commit=True) as cursor:
@@ -96,17 +99,32 @@ class TrialLedger(Application):
             outputs = [batch.apply(command, where=_where(i, len(commands)), **extra)
                        for i, command in _progressing(commands, progress)]
             try:
-                if batch.pending:
-                    self.save(*batch.pending)
-                return outputs
+                recordings = self.save(*batch.pending) if batch.pending else []
             except (IntegrityError, OperationalError):
                 # Someone else wrote the same aggregate first: re-read and decide again.
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
                 progress = None
+                continue
+            self._project(recordings, batch)
+            return outputs
         raise ConcurrencyConflict(
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
             rule="concurrency",
         )
+
+    # --- read models ----------------------------------------------------------------------------
+
+    def _project(self, recordings: list, batch: _Batch) -> None:
+        """Bring the read models up to date before the entry returns, outside the retry loop
+        above: the events are committed, so nothing here may decide them again."""
+        from projections.runner import catch_up_after_save
+
+        catch_up_after_save(self, recordings, [batch._trial, *batch._patients.values()])
+
+    def close(self) -> None:
+        if self.read_models is not None:
+            self.read_models.close()
+        super().close()
 
 
 def _where(i: int, n: int) -> str:
@@ -153,14 +171,16 @@ class _Batch:
                 patient.site if patient else None)
             access.check(trial, self.ctx.actor, command.name, site=site)
             access.check_unlocked(trial, command.subject)
-            decision = decide_subject(command, patient, trial.protocol, self.ctx)
+            decision = decide_subject(command, patient, trial.protocol, self.ctx,
+                                      **signatures.vouch(command, trial, self.ctx.actor, patient))
             self._patients[patient_id(command.subject)] = project_patient(
                 patient, self._chain(decision.events, patient))
             return decision
         access.check(trial, self.ctx.actor, command.name)
         if isinstance(command, c.AmendProtocol):
             extra = {**extra, **_protocol_text(command)}
-        decision = decide_trial(command, trial, self.ctx, **extra)
+        decision = decide_trial(command, trial, self.ctx, **extra,
+                                **signatures.vouch(command, trial, self.ctx.actor))
         self._trial = project_trial(trial, self._chain(decision.events, trial))
         return decision
 

@@ -1,0 +1,55 @@
+"""`m22bol projections status|rebuild`: the read models' positions, and a rebuild from zero."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.main import Session, cli, handled, shared_options
+from cli.output import emit, table
+
+
+def _authorise(s: Session, action: str) -> None:
+    from ledger import access
+
+    access.check(s.ledger.require_trial(), s.user, action)
+
+
+@cli.group("projections")
+def projections_group() -> None:
+    """The SQL read models that the current-state queries read."""
+
+
+@projections_group.command("status")
+@shared_options
+@handled
+def status(s: Session) -> None:
+    """Each projection's position in the notification log, and its lag behind the ledger."""
+    from projections.runner import status as projection_status
+
+    _authorise(s, "projections status")
+    doc = projection_status(s.ledger)
+    rows = [{k: p[k] for k in ("name", "position", "lag")} for p in doc["projections"]]
+    emit(doc, s.as_json,
+         text=f"ledger at notification {doc['max_notification_id']}\n\n" + table(rows))
+
+
+@projections_group.command("rebuild")
+@shared_options
+@handled
+def rebuild(s: Session) -> None:
+    """Drop every read model and rebuild it from the first event (admin only)."""
+    from projections.runner import rebuild as rebuild_projections
+    from projections.runner import status as projection_status
+
+    _authorise(s, "projections rebuild")
+
+    def progress(total: int):
+        return click.progressbar(length=total, label="rebuilding projections (subjects)",
+                                 file=sys.stderr, show_pos=True)
+
+    rebuild_projections(s.ledger, progress=progress)
+    doc = projection_status(s.ledger)
+    emit(doc, s.as_json, text="rebuilt: " + ", ".join(
+        f"{p['name']} at {p['position']}" for p in doc["projections"]))

@@ -1,0 +1,118 @@
+"""Current-state queries answered from the read models: `status` and `patient`.
+
+These run on every `m22bol status` / `m22bol patient`, so they read the tables with plain SQL
+through the event store's own database connection: no SQLAlchemy import (about 0.1 s), no
+replay. `patient` is a primary-key look-up; `status` is one GROUP BY over the one-row-per-subject
+summary table, never a pass over the events. If a projection lags (a process died between
+committing its events and projecting them), they first catch up, which does load the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from domain.errors import BadInput
+from projections import catalog
+
+if TYPE_CHECKING:
+    from ledger.app import TrialLedger
+
+log = logging.getLogger("m22bol.projections")
+
+
+def _rows(ledger: TrialLedger, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    datastore = ledger.recorder.datastore
+    if type(datastore).__module__.endswith("postgres"):
+        sql = sql.replace("?", "%s")
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(sql, params)
+        return [dict(row) for row in cursor.fetchall()]
+
+
+def _missing_table(error: Exception) -> bool:
+    text = str(error)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def ensure_current(ledger: TrialLedger) -> None:
+    """Catch up first if any projection is behind the ledger (or was never built)."""
+    head = ledger.recorder.max_notification_id() or 0
+    try:
+        found = _rows(ledger, f"SELECT projection, notification_id FROM {catalog.TRACKING} "
+                              "WHERE application_name = ?", (ledger.name,))
+    except Exception as error:
+        if not _missing_table(error):
+            raise
+        found = []
+    positions = {r["projection"]: r["notification_id"] for r in found}
+    if any(positions.get(name, 0) < head for name in catalog.projections()):
+        from projections.runner import ProjectionLag, catch_up
+
+        try:
+            catch_up(ledger)
+        except ProjectionLag as error:
+            # Still consistent, only behind (say, the database is read-only here): answer
+            # from what is there, and say so.
+            log.warning("warning: the read models are behind the ledger (%s)", error)
+
+
+def basket_ids(ledger: TrialLedger) -> list[str]:
+    return [r["id"] for r in _rows(ledger, f"SELECT id FROM {catalog.BASKETS} ORDER BY ordinal")]
+
+
+def status(ledger: TrialLedger) -> dict[str, Any]:
+    """Counts per basket, as `ledger.views.status_by_replay` computes them from the events."""
+    from ledger.views import status_counts
+
+    ensure_current(ledger)
+    groups = _rows(ledger, (
+        "SELECT basket, status, treatment_state, phase, enrolled IS NOT NULL AS is_enrolled, "
+        "withdrawn IS NOT NULL AS is_withdrawn, death IS NOT NULL AS is_dead, COUNT(*) AS n "
+        f"FROM {catalog.PATIENT_SUMMARY} WHERE error IS NULL "
+        "GROUP BY basket, status, treatment_state, phase, is_enrolled, is_withdrawn, is_dead"
+    ))
+    # The same counting rule as the replay, fed one summary per subject in each group: the
+    # database does the scan, `status_counts` stays the one definition of each column.
+    summaries = []
+    for g in groups:
+        summary = {"basket": g["basket"], "status": g["status"],
+                   "treatment_state": g["treatment_state"], "phase": g["phase"],
+                   "enrolled": True if g["is_enrolled"] else None,
+                   "withdrawn": True if g["is_withdrawn"] else None,
+                   "death": True if g["is_dead"] else None}
+        summaries.extend([summary] * g["n"])
+    document = status_counts(summaries, basket_ids(ledger))
+    broken = _rows(ledger, f"SELECT subject, error FROM {catalog.PATIENT_SUMMARY} "
+                           "WHERE error IS NOT NULL ORDER BY subject")
+    if broken:
+        # Subjects whose recorded facts the rules in force now refuse are not counted; say so
+        # rather than print counts that silently leave them out.
+        document["not_counted"] = broken
+    return document
+
+
+def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
+    """The `patient --json` document of the subject's current state."""
+    ensure_current(ledger)
+    found = _rows(ledger, f"SELECT document, error FROM {catalog.PATIENT_SUMMARY} "
+                          "WHERE subject = ?", (subject,))
+    if not found:
+        raise BadInput(f"subject: {subject} is not registered", field="subject")
+    if found[0]["error"] is not None:
+        # Replaying the subject reports why its timeline no longer passes the rules.
+        from ledger.views import patient_view
+
+        return patient_view(ledger, subject)
+    return orjson.loads(found[0]["document"])
+
+
+def endpoint_inputs(ledger: TrialLedger) -> list:
+    """Every subject's endpoint facts, one row each: what `endpoints` and `safety` tally."""
+    from domain.rules.endpoints import PatientFacts
+
+    ensure_current(ledger)
+    rows = _rows(ledger, f"SELECT facts FROM {catalog.ENDPOINT_INPUTS} ORDER BY subject")
+    return [PatientFacts.from_plain(orjson.loads(r["facts"])) for r in rows]

@@ -1,0 +1,300 @@
+"""Keep the read models up to date from the ledger's notification log: catch-up and rebuild.
+
+Every projection's rows are a pure function of a subject's whole effective timeline (a
+correction can change anything derived), so the unit of work is a batch of notifications, not
+one event: the runner reads the notifications after the positions, finds the subjects they
+touch, loads each Patient once *as of the batch's last notification* (its aggregate version then),
+derives it once, and replaces that subject's rows in every projection that is behind. The rows
+and the new `Tracking` positions commit in one transaction, so after any crash each projection's
+rows are exactly those of the ledger up to its position (exactly once, resumable).
+
+The native SQLite store has no subscriptions, so this pulls with `select_notifications` on
+both stores. Entry commands call `catch_up_after_save`; queries call `catch_up` when a
+projection lags (an earlier process may have died between committing its events and projecting
+them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
+from eventsourcing.utils import get_topic
+
+from domain.events import ProtocolAmended, TrialInitialised
+from domain.patient import Patient, project_patient
+from domain.trial import TRIAL_ID, Trial, project_trial
+from projections import catalog, rows, tables
+from projections.recorder import ProjectionTracking, ReadModelStore, move_forward, positions
+
+if TYPE_CHECKING:
+    from eventsourcing.application import Recording
+
+    from ledger.app import TrialLedger
+
+log = logging.getLogger("m22bol.projections")
+
+PAGE = 5000  # notifications per read
+CHUNK = 200  # subjects derived and written per round of statements
+MAX_ATTEMPTS = 12
+PROTOCOL_TOPICS = frozenset({get_topic(TrialInitialised), get_topic(ProtocolAmended)})
+
+Progress = Callable[[int], AbstractContextManager[Any]]
+
+
+class ProjectionLag(Exception):
+    """The projections could not be brought up to date (they stay consistent, only behind)."""
+
+
+class ReadModels:
+    """The read models of one ledger: their database and each projection's tracking."""
+
+    def __init__(self, ledger: TrialLedger):
+        self.ledger = ledger
+        self.store = ReadModelStore(ledger.url)
+        self.names = list(catalog.projections())
+        self.store.ensure_tables({n: tables.tables_of(n) for n in self.names}, rows.VERSION)
+        self.tracking = {n: ProjectionTracking(self.store, n) for n in self.names}
+
+    def positions(self) -> dict[str, int]:
+        found = positions(self.store, self.ledger.name)
+        return {n: found.get(n, 0) for n in self.names}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def read_models(ledger: TrialLedger) -> ReadModels:
+    """The ledger's read models, opened once per ledger object."""
+    if ledger.read_models is None:
+        ledger.read_models = ReadModels(ledger)
+    return ledger.read_models
+
+
+# --- what a range of notifications touches --------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What the notifications in (start, stop] touch, read without decoding any event."""
+
+    versions: dict[UUID, int] = field(default_factory=dict)  # aggregate -> last version seen
+    last_id: dict[UUID, int] = field(default_factory=dict)  # aggregate -> last notification
+    protocol_changed_at: int = 0  # last notification that registered a protocol (0: none)
+
+
+def scan(ledger: TrialLedger, start: int, stop: int) -> Seen:
+    seen = Seen()
+    while start < stop:
+        page = ledger.recorder.select_notifications(start, PAGE, stop=stop,
+                                                    inclusive_of_start=False)
+        for n in page:
+            # Within one aggregate, versions are written in order, so the last one seen in the
+            # range is the aggregate's version as of `stop`.
+            seen.versions[n.originator_id] = n.originator_version
+            seen.last_id[n.originator_id] = n.id
+            if n.topic in PROTOCOL_TOPICS:
+                seen.protocol_changed_at = n.id
+        if len(page) < PAGE:
+            break
+        start = page[-1].id
+    return seen
+
+
+# --- one step: from the positions to `target`, in one transaction ---------------------------
+
+
+def _load(ledger: TrialLedger, aggregate_id: UUID, version: int,
+          known: dict[UUID, Any], projector) -> Any:
+    cached = known.get(aggregate_id)
+    if cached is not None and cached.version == version:
+        return cached
+    return ledger.repository.get(aggregate_id, version=version, projector_func=projector)
+
+
+def _chunks(items: list[UUID], size: int) -> Iterator[list[UUID]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _replace(conn: sa.Connection, projection: str, subjects: list[str], found: rows.Rows) -> None:
+    for table in tables.tables_of(projection):
+        conn.execute(sa.delete(table).where(table.c.subject.in_(subjects)))
+        if found.get(table.name):
+            conn.execute(sa.insert(table), found[table.name])
+
+
+def _replace_trial(conn: sa.Connection, trial: Trial) -> None:
+    for table in tables.tables_of("trial"):
+        conn.execute(sa.delete(table))
+    for name, new in rows.trial_rows(trial).items():
+        conn.execute(sa.insert(tables.BY_NAME[name]), new)
+
+
+def advance(models: ReadModels, behind: dict[str, int], target: int, *,
+            known: dict[UUID, Any] | None = None, reset: bool = False,
+            progress: Progress | None = None) -> None:
+    """Move every projection in `behind` (name -> position) to `target` in one transaction.
+
+    Raises the library's IntegrityError when a concurrent updater has already moved one of them
+    to `target` or beyond (nothing is written; re-read the positions), OperationalError when the
+    database stays locked.
+    """
+    ledger = models.ledger
+    known = known or {}
+    start = min(behind.values())
+    seen = scan(ledger, start, target)
+    subject_projections = [p for p in behind if p != "trial"]
+    # A new protocol can change what every subject's facts mean, so it touches them all.
+    everyone = None
+    if any(seen.protocol_changed_at > behind[p] for p in subject_projections):
+        everyone = seen if start == 0 else scan(ledger, 0, target)
+    versions = everyone.versions if everyone else seen.versions
+    touched: dict[str, set[UUID]] = {}
+    for p in subject_projections:
+        if everyone is not None and seen.protocol_changed_at > behind[p]:
+            touched[p] = set(everyone.versions) - {TRIAL_ID}
+        else:
+            touched[p] = {a for a, n in seen.last_id.items() if n > behind[p]} - {TRIAL_ID}
+    subjects = sorted(set().union(*touched.values()), key=str)
+
+    trial_version = versions.get(TRIAL_ID)
+    trial: Trial | None = (
+        _load(ledger, TRIAL_ID, trial_version, known, project_trial) if trial_version
+        # No trial event in the range: the protocol in force now (the entry's own trial if it
+        # came from an entry). Should a protocol registered after `target` be used a little
+        # early, the step that covers it re-derives everyone.
+        else known.get(TRIAL_ID) or ledger.trial()
+    )
+    if trial is None and subjects:
+        raise ProjectionLag("subjects without a trial: the ledger is not initialised")
+    today = ledger.clock().date()
+    tracking = Tracking(ledger.name, target)
+
+    bar = progress(len(subjects)) if progress else nullcontext(None)
+    with models.store.transaction(lock_timeout=600 if reset else 10) as conn, bar as shown:
+        if reset:
+            models.store.recreate(conn, [t.name for p in behind for t in tables.tables_of(p)])
+            for p in behind:
+                models.tracking[p].forget(conn)
+        # Positions first: on PostgreSQL the first upsert takes the row lock that makes a
+        # concurrent updater of the same projection wait, then fail, instead of interleaving.
+        move_forward(conn, [models.tracking[p] for p in sorted(behind)], tracking)
+        trial_touched = seen.last_id.get(TRIAL_ID, 0) > behind.get("trial", target)
+        if trial_touched and trial is not None:
+            _replace_trial(conn, trial)
+        for chunk in _chunks(subjects, CHUNK):
+            derived = {
+                a: rows.derive_subject(_load(ledger, a, versions[a], known, project_patient),
+                                       trial.protocol, today)
+                for a in chunk
+            }
+            for p in subject_projections:
+                mine = [derived[a] for a in chunk if a in touched[p]]
+                if not mine:
+                    continue
+                found: rows.Rows = {}
+                for d in mine:
+                    for name, new in rows.SUBJECT_ROWS[p](d).items():
+                        found.setdefault(name, []).extend(new)
+                _replace(conn, p, [d.subject for d in mine], found)
+            if shown is not None:
+                shown.update(len(chunk))
+
+
+# --- the loops ---------------------------------------------------------------------------------
+
+
+def catch_up(ledger: TrialLedger, *, until: int | None = None,
+             known: dict[UUID, Any] | None = None) -> dict[str, int]:
+    """Bring every projection to the ledger's last notification (or at least to `until`).
+
+    Tolerates concurrent updaters: when one of them got there first the positions are re-read
+    and only what is still missing is done. Returns the positions reached.
+    """
+    models = read_models(ledger)
+    for attempt in range(MAX_ATTEMPTS):
+        positions = models.positions()
+        if until is not None and min(positions.values()) >= until:
+            return positions
+        target = ledger.recorder.max_notification_id() or 0
+        behind = {p: n for p, n in positions.items() if n < target}
+        if not behind:
+            return positions
+        try:
+            advance(models, behind, target, known=known)
+        except IntegrityError:
+            continue  # someone else projected part of it: re-read the positions
+        except OperationalError:
+            # Locked by another writer for longer than the lock timeout: back off, then retry.
+            time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
+            continue
+        if until is not None and target >= until:
+            return {**positions, **dict.fromkeys(behind, target)}
+    raise ProjectionLag(f"projections still behind after {MAX_ATTEMPTS} attempts")
+
+
+def catch_up_after_save(ledger: TrialLedger, recordings: list[Recording],
+                        known: list[Patient | Trial | None]) -> None:
+    """After an entry: project what was just saved (and anything else not yet projected).
+
+    The events are committed already, so a failure here must not turn a successful entry into
+    an error: it is logged, the projections stay consistent but behind, and the next entry or
+    query catches up.
+    """
+    if not recordings:
+        return
+    try:
+        catch_up(ledger, until=max(r.notification.id for r in recordings),
+                 known={a.id: a for a in known if a is not None})
+    except Exception as error:  # even a bug: the exit code must say the entry was written
+        log.warning("warning: read models not brought up to date (%s: %s); the next command "
+                    "will catch up", type(error).__name__, error,
+                    exc_info=bool(os.environ.get("M22BOL_DEBUG")))
+
+
+def rebuild(ledger: TrialLedger, progress: Progress | None = None) -> dict[str, int]:
+    """Drop every read-model table, project the whole ledger from zero, then catch up.
+
+    The drop and the projection up to the last notification at the start are one transaction:
+    readers see the old rows until the new ones are complete, and a crash leaves the old ones.
+    On SQLite that transaction holds the database's write lock, so entries wait meanwhile.
+    """
+    models = read_models(ledger)
+    target = ledger.recorder.max_notification_id() or 0
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            advance(models, dict.fromkeys(models.names, 0), target, reset=True,
+                    progress=progress)
+            break
+        except OperationalError:
+            time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
+    else:
+        raise ProjectionLag(f"rebuild: the database stayed locked for {MAX_ATTEMPTS} attempts")
+    return catch_up(ledger)
+
+
+def status(ledger: TrialLedger) -> dict[str, Any]:
+    """Each projection's position in the notification log and how far behind it is."""
+    models = read_models(ledger)
+    head = ledger.recorder.max_notification_id() or 0
+    positions = models.positions()
+    return {
+        "max_notification_id": head,
+        "projections": [
+            {"name": name, "position": positions[name], "lag": head - positions[name],
+             "tables": list(catalog.projections()[name])}
+            for name in models.names
+        ],
+    }

@@ -1,0 +1,257 @@
+"""The SQL read models: kept by every entry, equal to a rebuild from zero and to the replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from domain.commands import parse_command
+from domain.errors import BadInput
+from ledger.app import TrialLedger, _Batch
+from ledger.views import patient_view, status_by_replay, subjects
+from projections import catalog, queries, runner, tables
+from projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
+from projections.rows import plain
+from tests.integration.test_protocol_amendment import amendment
+from tests.support import invoke
+
+# --- helpers shared by the other projection tests -------------------------------------------
+
+
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every read-model row, table by table, in primary-key order; positions under `_tracking`."""
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as conn:
+            found = {}
+            for table in tables.metadata.sorted_tables:
+                key = "_tracking" if table is tables.tracking else table.name
+                found[key] = [tuple(r) for r in conn.execute(
+                    sa.select(table).order_by(*table.primary_key.columns))]
+            return found
+    finally:
+        engine.dispose()
+
+
+def assert_agrees_with_replay(ledger: TrialLedger) -> None:
+    """The projections are at the head of the log, and say what replaying the events says."""
+    head = ledger.recorder.max_notification_id()
+    assert set(runner.read_models(ledger).positions().values()) == {head}
+    assert queries.status(ledger) == status_by_replay(ledger)
+    for subject in subjects(ledger):
+        assert queries.patient(ledger, subject) == plain(patient_view(ledger, subject))
+
+
+def assert_rebuild_changes_nothing(ledger: TrialLedger) -> dict[str, list[tuple]]:
+    kept = snapshot(ledger.url)
+    runner.rebuild(ledger)
+    rebuilt = snapshot(ledger.url)
+    assert rebuilt == kept
+    return rebuilt
+
+
+def append_without_projecting(ledger: TrialLedger, command: str, **values: Any) -> None:
+    """Save an entry the way a process killed right after its commit would leave it."""
+    batch = _Batch(ledger, "dm", ledger.clock())
+    batch.apply(parse_command(command, values))
+    ledger.save(*batch.pending)
+
+
+def screening(driver) -> None:
+    """Subjects in several baskets and states, with a correction and a retraction."""
+    driver.enrolled("P-1")  # basket I
+    driver.enrolled("P-2", er="negative")  # basket II
+    driver.do("register", subject="P-3", site="S2", consent_date="2025-01-05")
+    driver.do("assess-eligibility", subject="P-3", date="2025-01-06", her2="positive",
+              er="positive", prior_therapy="none", distant_lesions=9, all_lesions_curable="yes")
+    driver.do("register", subject="P-4", site="S1", consent_date="2025-01-07")
+    driver.do("ctdna", subject="P-1", date="2025-01-09", result="detected")
+    driver.do("contact", subject="P-2", date="2025-03-01")
+    driver.do("death", subject="P-2", date="2025-03-02", cause="unknown")
+    driver.do("correct", subject="P-1", entry="P-1#4", set={"result": "not-detected"},
+              reason="transcription error")
+    driver.do("retract", subject="P-2", entry="P-2#4", reason="wrong subject")
+    driver.do("correct", subject="P-4", entry="P-4#1", set={"site": "S3"}, reason="wrong site")
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_every_entry_is_projected_before_it_returns(driver):
+    ledger = driver.ledger
+    driver.enrolled("P-1")
+    assert queries.status(ledger)["baskets"]["I"]["enrolled"] == 1
+    driver.do("death", subject="P-1", date="2025-02-01")
+    assert queries.status(ledger)["baskets"]["I"]["dead"] == 1
+    assert queries.patient(ledger, "P-1")["death"] == "2025-02-01"
+    driver.do("correct", subject="P-1", entry="P-1#4", set={"date": "2025-02-03"}, reason="typo")
+    assert queries.patient(ledger, "P-1")["death"] == "2025-02-03"
+    assert_agrees_with_replay(ledger)
+
+
+def test_read_models_agree_with_replay_and_with_a_rebuild(driver):
+    screening(driver)
+    assert_agrees_with_replay(driver.ledger)
+    rebuilt = assert_rebuild_changes_nothing(driver.ledger)
+    summary = {r[0]: r for r in rebuilt[catalog.PATIENT_SUMMARY]}
+    assert set(summary) == {"P-1", "P-2", "P-3", "P-4"}
+    assert summary["P-4"][3] == "S3"  # the corrected site, not the one first entered
+    assert [r[0] for r in rebuilt[catalog.BASKETS]] == ["I", "II", "III", "IV"]
+    # The corrected ctDNA result and the retracted contact reach the rows.
+    ctdna = [r for r in rebuilt[catalog.ASSESSMENTS] if r[1] == "P-1"]
+    assert [(r[0], r[5]) for r in ctdna] == [("P-1#4", "not-detected")]
+    assert queries.patient(driver.ledger, "P-2")["last_known_alive"] == "2025-03-02"
+
+
+def test_endpoint_inputs_hold_the_rule_modules_facts(driver):
+    from domain.rules.endpoint_inputs import patient_facts
+    from domain.timeline import derive
+
+    screening(driver)
+    ledger = driver.ledger
+    stored = {r[0]: orjson.loads(r[2]) for r in snapshot(ledger.url)[catalog.ENDPOINT_INPUTS]}
+    protocol = ledger.require_trial().protocol
+    assert set(stored) == set(subjects(ledger))
+    for subject in subjects(ledger):
+        timeline = ledger.require_patient(subject).timeline()
+        state = derive(subject, timeline, protocol, ledger.clock().date())
+        assert stored[subject] == plain(patient_facts(state, timeline))
+
+
+def test_a_protocol_amendment_rederives_subjects_it_does_not_touch(driver, tmp_path):
+    ledger = driver.ledger
+    driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
+    driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+    assert queries.patient(ledger, "M22-101")["status"] == "screen-failed"
+
+    driver.do("amend-protocol", actor="admin", file=amendment(tmp_path), reason="basket V")
+    # Basket V takes HER2-negative ER-positive subjects: no longer a screen failure.
+    assert queries.patient(ledger, "M22-101")["status"] == "registered"
+    assert list(queries.status(ledger)["baskets"])[:5] == ["I", "II", "III", "IV", "V"]
+    assert_agrees_with_replay(ledger)
+    assert_rebuild_changes_nothing(ledger)
+
+
+def test_a_lagging_projection_is_caught_up_by_the_next_query(driver):
+    ledger = driver.ledger
+    driver.enrolled("P-1")
+    append_without_projecting(ledger, "death", subject="P-1", date="2025-02-01")
+    head = ledger.recorder.max_notification_id()
+    lags = {p["name"]: p["lag"] for p in runner.status(ledger)["projections"]}
+    assert lags == dict.fromkeys(catalog.projections(), 1)
+    assert runner.status(ledger)["max_notification_id"] == head
+
+    assert queries.status(ledger)["baskets"]["I"]["dead"] == 1
+    assert {p["lag"] for p in runner.status(ledger)["projections"]} == {0}
+    assert_agrees_with_replay(ledger)
+
+
+def test_status_counts_what_the_tables_hold(driver):
+    """The query reads the read model, not the events: change a row and the count follows."""
+    driver.enrolled("P-1")
+    ledger = driver.ledger
+    store = ReadModelStore(ledger.url)
+    try:
+        with store.transaction() as conn:
+            t = tables.patient_summary
+            conn.execute(sa.update(t).where(t.c.subject == "P-1").values(basket="III"))
+    finally:
+        store.close()
+    counts = queries.status(ledger)["baskets"]
+    assert (counts["I"]["enrolled"], counts["III"]["enrolled"]) == (0, 1)
+
+
+def test_unknown_subject_is_bad_input(driver):
+    with pytest.raises(BadInput, match="not registered"):
+        queries.patient(driver.ledger, "NOBODY")
+
+
+def test_tracking_recorder_moves_forward_only(ledger):
+    tracking = ProjectionTracking(runner.read_models(ledger).store, "a-test-projection")
+    assert tracking.max_tracking_id("m22bol") is None
+    assert tracking.has_tracking_id("m22bol", None)
+    assert not tracking.has_tracking_id("m22bol", 1)
+    tracking.insert_tracking(Tracking("m22bol", 5))
+    assert tracking.max_tracking_id("m22bol") == 5
+    assert tracking.has_tracking_id("m22bol", 5) and not tracking.has_tracking_id("m22bol", 6)
+    for stale in (5, 4):
+        with pytest.raises(IntegrityError):
+            tracking.insert_tracking(Tracking("m22bol", stale))
+    tracking.insert_tracking(Tracking("m22bol", 9))
+    tracking.wait("m22bol", 9, timeout=0.1)
+    with pytest.raises(TimeoutError):
+        tracking.wait("m22bol", 10, timeout=0.1)
+    # Another application's position is separate.
+    assert tracking.max_tracking_id("other") is None
+
+
+def test_a_concurrent_updater_that_got_there_first_makes_advance_fail_cleanly(driver):
+    ledger = driver.ledger
+    driver.enrolled("P-1")
+    models = runner.read_models(ledger)
+    append_without_projecting(ledger, "contact", subject="P-1", date="2025-02-01")
+    before = snapshot(ledger.url)
+    head = ledger.recorder.max_notification_id()
+    # Someone else moved one projection to the head while this updater was deriving.
+    models.tracking["treatment"].insert_tracking(Tracking(ledger.name, head))
+    with pytest.raises(IntegrityError):
+        runner.advance(models, {p: head - 1 for p in models.names}, head)
+    after = snapshot(ledger.url)
+    assert {k: v for k, v in after.items() if k != "_tracking"} == {
+        k: v for k, v in before.items() if k != "_tracking"}
+    runner.catch_up(ledger)  # re-reads the positions and does only what is missing
+    assert_agrees_with_replay(ledger)
+
+
+def test_cli_projections_status_and_rebuild(ledger_url):
+    from tests.support import new_ledger
+
+    new_ledger(ledger_url).close()
+    assert invoke(["register", "P-1", "--site", "S1", "--consent-date", "2025-01-02"],
+                  url=ledger_url).exit_code == 0
+    shown = invoke(["projections", "status", "--json"], url=ledger_url, user="mon")
+    assert shown.exit_code == 0, shown.output
+    doc = orjson.loads(shown.output)
+    assert {p["lag"] for p in doc["projections"]} == {0}
+    assert {p["name"] for p in doc["projections"]} == set(catalog.projections())
+
+    refused = invoke(["projections", "rebuild"], url=ledger_url, user="dm")
+    assert refused.exit_code == 4
+    before = snapshot(ledger_url)
+    done = invoke(["projections", "rebuild", "--json"], url=ledger_url, user="admin")
+    assert done.exit_code == 0, done.output
+    assert "rebuilding projections" in done.stderr
+    assert snapshot(ledger_url) == before
+    assert invoke(["status", "--json"], url=ledger_url).exit_code == 0
+
+
+def test_a_projection_whose_schema_changed_is_rebuilt_from_zero(driver):
+    """A new build with other columns (or other row contents) for one projection: that
+    projection starts again from zero on first use, the others keep their rows."""
+    screening(driver)
+    url = driver.ledger.url
+    kept = snapshot(url)
+    store = ReadModelStore(url)
+    try:
+        with store.transaction() as conn:
+            s = tables.schema
+            conn.execute(sa.update(s).where(s.c.projection == "treatment")
+                         .values(fingerprint="an older build"))
+    finally:
+        store.close()
+
+    reopened = TrialLedger(url)
+    try:
+        lags = {p["name"]: p["lag"] for p in runner.status(reopened)["projections"]}
+        head = reopened.recorder.max_notification_id()
+        assert lags == {**dict.fromkeys(catalog.projections(), 0), "treatment": head}
+        assert snapshot(url)[catalog.TREATMENT] == []
+        queries.status(reopened)  # any query catches up
+        assert snapshot(url) == kept
+    finally:
+        reopened.close()
