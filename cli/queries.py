@@ -52,11 +52,21 @@ def authorise(s: Session, action: str) -> None:
 @handled
 def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) -> None:
     """The subject's current state and timeline."""
-    from ledger.views import patient_view
-
     authorise(s, "patient")
-    doc = patient_view(s.ledger, subject, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
+    if known_at is None and cutoff is None:
+        from projections.queries import patient as patient_from_read_models
+
+        doc = patient_from_read_models(s.ledger, subject)
+    else:
+        from ledger.views import patient_view  # the past is answered by replaying the subject
+
+        doc = patient_view(s.ledger, subject, known_at=_known_at(known_at),
+                           cutoff=_cutoff(cutoff))
+    from ledger.signatures import describe, signature_of
+
+    doc["signature"] = signature_of(s.ledger, subject, known_at=_known_at(known_at))
     head = {k: v for k, v in doc.items() if k not in ("timeline", "deviations")}
+    head["signature"] = describe(doc["signature"])
     rows = [{"entry": r["entry"], "date": r["date"], "event": r["event"],
              "values": ", ".join(f"{k}={v}" for k, v in r.items()
                                  if k not in ("entry", "date", "event"))}
@@ -74,24 +84,42 @@ def history(s: Session, subject: str, known_at: str | None) -> None:
     from ledger.views import history_view
 
     authorise(s, "history")
+    from ledger.signatures import describe
+
     doc = history_view(s.ledger, subject, known_at=_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
-             "event": r["event"],
-             "values": ", ".join(f"{k}={v}" for k, v in r["values"].items() if v is not None),
+             "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded_by": r["superseded_by"]}
             for r in doc["entries"]]
-    emit(doc, s.as_json, text=table(rows))
+    emit(doc, s.as_json, text=table(rows) + "\n\nsignature: " + describe(doc["signature"]))
+
+
+def _changed(row: dict) -> str:
+    """A change shows the entry it changes and each value before and after."""
+    if row.get("new_values") is not None:
+        return f"{row['values']['entry']}: " + ", ".join(
+            f"{k}: {row['old_values'].get(k)} -> {v}" for k, v in row["new_values"].items())
+    if "old_values" in row:
+        return f"{row['values']['entry']} retracted (was: " + ", ".join(
+            f"{k}={v}" for k, v in row["old_values"].items() if v not in (None, [], {})) + ")"
+    return ", ".join(f"{k}={v}" for k, v in row["values"].items() if v is not None)
 
 
 @cli.command()
+@known_at_option
 @shared_options
 @handled
-def status(s: Session) -> None:
+def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
-    from ledger.views import status_by_replay
-
     authorise(s, "status")
-    doc = status_by_replay(s.ledger)
+    if known_at is None:
+        from projections.queries import status as status_from_read_models
+
+        doc = status_from_read_models(s.ledger)
+    else:
+        from ledger.views import status_by_replay  # the past is answered by replaying
+
+        doc = status_by_replay(s.ledger, known_at=_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
     emit(doc, s.as_json, text=table(rows))
 

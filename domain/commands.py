@@ -10,7 +10,15 @@ import re
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from domain.errors import BadInput
 from domain.events import Lesion, NonTargetLesion
@@ -96,7 +104,8 @@ def _pairs(value: Any) -> Any:
 class Command(BaseModel):
     """A request to change the ledger. `name` is the CLI command and the JSON Lines `command`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True,
+                              defer_build=True)
 
     name: ClassVar[str]
     positional: ClassVar[tuple[str, ...]] = ()
@@ -383,12 +392,53 @@ class Correct(FactCommand):
     )
 
 
-class Retract(SubjectCommand):
+# A FactCommand: withdrawing a fact can expose a deviation (a dose given after a reduction that
+# never happened), which must be accepted with a reason like any other.
+class Retract(FactCommand):
     name = "retract"
     positional = ("subject", "entry")
     help = "Retract an entry entered in error, with a reason."
     entry: str = Field(pattern=r"^[^#]+#\d+$")
     reason: Text
+
+
+# --- audit and signatures ----------------------------------------------------------------------
+# Not in COMMANDS: a seal needs the ledger to read the whole store first, and a password must be
+# typed by the person at the keyboard, never read from an import file (Part 11 §11.200).
+
+MIN_PASSWORD_LENGTH = 8
+
+
+class Seal(Command):
+    name = "audit seal"
+    help = "Seal the ledger: one digest over the head of every hash chain, printed."
+    note: Text
+
+
+class SetPassword(Command):
+    name = "set-password"
+    help = "Set your signing password (stored only as a salted scrypt hash)."
+    password: SecretStr
+    # Changing a password needs the current one: otherwise anyone naming your --user could
+    # replace it and sign in your name.
+    current_password: SecretStr | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        return value
+
+
+class Sign(SubjectCommand):
+    name = "sign"
+    help = "Sign the subject's records as they stand, re-entering your password."
+    meaning: Literal["reviewed", "approved"]
+    password: SecretStr
+
+
+INTERACTIVE = {"sign", "set-password", "audit seal"}
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -412,6 +462,9 @@ def describe_validation_error(exc: ValidationError, *, where: str = "") -> BadIn
 
 def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Command:
     """Build a command from primitive values (CLI options or one JSON Lines record)."""
+    if name in INTERACTIVE:
+        raise BadInput(f"{where}command: {name} cannot be imported; run it at the keyboard",
+                       field="command")
     try:
         cls = COMMANDS[name]
     except (KeyError, TypeError):

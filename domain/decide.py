@@ -18,7 +18,7 @@ from domain.errors import BadInput, DeviationRefused, RuleViolation
 from domain.patient import Patient, apply_correction, entry_id, patient_id
 from domain.protocol import Protocol, parse_protocol, protocol_digest
 from domain.timeline import State, derive
-from domain.trial import TRIAL_ID, Trial
+from domain.trial import TRIAL_ID, Trial, seal_digest
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,17 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
                                field="user")
             event = e.RoleRevoked(**env, user=command.user, role=command.role, site=command.site)
             return Decision([event], {"user": command.user, "role": command.role})
+        case c.Seal():
+            # The ledger read the store and vouched for it; `extra` carries the chain heads.
+            seal = e.Sealed(**env, digest="", note=command.note, event_count=extra["event_count"],
+                            heads=extra["heads"])
+            seal = seal.model_copy(update={"digest": seal_digest(seal)})
+            return Decision([seal], {"digest": seal.digest, "event_count": seal.event_count,
+                                     "chains": len(seal.heads), "note": seal.note})
+        case c.SetPassword():
+            # Only the salted hash the ledger made crosses into the domain, never the password.
+            event = e.PasswordSet(**env, user=ctx.actor, password_hash=extra["password_hash"])
+            return Decision([event], {"user": ctx.actor, "password": "set"})
         case c.Unlock():
             if command.subject is None and not trial.locked or (
                 command.subject is not None and command.subject not in trial.locked_subjects
@@ -102,6 +113,10 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
                 raise BadInput("unlock: nothing to unlock", field="subject")
             return Decision([e.LedgerUnlocked(**env, subject=command.subject)], {})
         case c.Lock():
+            if command.subject is None and trial.locked or (
+                command.subject is not None and command.subject in trial.locked_subjects
+            ):
+                raise BadInput("lock: already locked", field="subject")
             return Decision([e.LedgerLocked(**env, subject=command.subject)], {})
     raise BadInput(f"command: {command.name} is not a trial command", field="command")
 
@@ -131,8 +146,11 @@ def state_of(patient: Patient, protocol: Protocol, today: date) -> State:
 
 
 def decide_subject(
-    command: c.SubjectCommand, patient: Patient | None, protocol: Protocol, ctx: Context
+    command: c.SubjectCommand, patient: Patient | None, protocol: Protocol, ctx: Context,
+    **extra,
 ) -> Decision:
+    """Subject-level commands. `extra` carries what only the ledger can supply: for `sign`, the
+    digest of the chain head being signed, once the password has been checked."""
     if isinstance(command, c.Register):
         if patient is not None:
             raise RuleViolation(f"subject {command.subject} is already registered",
@@ -150,6 +168,8 @@ def decide_subject(
     version = patient.version + 1
     entry = entry_id(patient.subject, version)
     env = _envelope(patient.id, version, ctx, command, getattr(command, "reason", None))
+    if isinstance(command, c.Sign):
+        return _signature(command, patient, entry, env, extra["head_digest"])
     timeline = patient.timeline()
 
     if isinstance(command, c.Correct):
@@ -158,6 +178,8 @@ def decide_subject(
         candidate, timeline = _retraction(command, patient, timeline, env)
     else:
         fields = {_RENAMES.get(k, k): v for k, v in command if k not in _NOT_FACT_FIELDS}
+        if isinstance(command, (c.UpdateAdverseEvent, c.ResolveAdverseEvent)):
+            _require_ae(command.ae_id, timeline)
         if isinstance(command, c.AdverseEvent):
             fields["ae_id"] = fields["ae_id"] or _next_ae_id(patient)
             fields["ctcae_version"] = protocol.ctcae_version
@@ -176,15 +198,41 @@ def decide_subject(
             rule=new[0].rule,
         )
     output = {"entry": entry, **state.outputs.get(entry, {})}
-    record = {k: v for k, v in output.items() if k in type(candidate).model_fields
-              and k not in e.Event.model_fields and k != "entry"}
+    # Only values the ledger computes go back into the event: an output key that also names an
+    # entered field (a scan's `new_lesions` flag vs its list of locations) must not replace it.
+    record = {k: v for k, v in output.items() if k in _COMPUTED
+              and k in type(candidate).model_fields}
     event = type(candidate).model_validate({
         **candidate.model_dump(), **record,
         "deviations": new, "deviation_reason": reason if new else None,
     })
+    output = {k: v for k, v in output.items() if k not in _RECORD_ONLY}
+    if isinstance(candidate, e.EntryCorrected):
+        before = dict(patient.timeline())[candidate.entry].facts()
+        output.update(corrects=candidate.entry, new_values=dict(candidate.changes),
+                      old_values={k: before.get(k) for k in candidate.changes})
+    elif isinstance(candidate, e.EntryRetracted):
+        output["retracts"] = candidate.entry
     if new:
         output["deviations"] = [d.model_dump() for d in new]
     return Decision([event], output)
+
+
+def _signature(command: c.Sign, patient: Patient, entry: str, env: dict, head_digest: str):
+    """The signer's name, the time and the meaning come with the envelope; the digest binds the
+    signature to exactly the records up to the current head."""
+    last = patient.events[-1]
+    if isinstance(last, e.Signed) and (last.meaning, last.actor) == (command.meaning,
+                                                                     env["actor"]):
+        raise RuleViolation(f"{patient.subject}: nothing changed since you signed it "
+                            f"({command.meaning}) as {entry_id(patient.subject, patient.version)}",
+                            rule="sign.unchanged")
+    event = e.Signed(**env, meaning=command.meaning, head_digest=head_digest,
+                     covers_version=patient.version)
+    return Decision([event], {
+        "entry": entry, "signer": env["actor"], "meaning": command.meaning,
+        "covers": entry_id(patient.subject, patient.version), "head_digest": head_digest,
+    })
 
 
 def _next_ae_id(patient: Patient) -> str:
@@ -193,6 +241,12 @@ def _next_ae_id(patient: Patient) -> str:
     while f"AE{n}" in taken:
         n += 1
     return f"AE{n}"
+
+
+def _require_ae(ae_id: str, timeline) -> None:
+    """An unknown AE id is bad input (exit 2); one dated before its onset the walk refuses."""
+    if not any(isinstance(f, e.AdverseEventReported) and f.ae_id == ae_id for _, f in timeline):
+        raise BadInput(f"ae_id: {ae_id} is not an adverse event of this subject", field="ae_id")
 
 
 def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:
@@ -239,3 +293,5 @@ def _retraction(command: c.Retract, patient: Patient, timeline, env):
 # Values the ledger computes and stores for the record: never corrected by hand.
 _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
              "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version"}
+# Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
+_RECORD_ONLY = {"response"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -20,6 +22,26 @@ from domain.events import (
 from domain.protocol import Protocol, parse_protocol
 
 TRIAL_ID: UUID = uuid5(NAMESPACE_URL, "urn:m22bol:trial")
+
+
+def seal_digest(seal: Sealed) -> str:
+    """SHA-256 over what a seal vouches for: the head (id, version, hash) of every chain, the
+    number of events those heads cover, and the seal's own note, author, time and place in the
+    trial chain, so that a changed note or a re-dated seal fails like a changed event.
+
+    Its link (`prev_hash`) is left out because the ledger sets it after the decision; the trial
+    head it links to is among the heads.
+    """
+    body = {
+        "event_count": seal.event_count,
+        "heads": [list(head) for head in seal.heads],
+        "note": seal.note,
+        "sealed_at": seal.model_dump(mode="json")["recorded_at"],
+        "sealed_by": seal.actor,
+        "trial_version": seal.originator_version,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ Current-state monitoring queries over the whole trial read the projections inste
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from domain.events import EntryCorrected, EntryRetracted, Event, Fact
 from domain.patient import Patient, entry_id, project_patient
 from domain.timeline import derive, summary
+from domain.trial import Trial, project_trial
 from ledger.app import TrialLedger
 
 
@@ -22,9 +23,31 @@ def as_known_at(patient: Patient, known_at: datetime | None) -> Patient | None:
     return project_patient(None, kept) if kept else None
 
 
+def trial_as_known_at(trial: Trial, known_at: datetime | None) -> Trial:
+    """The trial as it stood at `known_at`: the protocol then in force, the grants then held."""
+    if known_at is None:
+        return trial
+    kept = [e for e in trial.events if e.recorded_at <= known_at]
+    if not kept:
+        from domain.errors import BadInput
+
+        raise BadInput(f"known-at: the ledger was not initialised at {known_at}",
+                       field="known_at")
+    return project_trial(None, kept)
+
+
+def today_at(ledger: TrialLedger, known_at: datetime | None) -> date:
+    """The ledger's today, or the day it was at `known_at` (derivations that count days from
+    today must give what they gave then)."""
+    today = ledger.clock().date()
+    if known_at is None:
+        return today
+    return min(today, known_at.astimezone(UTC).date())
+
+
 def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None = None,
                  cutoff: date | None = None) -> dict[str, Any]:
-    trial = ledger.require_trial()
+    trial = trial_as_known_at(ledger.require_trial(), known_at)
     patient = as_known_at(ledger.require_patient(subject), known_at)
     if patient is None:
         from domain.errors import BadInput
@@ -33,8 +56,7 @@ def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None
     timeline = patient.timeline()
     if cutoff is not None:
         timeline = [(k, f) for k, f in timeline if f.clinical_date <= cutoff]
-    today = ledger.clock().date()
-    state = derive(subject, timeline, trial.protocol, today)
+    state = derive(subject, timeline, trial.protocol, today_at(ledger, known_at))
     document = summary(state)
     document["timeline"] = [
         {"entry": k, "event": type(f).__name__, "date": f.clinical_date, **_values(f)}
@@ -54,27 +76,37 @@ def _values(fact: Fact) -> dict[str, Any]:
 def history_view(ledger: TrialLedger, subject: str, *,
                  known_at: datetime | None = None) -> dict[str, Any]:
     """The audit trail: every event, oldest first, with who, when, why and what it changed."""
+    from ledger.signatures import signature_status
+
     patient = as_known_at(ledger.require_patient(subject), known_at)
     events = patient.events if patient else []
-    superseded: dict[str, str] = {}
-    for event in events:
-        if isinstance(event, (EntryCorrected, EntryRetracted)):
-            superseded[event.entry] = entry_id(subject, event.originator_version)
     entries = []
+    rows: dict[str, dict[str, Any]] = {}
     current: dict[str, dict[str, Any]] = {}
+    # entry -> the row whose values are the entry's current ones: a second correction
+    # supersedes the first, not the original again.
+    latest: dict[str, str] = {}
     for event in events:
         entry = entry_id(subject, event.originator_version)
         row = _audit_row(entry, event)
-        if isinstance(event, EntryCorrected):
+        row["superseded_by"] = None
+        if isinstance(event, (EntryCorrected, EntryRetracted)):
             before = current[event.entry]
-            row["old_values"] = {k: before.get(k) for k in event.changes}
-            row["new_values"] = dict(event.changes)
-            current[event.entry] = {**before, **event.changes}
-        elif isinstance(event, Fact) and not isinstance(event, EntryRetracted):
+            rows[latest[event.entry]]["superseded_by"] = entry
+            latest[event.entry] = entry
+            if isinstance(event, EntryCorrected):
+                row["old_values"] = {k: before.get(k) for k in event.changes}
+                row["new_values"] = dict(event.changes)
+                current[event.entry] = {**before, **event.changes}
+            else:
+                row["old_values"], row["new_values"] = dict(before), None
+        elif isinstance(event, Fact):
             current[entry] = event.facts()
-        row["superseded_by"] = superseded.get(entry)
+            latest[entry] = entry
+        rows[entry] = row
         entries.append(row)
-    return {"subject": subject, "entries": entries}
+    return {"subject": subject, "entries": entries,
+            "signature": signature_status(patient) if patient else None}
 
 
 def _audit_row(entry: str, event: Event) -> dict[str, Any]:
@@ -120,10 +152,12 @@ def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dic
     return {"baskets": rows}
 
 
-def status_by_replay(ledger: TrialLedger) -> dict[str, Any]:
-    """Status from the events alone: the reference the read models must agree with."""
-    trial = ledger.require_trial()
-    today = ledger.clock().date()
+def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None) -> dict[str, Any]:
+    """Status from the events alone: the reference the read models must agree with, and the
+    only way to the status as known at a past moment."""
+    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    today = today_at(ledger, known_at)
+    patients = [as_known_at(ledger.require_patient(s), known_at) for s in subjects(ledger)]
     summaries = [summary(derive(p.subject, p.timeline(), trial.protocol, today))
-                 for p in map(ledger.require_patient, subjects(ledger))]
+                 for p in patients if p is not None]
     return status_counts(summaries, [b.id for b in trial.protocol.baskets])
