@@ -112,7 +112,7 @@ def cli() -> None:
 
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
-    from cli import entry, queries  # noqa: F401
+    from cli import analysis, audit, demo, entry, projections, queries, report  # noqa: F401
 
     return cli
 

@@ -1,0 +1,155 @@
+"""Bulk import: the ledger against plain sqlite3 inserting the same bytes.
+
+Builds the benchmark ledgers on the way (10k, 100k, 1M events) and measures, in the same run:
+
+1. `m22bol import FILE` of the demo's commands into a new ledger (rules, hash chain, projections,
+   one transaction): what a site's batch upload costs. This ledger is `ledger-10k.sqlite`.
+2. Writing decided events (`TrialLedger.save`: pydantic -> canonical JSON -> native recorder,
+   one transaction per batch), which is how the 100k and 1M ledgers are filled: copies of the
+   10k trial's subjects under new ids, hash chains recomputed (the copying is not timed).
+3. The baseline: plain sqlite3 inserting the same canonical bytes, read back from the ledger,
+   into a table with the same schema and unique index, one transaction per same batch.
+
+    .venv/bin/python bench/bench_import.py [--sizes 10k,100k,1M] [--dir /tmp/m22bol-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import time
+from pathlib import Path
+
+import benchlib as b
+
+SCHEMA = ("CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
+          "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+
+
+def raw_insert(src: Path, after: int, batch: int, scratch: Path) -> tuple[int, float]:
+    """Insert rows `after`+1.. of `src` into a fresh plain table; (rows, seconds inserting)."""
+    b.remove(scratch)
+    out = sqlite3.connect(scratch, isolation_level=None)
+    # The same journal mode the eventsourcing SQLite recorder sets.
+    out.execute("PRAGMA journal_mode=WAL")
+    out.execute(SCHEMA)
+    read = sqlite3.connect(src)
+    rows = spent = 0
+    last = after
+    while True:
+        page = read.execute("SELECT rowid, originator_id, originator_version, topic, state "
+                            "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                            (last, batch)).fetchall()
+        if not page:
+            break
+        last = page[-1][0]
+        values = [r[1:] for r in page]
+        started = time.perf_counter()
+        out.execute("BEGIN")
+        out.executemany("INSERT INTO stored_events VALUES (?, ?, ?, ?)", values)
+        out.execute("COMMIT")
+        spent += time.perf_counter() - started
+        rows += len(values)
+    read.close()
+    out.close()
+    b.remove(scratch)
+    return rows, spent
+
+
+def import_through_rules(folder: Path, events: int, timeout: float) -> dict:
+    path = b.ledger_path(folder, "10k")
+    b.remove(path)
+    jsonl = folder / "demo-10k.jsonl"
+    lines = b.write_jsonl(b.demo_subjects(events), jsonl)
+    b.cli(["init"], path, timeout=60)
+    b.cli(["grant", b.USER, "data-manager"], path, timeout=60)
+    seconds, _ = b.cli(["import", str(jsonl)], path, timeout=timeout)
+    total = b.count_events(path)
+    rows, raw = raw_insert(path, 0, 5000, folder / "raw.sqlite")
+    return {"size": "10k", "events": total, "imported lines": lines,
+            "m22bol import (rules)": f"{b.fmt_s(seconds)}, {b.rate(lines, seconds)}",
+            "raw sqlite3 insert": f"{b.fmt_s(raw)}, {b.rate(rows, raw)}",
+            "ledger/raw": b.ratio(lines, seconds, rows, raw)}
+
+
+def save_decided(src_streams, copies: range, path: Path, batch: int) -> tuple[int, float]:
+    """Append copies of the subjects to the ledger at `path` through `TrialLedger.save`."""
+    from ledger.app import TrialLedger
+
+    ledger = TrialLedger(b.url(path))
+    pending: list = []
+    saved = spent = 0
+
+    def flush() -> None:
+        nonlocal saved, spent
+        started = time.perf_counter()
+        ledger.save(*pending)
+        spent += time.perf_counter() - started
+        saved += len(pending)
+        pending.clear()
+
+    try:
+        for events in b.replicas(src_streams, copies):
+            pending.extend(events)
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+    finally:
+        ledger.close()
+    return saved, spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", type=Path, default=b.DEFAULT_DIR)
+    parser.add_argument("--sizes", default="10k,100k,1M")
+    parser.add_argument("--batch", type=int, default=5000, help="events per transaction")
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    sizes = args.sizes.split(",")
+    print("machine:", b.machine())
+
+    started = time.perf_counter()
+    first = import_through_rules(args.dir, b.SIZES["10k"], args.timeout)
+    print("\n## Import through the rules (`m22bol import`, one transaction)\n")
+    print(b.table([first]), flush=True)
+
+    template = b.ledger_path(args.dir, "10k")
+    streams = b.subject_streams(template)
+    per_copy = sum(len(s) for s in streams)
+    rows = []
+    # The decided-event path at 10k too: the same events saved again into a new ledger.
+    scratch = args.dir / "resave.sqlite"
+    b.remove(scratch)
+    b.cli(["init"], scratch, timeout=60)
+    saved, spent = save_decided(streams, range(1), scratch, args.batch)
+    raw_rows, raw = raw_insert(scratch, 1, args.batch, args.dir / "raw.sqlite")
+    rows.append({"size": "10k", "events written": saved,
+                 "TrialLedger.save": f"{b.fmt_s(spent)}, {b.rate(saved, spent)}",
+                 "raw sqlite3": f"{b.fmt_s(raw)}, {b.rate(raw_rows, raw)}",
+                 "ledger/raw": b.ratio(saved, spent, raw_rows, raw)})
+    b.remove(scratch)
+    for size in sizes:
+        if size == "10k":
+            continue
+        path = b.ledger_path(args.dir, size)
+        b.copy(template, path)
+        have = b.count_events(path)
+        copies = range(1, -(-(b.SIZES[size] - have) // per_copy) + 1)
+        saved, spent = save_decided(streams, copies, path, args.batch)
+        raw_rows, raw = raw_insert(path, have, args.batch, args.dir / "raw.sqlite")
+        rows.append({"size": size, "events written": saved,
+                     "TrialLedger.save": f"{b.fmt_s(spent)}, {b.rate(saved, spent)}",
+                     "raw sqlite3": f"{b.fmt_s(raw)}, {b.rate(raw_rows, raw)}",
+                     "ledger/raw": b.ratio(saved, spent, raw_rows, raw)})
+        print(f"built {path} ({b.count_events(path):,} events)", flush=True)
+    print("\n## Writing decided events (`TrialLedger.save`) vs raw sqlite3, "
+          f"{args.batch} events per transaction\n")
+    print(b.table(rows))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""`m22bol demo`: a realistic synthetic trial, entered through the one write path.
+
+On a new ledger it runs `init` as the acting user (who becomes admin) and grants that user
+data-manager, so the entries are allowed; on an existing ledger only an admin may run it. The
+subjects come from `ledger.demo.generate` and go through `TrialLedger.execute_all` in chunks,
+one transaction per chunk, so the rules judge every fact as they judge a person's entry and a
+refusal leaves the chunks before it in place. Then it prints the endpoint tallies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from typing import Any
+
+import click
+
+from cli.main import Session, cli, handled, shared_options
+from cli.output import emit, table
+from domain import commands as c
+from domain.errors import LedgerError, RuleViolation
+
+ENTRY_ROLES = ("data-manager", "investigator")
+
+
+@cli.command()
+@click.option("--patients", type=click.IntRange(1, 1_000_000), default=400, show_default=True,
+              help="Subjects to register (about one in six fails screening).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="The same seed gives the same trial.")
+@click.option("--chunk", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="Subjects per transaction.")
+@shared_options
+@handled
+def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
+    """Build a realistic synthetic trial in the ledger and print the endpoints.
+
+    Screening failures, all four baskets, delays, dose reductions after AEs, surgery and
+    radiotherapy, scans every 9-12 weeks, ctDNA and PET, progression, deaths and years of
+    follow-up, deterministic for a seed. On a new ledger the acting user becomes admin.
+    """
+    from domain.protocol import bundled_protocol_text, parse_protocol
+    from ledger import access
+    from ledger.demo import DATA_CUTOFF, generate
+
+    ledger = s.ledger
+    trial = ledger.trial()
+    if trial is not None:
+        access.check(trial, s.user, "demo")
+    # The protocol `init` is about to register, or the one in force.
+    protocol = trial.protocol if trial else parse_protocol(bundled_protocol_text())
+    today = min(DATA_CUTOFF, ledger.clock().date())
+    subjects_iter = generate(patients, seed, protocol=protocol, today=today)
+    first = next(subjects_iter)
+    if trial is not None and ledger.patient(first.subject) is not None:
+        # Checked before anything is written: a refused run leaves the ledger as it was.
+        raise RuleViolation(f"demo: subject {first.subject} is already in this ledger; "
+                            "run the demo on a new ledger", rule="register.exists")
+    setup = _prepare(ledger, s.user, trial)
+
+    started = time.perf_counter()
+    entered = subjects = 0
+    bar = click.progressbar(length=patients, label="entering subjects", file=sys.stderr,
+                            show_pos=True)
+    try:
+        batch: list = []
+        for subject in itertools.chain([first], subjects_iter):
+            batch.append(subject)
+            if len(batch) == chunk:
+                entered += _enter(ledger, s.user, batch, bar)
+                subjects += len(batch)
+                batch = []
+        if batch:
+            entered += _enter(ledger, s.user, batch, bar)
+            subjects += len(batch)
+    finally:
+        bar.render_finish()
+    seconds = time.perf_counter() - started
+
+    summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),
+               "entries": entered, "seconds": round(seconds, 1), **setup}
+    report_name, report = _report(ledger)
+    head = (f"demo: {subjects} subjects, {entered} entries (seed {seed}, data up to {today}) "
+            f"in {seconds:.0f} s")
+    if setup.get("initialised"):
+        head += f"; ledger initialised with {s.user} as admin and data-manager"
+    elif setup.get("granted"):
+        head += f"; {s.user} granted data-manager"
+    emit({"demo": summary, report_name: report}, s.as_json,
+         text=None if s.as_json else head + "\n\n" + _text(report_name, report))
+
+
+def _prepare(ledger, user: str, trial) -> dict[str, Any]:
+    """Initialise a new ledger; make sure the user may enter facts."""
+    if trial is None:
+        ledger.execute_all([c.Init(), c.Grant(user=user, role="data-manager")], user)
+        return {"initialised": True}
+    if not any(g.role in ENTRY_ROLES and g.site is None for g in trial.roles_of(user)):
+        # An admin holds no entry role by default; the demo enters facts in that admin's name.
+        ledger.execute(c.Grant(user=user, role="data-manager"), user)
+        return {"initialised": False, "granted": True}
+    return {"initialised": False}
+
+
+def _enter(ledger, user: str, batch: list, bar) -> int:
+    """One transaction for the chunk; the bar moves one step per subject as its last command
+    is decided."""
+    commands = [cmd for subject in batch for cmd in subject.commands]
+    ends: list[int] = []
+    for subject in batch:
+        ends.append((ends[-1] if ends else 0) + len(subject.commands))
+    done = [0, 0]  # commands decided, subjects finished
+
+    def step(n: int) -> None:
+        done[0] += n
+        while done[1] < len(ends) and done[0] >= ends[done[1]]:
+            done[1] += 1
+            bar.update(1)
+
+    try:
+        ledger.execute_all(commands, user, progress=step)
+    except LedgerError as error:
+        # Name the subject and the seed: the generator, not the person, made the command.
+        line = _line_of(error)
+        who = next((b.subject for b, end in zip(batch, ends, strict=True) if line <= end), None)
+        if who:
+            error.message = f"demo subject {who}: {error.message}"
+            error.args = (error.message,)
+        raise
+    bar.update(len(batch) - done[1])  # a retried transaction decides again without a bar
+    return len(commands)
+
+
+def _line_of(error: LedgerError) -> int:
+    head = error.message.split(":", 1)[0]
+    return int(head.removeprefix("line ")) if head.startswith("line ") else 1
+
+
+def _report(ledger) -> tuple[str, dict[str, Any]]:
+    """The endpoint tallies when the analysis module is there, else the status counts."""
+    try:
+        from ledger.analysis import endpoints_report
+    except ImportError:  # the endpoints arrived after the demo; keep it usable without them
+        from ledger.views import status_by_replay
+
+        return "status", status_by_replay(ledger)
+    return "endpoints", endpoints_report(ledger)
+
+
+def _text(name: str, report: dict[str, Any]) -> str:
+    if name == "endpoints":
+        # The same table `m22bol endpoints` prints, so the two can be compared by eye.
+        from cli.analysis import _endpoints_text
+
+        return _endpoints_text(report)
+    rows = [{"basket": b, **counts} for b, counts in report["baskets"].items()]
+    return table(rows)

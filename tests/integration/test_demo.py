@@ -1,0 +1,223 @@
+"""The synthetic trial (`ledger/demo.py`, `m22bol demo`): the real rules accept every command
+it generates, the same seed gives the same trial, and the trial has what the demo promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import date
+
+from domain import commands as c
+from domain.events import Fact
+from domain.protocol import Strata, bundled_protocol_text, parse_protocol
+from domain.rules.eligibility import failed_criteria
+from ledger.app import TrialLedger
+from ledger.demo import DATA_CUTOFF, DemoSubject, describe, generate
+from tests.support import invoke, store_fingerprint
+
+N = 12
+PROTOCOL = parse_protocol(bundled_protocol_text())
+
+
+def _enter(url: str, subjects: list[DemoSubject]) -> TrialLedger:
+    ledger = TrialLedger(url)
+    ledger.execute_all([c.Init(), c.Grant(user="admin", role="data-manager")], "admin")
+    for subject in subjects:
+        ledger.execute_all(subject.commands, "admin")
+    return ledger
+
+
+def _contents(ledger: TrialLedger) -> list[dict]:
+    # recorded_at is knowledge time, and prev_hash hashes it: the only values that may differ.
+    return [event.model_dump(mode="json", exclude={"recorded_at", "prev_hash"})
+            for _, event in ledger.stored_events()]
+
+
+def _deviations_only_where_reasoned(ledger: TrialLedger) -> None:
+    """A deviation reason is given exactly where the story wants a deviation: a generator bug
+    would otherwise be recorded as a deviation instead of being refused."""
+    for _, event in ledger.stored_events():
+        if isinstance(event, Fact):
+            assert bool(event.deviations) == bool(event.deviation_reason), event
+
+
+def test_every_generated_command_is_accepted(ledger_url):
+    subjects = list(generate(N, seed=5))
+    ledger = _enter(ledger_url, subjects)
+    try:
+        stored = sum(1 for _, e in ledger.stored_events() if isinstance(e, Fact))
+        assert stored == sum(len(s.commands) for s in subjects)
+        _deviations_only_where_reasoned(ledger)
+    finally:
+        ledger.close()
+
+
+def _features(subject: DemoSubject) -> set[str]:
+    """The parts of the story a subject exercises, named for the test below."""
+    found = set()
+    for cmd in subject.commands:
+        found.add(cmd.name)
+        if isinstance(cmd, c.AdverseEvent):
+            found.add(f"ae:{cmd.term}:{cmd.grade}")
+        elif isinstance(cmd, c.UpdateAdverseEvent) and cmd.grade == 5:
+            found.add("grade-5")
+        elif isinstance(cmd, c.Lvef) and cmd.percent < 46:
+            found.add("lvef-low")
+        elif isinstance(cmd, c.Scan) and cmd.new_lesion:
+            found.add("new-lesion")
+        if getattr(cmd, "deviation_reason", None):
+            found.add("deviation")
+    return found
+
+
+def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url):
+    """One subject for every kind of event the default trial holds: the paths twelve subjects
+    rarely reach (grade 4 neutropenia, pneumonitis, an LVEF drop, death) meet the rules too."""
+    chosen: dict[str, DemoSubject] = {}
+    for subject in generate(400, seed=1):
+        for feature in _features(subject):
+            # The shortest story with the feature: the rules' cost grows with a timeline.
+            if feature not in chosen or len(subject.commands) < len(chosen[feature].commands):
+                chosen[feature] = subject
+    for expected in ("reduce-dose", "interrupt", "resume", "discontinue", "withdraw", "death",
+                     "complication", "radiotherapy", "pathology", "lvef-low", "new-lesion",
+                     "deviation", "ae:Neutrophil count decreased:4", "ae:Pneumonitis:1",
+                     "ae:Pneumonitis:2", "ae:Platelet count decreased:3"):
+        assert expected in chosen, expected
+    subjects = list({s.subject: s for s in chosen.values()}.values())
+    ledger = _enter(sqlite_url, subjects)
+    try:
+        _deviations_only_where_reasoned(ledger)
+    finally:
+        ledger.close()
+
+
+def test_the_same_seed_gives_the_same_trial(tmp_path):
+    first = _enter(f"sqlite:///{tmp_path}/a.sqlite", list(generate(N, seed=11)))
+    second = _enter(f"sqlite:///{tmp_path}/b.sqlite", list(generate(N, seed=11)))
+    try:
+        assert _contents(first) == _contents(second)
+    finally:
+        first.close()
+        second.close()
+
+
+_DUMP = ("import json, sys; from ledger.demo import generate; "
+         "print(json.dumps([[s.subject, [[c.name, c.model_dump(mode='json')] for c in s.commands]]"
+         " for s in generate(int(sys.argv[1]), seed=int(sys.argv[2]))]))")
+
+
+def test_generation_does_not_depend_on_the_process(tmp_path):
+    """String hashing differs between processes; the trial must not."""
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", _DUMP, "80", "3"], env=env, check=True,
+                              capture_output=True, text=True, cwd=os.getcwd())
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
+
+
+def test_seeds_differ_and_slices_agree():
+    assert ([s.commands for s in generate(6, seed=1)]
+            != [s.commands for s in generate(6, seed=2)])
+    whole = list(generate(30, seed=4))
+    # A large trial built slice by slice (the benchmarks do) is the same trial.
+    assert list(generate(10, seed=4, first=20)) == whole[20:]
+
+
+def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries():
+    subjects = list(generate(400, seed=1))
+    counts = describe(subjects)
+    assert counts["subjects"] == 400
+    assert counts["commands"] >= 20_000
+
+    failures: Counter[str] = Counter()
+    baskets: Counter[str] = Counter()
+    regimen = PROTOCOL.regimens["tdxd"]
+    for subject in subjects:
+        first, *rest = subject.commands
+        assert isinstance(first, c.Register)
+        death = next((x.date for x in rest if isinstance(x, c.Death)), DATA_CUTOFF)
+        gone = next((x.date for x in rest if isinstance(x, c.Withdraw)), DATA_CUTOFF)
+        for cmd in subject.commands:
+            last = gone if not isinstance(cmd, (c.Contact, c.Death)) else DATA_CUTOFF
+            for name in ("date", "onset", "start", "end", "consent_date"):
+                when = getattr(cmd, name, None)
+                if isinstance(when, date):
+                    # A course of radiotherapy must end by the withdrawal too, not only start.
+                    assert first.consent_date <= when <= min(death, last), (subject.subject, cmd)
+        infusions = [x for x in rest if isinstance(x, c.Infuse)]
+        for before, after in zip(infusions, infusions[1:], strict=False):
+            early = (after.date - before.date).days < regimen.min_days_between_cycles
+            assert not early or after.deviation_reason, (subject.subject, after)
+        assessment = next(x for x in rest if isinstance(x, c.AssessEligibility))
+        values = assessment.model_dump(exclude={"subject", "source", "deviation_reason"})
+        failed = failed_criteria(PROTOCOL, consent_date=first.consent_date, **values)
+        failures.update(reason.split(":")[0] for reason in failed)
+        enrolled = any(isinstance(x, c.Enrol) for x in rest)
+        assert enrolled == (not failed)
+        if enrolled:
+            strata = Strata(her2=values["her2"], er=values["er"],
+                            prior_therapy=values["prior_therapy"])
+            baskets[PROTOCOL.basket_for(strata).id] += 1
+    assert set(baskets) == {"I", "II", "III", "IV"}
+    assert {"her2", "distant_lesions", "all_lesions_curable", "lvef", "ecog"} <= set(failures)
+    # Years of follow-up: the earliest subjects are still seen in the last half year.
+    last = max(getattr(cmd, "date", date.min) for cmd in subjects[0].commands)
+    assert (DATA_CUTOFF - last).days < 190 or any(
+        isinstance(cmd, c.Death) for cmd in subjects[0].commands)
+
+
+def test_cli_demo_initialises_a_new_ledger_and_prints_the_endpoints(tmp_path):
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    result = invoke(["--json", "demo", "--patients", "4", "--seed", "3", "--chunk", "3"],
+                    url=url, user="alice")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["demo"]["initialised"] is True
+    assert doc["demo"]["patients"] == 4
+    expected = sum(len(s.commands) for s in generate(4, seed=3))
+    assert doc["demo"]["entries"] == expected
+    enrolled = sum(any(isinstance(x, c.Enrol) for x in s.commands) for s in generate(4, seed=3))
+    assert doc["endpoints"]["baskets"]["all"]["enrolled"] == enrolled
+
+    ledger = TrialLedger(url)
+    try:
+        trial = ledger.require_trial()
+        assert {g.role for g in trial.roles_of("alice")} == {"admin", "data-manager"}
+        subject_events = [e for _, e in ledger.stored_events() if isinstance(e, Fact)]
+        assert len(subject_events) == expected
+    finally:
+        ledger.close()
+
+    # Again on the same ledger: refused before anything is written.
+    before = store_fingerprint(url)
+    again = invoke(["demo", "--patients", "4", "--seed", "3"], url=url, user="alice")
+    assert again.exit_code == 3
+    assert "already in this ledger" in again.stderr
+    # Only an admin may fill an existing ledger.
+    stranger = invoke(["demo", "--patients", "4"], url=url, user="bob")
+    assert stranger.exit_code == 4
+    assert store_fingerprint(url) == before
+
+
+def test_cli_demo_prints_the_endpoint_table(tmp_path):
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    result = invoke(["demo", "--patients", "2", "--seed", "9"], url=url, user="alice")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("demo: 2 subjects")
+    assert "primary responders" in result.stdout
+
+
+def test_an_admin_without_an_entry_role_is_granted_one(tmp_path):
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    ledger = TrialLedger(url)
+    ledger.execute(c.Init(), "root")
+    ledger.close()
+    result = invoke(["--json", "demo", "--patients", "1"], url=url, user="root")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["demo"]["granted"] is True
