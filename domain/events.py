@@ -6,11 +6,12 @@ are separate fields, because both are queried: "as known at T" and "cut off at D
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Result = Literal["detected", "not-detected"]
 
@@ -18,7 +19,7 @@ Result = Literal["detected", "not-detected"]
 class Deviation(BaseModel):
     """A protocol deviation accepted with a reason: which entry broke which rule."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     entry: str
     rule: str
     message: str
@@ -27,7 +28,7 @@ class Deviation(BaseModel):
 class Event(BaseModel):
     """The audit envelope shared by every event."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     originator_id: UUID
     originator_version: int
@@ -115,6 +116,9 @@ class Sealed(Event):
     digest: str
     event_count: int
     note: str
+    # (aggregate id, head version, SHA-256 of the head's stored bytes) for every chain, sorted.
+    # The digest alone proves *that* a sealed head changed; these name *which* one.
+    heads: tuple[tuple[str, int, str], ...] = ()
 
 
 # --- a subject: screening and enrolment -------------------------------------------------------
@@ -263,14 +267,14 @@ class PathologyReported(Fact):
 
 
 class Lesion(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     lesion_id: str
     organ: str
     mm: float | None = None  # None: not evaluated
 
 
 class NonTargetLesion(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     lesion_id: str
     organ: str
     status: Literal["present", "absent", "progression"]
@@ -286,6 +290,17 @@ class ScanRecorded(Fact):
     new_lesions: tuple[str, ...] = ()
     # The response derived at entry, kept for the record; derivations never read it back.
     response: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("targets", "nodes", "non_targets", "new_lesions", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        # `correct --set targets=[...]` hands the lesion list in as JSON text.
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+        return value
 
 
 class PetRecorded(Fact):

@@ -104,15 +104,36 @@ def _patients(groups) -> Iterator[Patient]:
                 yield patient
 
 
-def endpoint_inputs(ledger: TrialLedger, *, known_at: datetime | None = None,
-                    cutoff: date | None = None) -> list[PatientFacts]:
-    return replay(ledger, known_at=known_at, cutoff=cutoff).patients
+@dataclass(frozen=True)
+class Inputs:
+    """What the tallies need: every subject's endpoint facts and the protocol in force."""
+
+    protocol: Protocol
+    cutoff: date
+    known_at: datetime
+    patients: list[PatientFacts]
+
+
+def inputs(ledger: TrialLedger, *, known_at: datetime | None = None,
+           cutoff: date | None = None) -> Inputs | Replay:
+    """The current state from the read models (no replay); the past by replaying to T.
+
+    The read model keeps each subject's facts uncut: the tallies apply the cutoff themselves,
+    and every derived value in the facts (a scan's response) depends only on earlier facts.
+    """
+    if known_at is not None:
+        return replay(ledger, known_at=known_at, cutoff=cutoff)
+    from projections.queries import endpoint_inputs
+
+    now = ledger.clock()
+    return Inputs(protocol=ledger.require_trial().protocol, cutoff=cutoff or now.date(),
+                  known_at=now, patients=endpoint_inputs(ledger))
 
 
 def endpoints_report(ledger: TrialLedger, *, known_at: datetime | None = None,
                      cutoff: date | None = None) -> dict[str, Any]:
     """The JSON document of spec/endpoints.md."""
-    r = replay(ledger, known_at=known_at, cutoff=cutoff)
+    r = inputs(ledger, known_at=known_at, cutoff=cutoff)
     return {
         "cutoff": r.cutoff.isoformat(),
         "known_at": r.known_at.isoformat(),
@@ -132,10 +153,10 @@ def safety_report(ledger: TrialLedger, *, known_at: datetime | None = None,
     `endpoints.py`, the one home of that rule. Serious AEs are listed whether treatment-emergent
     or not (flagged), for every enrolled subject; the counts take treatment-emergent ones only.
     """
-    return safety_document(replay(ledger, known_at=known_at, cutoff=cutoff))
+    return safety_document(inputs(ledger, known_at=known_at, cutoff=cutoff))
 
 
-def safety_document(r: Replay) -> dict[str, Any]:
+def safety_document(r: Inputs | Replay) -> dict[str, Any]:
     """The safety tables of a replay, per basket and for all baskets."""
     scopes = [b.id for b in r.protocol.baskets]
     tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
@@ -162,7 +183,7 @@ class _SafetyTable:
         # grade -> (complications, subjects)
         self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
 
-    def add(self, facts: PatientFacts, timeline, treated: bool, r: Replay) -> None:
+    def add(self, facts: PatientFacts, timeline, treated: bool, r: Inputs | Replay) -> None:
         emergent = (endpoints.treatment_emergent_ae_ids(facts, r.protocol, r.cutoff)
                     if treated else frozenset())
         for ae in facts.adverse_events:

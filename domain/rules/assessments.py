@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date
 from typing import Any
 
@@ -101,9 +102,18 @@ def scan_responses(state) -> list[tuple[str, recist.AssessmentResponse]]:
     scans = part(state).scans
     # The engine sorts by date with a stable sort; the part is already in walk order (date,
     # then entry), so the i-th response belongs to the i-th scan.
-    responses = recist.evaluate([a for _, a in scans], first_infusion(state),
-                                state.protocol.response)
+    responses = _evaluate(tuple(a for _, a in scans), first_infusion(state),
+                          state.protocol.response)
     return [(entry, r) for (entry, _), r in zip(scans, responses, strict=True)]
+
+
+@lru_cache(maxsize=4096)
+def _evaluate(scans: tuple[recist.Assessment, ...], day0: date | None,
+              params) -> list[recist.AssessmentResponse]:
+    # Every command re-walks its subject's timeline, scoring each scan on the scans before it:
+    # the same prefixes, command after command. Scoring is pure, so it is remembered (a
+    # subject's entry, import and rebuild were otherwise cubic in its number of scans).
+    return recist.evaluate(list(scans), day0, params)
 
 
 def response_output(r: recist.AssessmentResponse) -> dict[str, Any]:

@@ -55,6 +55,34 @@ class PatientFacts:
     treatment_ended: date | None  # treatment ended for good; None while it goes on
     last_known_alive: date | None  # an extra contact date (e.g. a follow-up contact)
 
+    @classmethod
+    def from_plain(cls, d: dict) -> PatientFacts:
+        """Rebuild from the JSON form the read model stores (dates as ISO text)."""
+        day = _day
+
+        return cls(
+            subject=d["subject"], basket=d["basket"], enrolled=day(d["enrolled"]),
+            infusions=tuple(map(day, d["infusions"])),
+            surgeries=tuple(map(day, d["surgeries"])),
+            radiotherapy=tuple((day(a), day(b)) for a, b in d["radiotherapy"]),
+            assessments=tuple((day(a), r) for a, r in d["assessments"]),
+            ctdna=tuple((day(a), bool(r)) for a, r in d["ctdna"]),
+            pets=tuple((day(a), r) for a, r in d["pets"]),
+            pathology=tuple((day(a), t, n, v) for a, t, n, v in d["pathology"]),
+            complications=tuple((day(a), g) for a, g in d["complications"]),
+            adverse_events=tuple(
+                AdverseEventFacts(ae_id=ae["ae_id"], term=ae["term"], onset=day(ae["onset"]),
+                                  serious=ae["serious"],
+                                  grades=tuple((day(a), int(g)) for a, g in ae["grades"]))
+                for ae in d["adverse_events"]),
+            death=day(d["death"]), treatment_ended=day(d["treatment_ended"]),
+            last_known_alive=day(d["last_known_alive"]),
+        )
+
+
+def _day(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
 
 @dataclass(frozen=True)
 class _AdverseEvent:
