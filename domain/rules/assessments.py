@@ -38,8 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from domain.errors import RuleViolation
@@ -71,8 +71,8 @@ def part(state) -> Assessments:
 
 
 def infusion_dates(state) -> list[date]:
-    """Dates of the infusions walked so far; the treatment module owns the course."""
-    return sorted(d for _, d in treatment.course(state).cycles)
+    """Dates of the infusions walked so far; the treatment module owns them."""
+    return sorted(when for _, when in treatment.course(state).cycles)
 
 
 def first_infusion(state) -> date | None:

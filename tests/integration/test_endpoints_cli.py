@@ -15,30 +15,12 @@ from domain.protocol import bundled_protocol_text
 from ledger.analysis import endpoints_report
 from ledger.app import TrialLedger
 from tests.integration.test_mini_trial import DATA, EXPECTED
+from tests.integration.test_protocol_amendment import BASKET_V
 from tests.support import PEOPLE, Driver, invoke
 
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
 BETWEEN = "2026-03-15T12:00:00+00:00"
-
-
-BASKET_V = """
-[regimens.datod]
-drug = "datopotamab deruxtecan"
-dose_levels_mg_per_kg = [6.0, 4.0, 3.0]
-dose_tolerance_pct = 5
-cycle_length_days = 21
-min_days_between_cycles = 18
-first_cycle_within_days_of_enrolment = 28
-neoadjuvant_cycles = 6
-total_cycles = 12
-
-[[baskets]]
-id = "V"
-description = "de novo oligo-metastatic, ER+/HER2-negative"
-regimen = "datod"
-strata = { her2 = "negative", er = "positive", prior_therapy = "none" }
-"""
 
 
 class Clock:
