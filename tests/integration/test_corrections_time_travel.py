@@ -56,14 +56,15 @@ def test_known_at_each_recorded_time_prints_what_was_printed_then(ledger_url):
         moment = query(url, "history", subject)["entries"][-1]["recorded_at"]
         seen.append((moment, {s: (query(url, "patient", s), query(url, "history", s))
                               for s in (S, OTHER) if _registered(url, s)},
-                     query(url, "status")))
+                     query(url, "status"), query(url, "endpoints")["baskets"]))
 
     assert seen[-1][1][S][0]["status"] == "dead"  # the sequence did change things
-    for moment, subjects, status in seen:
+    for moment, subjects, status, tallies in seen:
         for subject, (patient, history) in subjects.items():
             assert query(url, "patient", subject, "--known-at", moment) == patient, moment
             assert query(url, "history", subject, "--known-at", moment) == history, moment
         assert query(url, "status", "--known-at", moment) == status, moment
+        assert query(url, "endpoints", "--known-at", moment)["baskets"] == tallies, moment
 
 
 def _registered(url: str, subject: str) -> bool:
