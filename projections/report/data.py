@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -84,7 +85,7 @@ def consort(summaries: list[dict[str, Any]], baskets: list[str]) -> dict[str, An
     treated = [s for s in enrolled if s.get("cycles_given")]
     failures = Counter(c.split(":")[0] for s in summaries if s["status"] == "screen-failed"
                        for c in s["failed_criteria"])
-    discontinued = Counter((s.get("discontinued") or {}).get("why", "unknown")
+    discontinued = Counter(_reason((s.get("discontinued") or {}).get("why", "unknown"))
                            for s in treated if s.get("treatment_state") == "discontinued")
     return {
         "screened": len(summaries),
@@ -99,6 +100,15 @@ def consort(summaries: list[dict[str, Any]], baskets: list[str]) -> dict[str, An
         "withdrawn": sum(s["withdrawn"] is not None for s in summaries),
         "dead": sum(s["death"] is not None for s in summaries),
     }
+
+
+def _reason(why: str) -> str:
+    """A discontinuation reason as a monitor counts it: by AE term, LVEF, or the decision."""
+    if match := re.match(r"AE\S* (.+?) grade \d", why):
+        return f"adverse event: {match.group(1)}"
+    if why.startswith("LVEF"):
+        return "LVEF decline or symptomatic heart failure"
+    return why
 
 
 def _course(s: dict[str, Any], timeline, state, cutoff: date) -> PatientCourse | None:

@@ -58,7 +58,11 @@ def waterfall(patients: Sequence[PatientCourse], path: Path) -> str:
     ax.axhline(20, color="#d73027", linestyle="--", linewidth=0.8)
     ax.axhline(-30, color="#1a9850", linestyle="--", linewidth=0.8)
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xticks(range(len(rows)), [p.subject for p in rows], rotation=90, fontsize=6)
+    if len(rows) <= 60:  # beyond that the names are unreadable; the bars still tell
+        ax.set_xticks(range(len(rows)), [p.subject for p in rows], rotation=90, fontsize=6)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(rows)} treated patients with a measured follow-up")
     ax.set_ylabel("best change of target sum from baseline (%)")
     ax.set_title("Waterfall: best % change from baseline, coloured by best overall response")
     _legend(ax, {p.best_response for p in rows})
