@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.main import Session, cli, handled, shared_options
+from cli.main import (
+    Session,
+    authorise,
+    cli,
+    cutoff_option,
+    handled,
+    known_at_option,
+    parse_cutoff,
+    parse_known_at,
+    shared_options,
+)
 from cli.output import emit, table
-from cli.queries import _cutoff, _known_at, cutoff_option, known_at_option
-
-
-def _authorise(s: Session, action: str) -> None:
-    from ledger import access
-
-    access.check(s.ledger.require_trial(), s.user, action)
 
 
 @cli.command()
@@ -28,9 +31,9 @@ def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
     from ledger.analysis import endpoints_report
 
-    _authorise(s, "endpoints")
-    doc = endpoints_report(s.ledger, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
-    emit(doc, s.as_json, text=_endpoints_text(doc) if not s.as_json else None)
+    authorise(s, "endpoints")
+    doc = endpoints_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
+    emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
 
 @cli.command()
@@ -42,8 +45,8 @@ def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Treatment-emergent AEs by term and worst grade, serious AEs, Clavien-Dindo."""
     from ledger.analysis import safety_report
 
-    _authorise(s, "safety")
-    doc = safety_report(s.ledger, known_at=_known_at(known_at), cutoff=_cutoff(cutoff))
+    authorise(s, "safety")
+    doc = safety_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=_safety_text(doc) if not s.as_json else None)
 
 
@@ -61,7 +64,7 @@ def _flatten(tallies: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return rows
 
 
-def _endpoints_text(doc: dict[str, Any]) -> str:
+def endpoints_text(doc: dict[str, Any]) -> str:
     """One row per tally, one column per basket (and all): the baskets side by side."""
     baskets = doc["baskets"]
     flat = {b: _flatten(t) for b, t in baskets.items()}

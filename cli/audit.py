@@ -9,9 +9,16 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from cli.main import Session, cli, handled, shared_options
+from cli.main import (
+    Session,
+    authorise,
+    cli,
+    handled,
+    known_at_option,
+    parse_known_at,
+    shared_options,
+)
 from cli.output import emit, table
-from cli.queries import _known_at, authorise, known_at_option
 from domain import commands as c
 from domain.errors import BadInput, IntegrityFailure, LedgerError
 
@@ -114,7 +121,7 @@ def export_(s: Session, fmt: str, subject: str | None, known_at: str | None, out
 
     _authorise(s, "audit export")
     write = export.export_jsonl if fmt == "jsonl" else export.export_odm
-    summary = write(s.ledger, out, subject=subject, known_at=_known_at(known_at))
+    summary = write(s.ledger, out, subject=subject, known_at=parse_known_at(known_at))
     if out != "-":  # the export itself is on standard output
         emit(summary, s.as_json,
              text=f"wrote {summary['events']} events to {out} ({fmt.upper()})")

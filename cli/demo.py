@@ -151,8 +151,8 @@ def _report(ledger) -> tuple[str, dict[str, Any]]:
 def _text(name: str, report: dict[str, Any]) -> str:
     if name == "endpoints":
         # The same table `m22bol endpoints` prints, so the two can be compared by eye.
-        from cli.analysis import _endpoints_text
+        from cli.analysis import endpoints_text
 
-        return _endpoints_text(report)
+        return endpoints_text(report)
     rows = [{"basket": b, **counts} for b, counts in report["baskets"].items()]
     return table(rows)

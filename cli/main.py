@@ -7,12 +7,13 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import click
 
 from cli.output import fail
-from domain.errors import LedgerError
+from domain.errors import BadInput, LedgerError
 
 DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
 
@@ -73,6 +74,44 @@ def _login() -> str:
         return getpass.getuser()
     except Exception:  # no login name in this environment
         return "unknown"
+
+
+# --- options and checks that several command modules share ----------------------------------
+
+
+def parse_known_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"known-at: {value!r} is not an ISO 8601 timestamp",
+                       field="known_at") from None
+    if moment.tzinfo is None:
+        raise BadInput("known-at: give the UTC offset, e.g. 2027-03-01T09:00:00+00:00",
+                       field="known_at")
+    return moment
+
+
+def parse_cutoff(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"cutoff: {value!r} is not an ISO 8601 date", field="cutoff") from None
+
+
+known_at_option = click.option("--known-at", help="What the ledger showed at this timestamp.")
+cutoff_option = click.option("--cutoff", help="Leave out facts dated after this date.")
+
+
+def authorise(s: Session, action: str) -> None:
+    """Refuse (exit 4) unless the acting user may run this action."""
+    from ledger import access
+
+    access.check(s.ledger.require_trial(), s.user, action)
+
 
 
 def handled(func):

@@ -6,14 +6,8 @@ import sys
 
 import click
 
-from cli.main import Session, cli, handled, shared_options
+from cli.main import Session, authorise, cli, handled, shared_options
 from cli.output import emit, table
-
-
-def _authorise(s: Session, action: str) -> None:
-    from ledger import access
-
-    access.check(s.ledger.require_trial(), s.user, action)
 
 
 @cli.group("projections")
@@ -28,7 +22,7 @@ def status(s: Session) -> None:
     """Each projection's position in the notification log, and its lag behind the ledger."""
     from projections.runner import status as projection_status
 
-    _authorise(s, "projections status")
+    authorise(s, "projections status")
     doc = projection_status(s.ledger)
     rows = [{k: p[k] for k in ("name", "position", "lag")} for p in doc["projections"]]
     emit(doc, s.as_json,
@@ -43,7 +37,7 @@ def rebuild(s: Session) -> None:
     from projections.runner import rebuild as rebuild_projections
     from projections.runner import status as projection_status
 
-    _authorise(s, "projections rebuild")
+    authorise(s, "projections rebuild")
 
     def progress(total: int):
         return click.progressbar(length=total, label="rebuilding projections (subjects)",

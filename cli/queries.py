@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-
 import click
 
-from cli.main import Session, cli, handled, shared_options
+from cli.main import (
+    Session,
+    authorise,
+    cli,
+    cutoff_option,
+    handled,
+    known_at_option,
+    parse_cutoff,
+    parse_known_at,
+    shared_options,
+)
 from cli.output import emit, key_values, table
-from domain.errors import BadInput
-
-
-def _known_at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"known-at: {value!r} is not an ISO 8601 timestamp",
-                       field="known_at") from None
-    if moment.tzinfo is None:
-        raise BadInput("known-at: give the UTC offset, e.g. 2027-03-01T09:00:00+00:00",
-                       field="known_at")
-    return moment
-
-
-def _cutoff(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"cutoff: {value!r} is not an ISO 8601 date", field="cutoff") from None
-
-
-known_at_option = click.option("--known-at", help="What the ledger showed at this timestamp.")
-cutoff_option = click.option("--cutoff", help="Leave out facts dated after this date.")
-
-
-def authorise(s: Session, action: str) -> None:
-    from ledger import access
-
-    access.check(s.ledger.require_trial(), s.user, action)
 
 
 @cli.command()
@@ -60,11 +34,11 @@ def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) 
     else:
         from ledger.views import patient_view  # the past is answered by replaying the subject
 
-        doc = patient_view(s.ledger, subject, known_at=_known_at(known_at),
-                           cutoff=_cutoff(cutoff))
+        doc = patient_view(s.ledger, subject, known_at=parse_known_at(known_at),
+                           cutoff=parse_cutoff(cutoff))
     from ledger.signatures import describe, signature_of
 
-    doc["signature"] = signature_of(s.ledger, subject, known_at=_known_at(known_at))
+    doc["signature"] = signature_of(s.ledger, subject, known_at=parse_known_at(known_at))
     head = {k: v for k, v in doc.items() if k not in ("timeline", "deviations")}
     head["signature"] = describe(doc["signature"])
     rows = [{"entry": r["entry"], "date": r["date"], "event": r["event"],
@@ -86,7 +60,7 @@ def history(s: Session, subject: str, known_at: str | None) -> None:
     authorise(s, "history")
     from ledger.signatures import describe
 
-    doc = history_view(s.ledger, subject, known_at=_known_at(known_at))
+    doc = history_view(s.ledger, subject, known_at=parse_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
              "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded_by": r["superseded_by"]}
@@ -119,7 +93,7 @@ def status(s: Session, known_at: str | None) -> None:
     else:
         from ledger.views import status_by_replay  # the past is answered by replaying
 
-        doc = status_by_replay(s.ledger, known_at=_known_at(known_at))
+        doc = status_by_replay(s.ledger, known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
     emit(doc, s.as_json, text=table(rows))
 

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import click
 
-from cli.main import Session, cli, handled, shared_options
+from cli.main import (
+    Session,
+    authorise,
+    cli,
+    cutoff_option,
+    handled,
+    known_at_option,
+    parse_cutoff,
+    parse_known_at,
+    shared_options,
+)
 from cli.output import emit
-from cli.queries import _cutoff, _known_at, authorise, cutoff_option, known_at_option
 
 
 @cli.command()
@@ -29,6 +38,6 @@ def report(s: Session, out: str, cutoff: str | None, known_at: str | None) -> No
         if not s.as_json and sys.stderr.isatty():
             click.echo(f"report: {label}", err=True)
 
-    page = write_report(s.ledger, Path(out), known_at=_known_at(known_at),
-                        cutoff=_cutoff(cutoff), progress=progress)
+    page = write_report(s.ledger, Path(out), known_at=parse_known_at(known_at),
+                        cutoff=parse_cutoff(cutoff), progress=progress)
     emit({"report": str(page)}, s.as_json, text=f"report written to {page}")
