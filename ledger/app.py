@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain import commands as c
 from domain.decide import Context, Decision, decide_subject, decide_trial
-from domain.errors import BadInput, ConcurrencyConflict, LedgerError
+from domain.errors import BadInput, ConcurrencyConflict, IntegrityFailure, LedgerError
 from domain.events import Event
 from domain.patient import Patient, patient_id, project_patient
 from domain.protocol import bundled_protocol_text
@@ -49,10 +49,7 @@ class TrialLedger(Application):
     # --- reading aggregates -------------------------------------------------------------------
 
     def trial(self) -> Trial | None:
-        try:
-            return self.repository.get(TRIAL_ID, projector_func=project_trial)
-        except AggregateNotFoundError:
-            return None
+        return self._aggregate(TRIAL_ID, "the trial", project_trial)
 
     def require_trial(self) -> Trial:
         trial = self.trial()
@@ -61,11 +58,20 @@ class TrialLedger(Application):
         return trial
 
     def patient(self, subject: str, *, version: int | None = None) -> Patient | None:
+        return self._aggregate(patient_id(subject), f"subject {subject}", project_patient,
+                               version=version)
+
+    def _aggregate(self, aggregate_id: UUID, what: str, projector, **kwargs):
         try:
-            return self.repository.get(patient_id(subject), version=version,
-                                       projector_func=project_patient)
+            return self.repository.get(aggregate_id, projector_func=projector, **kwargs)
         except AggregateNotFoundError:
             return None
+        except ValueError as error:
+            # Stored bytes that no longer decode (or name another event type) were altered
+            # outside the ledger: an integrity failure, not a bug.
+            raise IntegrityFailure(f"the stored events of {what} no longer decode "
+                                   f"({type(error).__name__}); run `m22bol audit verify`",
+                                   rule="integrity.decode") from None
 
     def require_patient(self, subject: str) -> Patient:
         patient = self.patient(subject)

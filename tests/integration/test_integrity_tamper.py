@@ -281,3 +281,17 @@ def test_a_changed_event_type_is_named_as_modified(sealed):
 
     assert code == 5
     assert named(report, "modified") == {row["entry"]}
+
+
+def test_reading_an_altered_subject_is_an_integrity_failure_not_a_crash(sealed):
+    # A contact turned into a withdrawal through the topic column: `patient` must say the
+    # record no longer holds (exit 5), as `audit verify` does, rather than fail as a bug.
+    (row,) = [r for r in sealed["rows"] if r["entry"] == "M22-002#4"]
+    with tempfile.TemporaryDirectory() as folder:
+        url = tampered(sealed, folder, ("UPDATE stored_events SET topic = "
+                                        "'domain.events:Withdrawn' WHERE rowid = ?",
+                                        row["rowid"]))
+        result = invoke(["patient", "M22-002", "--known-at", "2100-01-01T00:00:00+00:00"],
+                        url=url, user="mon")
+    assert result.exit_code == 5, result.output
+    assert "no longer decode" in result.output and "audit verify" in result.output
