@@ -168,7 +168,7 @@ class _Batch:
     def _decide(self, command: c.Command, **extra) -> Decision:
         if isinstance(command, c.Init):
             decision = decide_trial(command, self._trial, self.ctx, **_protocol_text(command))
-            self._trial = project_trial(None, self._chain(decision.events, None))
+            self._trial = project_trial(None, self._chain(decision, None))
             return decision
         trial = self.ledger.require_trial() if self._trial is None else self._trial
         if isinstance(command, c.SubjectCommand):
@@ -180,27 +180,28 @@ class _Batch:
             decision = decide_subject(command, patient, trial.protocol, self.ctx,
                                       **signatures.vouch(command, trial, self.ctx.actor, patient))
             self._patients[patient_id(command.subject)] = project_patient(
-                patient, self._chain(decision.events, patient))
+                patient, self._chain(decision, patient))
             return decision
         access.check(trial, self.ctx.actor, command.name)
         if isinstance(command, c.AmendProtocol):
             extra = {**extra, **_protocol_text(command)}
         decision = decide_trial(command, trial, self.ctx, **extra,
                                 **signatures.vouch(command, trial, self.ctx.actor))
-        self._trial = project_trial(trial, self._chain(decision.events, trial))
+        self._trial = project_trial(trial, self._chain(decision, trial))
         return decision
 
-    def _chain(self, events: list[Event], aggregate) -> list[Event]:
-        """Link each new event to the one before it in its aggregate (the hash chain)."""
+    @staticmethod
+    def _chain(decision: Decision, aggregate) -> list[Event]:
+        """Link each new event to the one before it in its aggregate (the hash chain); the
+        decision then carries the linked events, which are what gets saved."""
         last = aggregate.events[-1] if aggregate and aggregate.events else None
         chained = []
-        for event in events:
+        for event in decision.events:
             if last is not None:
                 event = event.model_copy(update={"prev_hash": event_hash(last)})
             chained.append(event)
             last = event
-        # Replace the decided events with their chained copies in what gets saved.
-        events[:] = chained
+        decision.events = chained
         return chained
 
     def _patient(self, subject: str) -> Patient | None:
