@@ -74,7 +74,7 @@ def import_through_rules(folder: Path, events: int, timeout: float) -> dict:
 
 def save_decided(src_streams, copies: range, path: Path, batch: int) -> tuple[int, float]:
     """Append copies of the subjects to the ledger at `path` through `TrialLedger.save`."""
-    from ledger.app import TrialLedger
+    from m22bol.ledger.app import TrialLedger
 
     ledger = TrialLedger(b.url(path))
     pending: list = []

@@ -27,8 +27,8 @@ import benchlib as b
 
 CATCH_UP = """
 import time
-from ledger.app import TrialLedger
-from projections.runner import catch_up
+from m22bol.ledger.app import TrialLedger
+from m22bol.projections.runner import catch_up
 ledger = TrialLedger({url!r})
 started = time.perf_counter()
 catch_up(ledger)
@@ -68,7 +68,7 @@ def process(code: str, *, timeout: float) -> float:
 
 def alive_subjects(n: int) -> list[str]:
     """Subjects of the 10k trial (present in every size) still followed at the data cut-off."""
-    from domain import commands as c
+    from m22bol.domain import commands as c
 
     found = []
     for s in b.demo_subjects(b.SIZES["10k"]):
@@ -89,7 +89,7 @@ def main() -> None:
                         help="only the per-process timings, not the whole-ledger replays")
     args = parser.parse_args()
     print("machine:", b.machine())
-    from ledger.demo import DATA_CUTOFF
+    from m22bol.ledger.demo import DATA_CUTOFF
 
     sizes = [s for s in args.sizes.split(",") if b.ledger_path(args.dir, s).exists()]
     for missing in set(args.sizes.split(",")) - set(sizes):

@@ -21,8 +21,8 @@ import benchlib as b
 
 REBUILD = """
 import time
-from ledger.app import TrialLedger
-from projections.runner import rebuild
+from m22bol.ledger.app import TrialLedger
+from m22bol.projections.runner import rebuild
 ledger = TrialLedger({url!r})
 started = time.perf_counter()
 rebuild(ledger)
@@ -32,7 +32,7 @@ ledger.close()
 
 LEDGER_READ = """
 import time
-from ledger.app import TrialLedger
+from m22bol.ledger.app import TrialLedger
 ledger = TrialLedger({url!r})
 started = time.perf_counter()
 n = sum(1 for _ in ledger.stored_events())
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args()
     print("machine:", b.machine())
-    has_rebuild = importlib.util.find_spec("projections.runner") is not None
+    has_rebuild = importlib.util.find_spec("m22bol.projections.runner") is not None
     rows = []
     for size in args.sizes.split(","):
         path = b.ledger_path(args.dir, size)

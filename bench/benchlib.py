@@ -151,7 +151,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def demo_subjects(events: int):
     """The demo's subjects (seed 1), in accrual order, up to at least `events` commands."""
-    from ledger.demo import generate
+    from m22bol.ledger.demo import generate
 
     total = 0
     # About 60 commands a subject; generate a few more than needed and stop when there.
@@ -176,8 +176,8 @@ def write_jsonl(subjects, path: Path) -> int:
 
 def subject_streams(path: Path) -> list[list]:
     """The template's subjects: each one's events in version order, decoded."""
-    from domain.trial import TRIAL_ID
-    from ledger.app import TrialLedger
+    from m22bol.domain.trial import TRIAL_ID
+    from m22bol.ledger.app import TrialLedger
 
     ledger = TrialLedger(url(path))
     try:
@@ -194,9 +194,9 @@ def subject_streams(path: Path) -> list[list]:
 def replicas(streams: list[list], copies: range) -> Iterator[list]:
     """For each copy number, every template subject under a new id (`M22-0001-c007`), with
     its hash chain recomputed: yields one list of events per subject."""
-    from domain.events import Registered
-    from domain.patient import patient_id
-    from ledger.store import event_hash
+    from m22bol.domain.events import Registered
+    from m22bol.domain.patient import patient_id
+    from m22bol.ledger.store import event_hash
 
     for k in copies:
         for events in streams:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.main import (
+from m22bol.cli.main import (
     Session,
     authorise,
     cli,
@@ -19,7 +19,7 @@ from cli.main import (
     parse_known_at,
     shared_options,
 )
-from cli.output import emit, table
+from m22bol.cli.output import emit, table
 
 
 @cli.command()
@@ -29,7 +29,7 @@ from cli.output import emit, table
 @handled
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
-    from ledger.analysis import endpoints_report
+    from m22bol.ledger.analysis import endpoints_report
 
     authorise(s, "endpoints")
     doc = endpoints_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
@@ -43,7 +43,7 @@ def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
 @handled
 def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Treatment-emergent AEs by term and worst grade, serious AEs, Clavien-Dindo."""
-    from ledger.analysis import safety_report
+    from m22bol.ledger.analysis import safety_report
 
     authorise(s, "safety")
     doc = safety_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from cli.main import (
+from m22bol.cli.main import (
     Session,
     authorise,
     cli,
@@ -18,9 +18,9 @@ from cli.main import (
     parse_known_at,
     shared_options,
 )
-from cli.output import emit, table
-from domain import commands as c
-from domain.errors import BadInput, IntegrityFailure, LedgerError
+from m22bol.cli.output import emit, table
+from m22bol.domain import commands as c
+from m22bol.domain.errors import BadInput, IntegrityFailure, LedgerError
 
 
 @cli.group()
@@ -38,7 +38,7 @@ def audit() -> None:
 def verify(s: Session, digest: str | None) -> None:
     """Re-read the whole store; name every modified, deleted, reordered or inserted event and
     every seal the store no longer matches (exit 5)."""
-    from ledger import integrity
+    from m22bol.ledger import integrity
 
     report = integrity.verify(s.ledger, seal=digest)
     # Grants are read from the trial chain: only a chain that verifies may decide who is let
@@ -61,7 +61,7 @@ def verify(s: Session, digest: str | None) -> None:
 
 
 def _authorise(s: Session, action: str) -> None:
-    from ledger import access
+    from m22bol.ledger import access
 
     try:
         trial = s.ledger.require_trial()
@@ -97,7 +97,7 @@ def _report_text(report) -> str:
 @handled
 def seal(s: Session, note: str) -> None:
     """Verify, then seal: one digest over the head of every hash chain, printed to hand on."""
-    from ledger import integrity
+    from m22bol.ledger import integrity
 
     _authorise(s, "audit seal")
     output = integrity.seal(s.ledger, note, s.user)
@@ -117,7 +117,7 @@ def seal(s: Session, note: str) -> None:
 @handled
 def export_(s: Session, fmt: str, subject: str | None, known_at: str | None, out: str) -> None:
     """Copy the audit trail for review, whole trial or one subject."""
-    from ledger import export
+    from m22bol.ledger import export
 
     _authorise(s, "audit export")
     write = export.export_jsonl if fmt == "jsonl" else export.export_odm

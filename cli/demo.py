@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 
-from cli.main import Session, cli, handled, shared_options
-from cli.output import emit, table
-from domain import commands as c
-from domain.errors import LedgerError, RuleViolation
+from m22bol.cli.main import Session, cli, handled, shared_options
+from m22bol.cli.output import emit, table
+from m22bol.domain import commands as c
+from m22bol.domain.errors import LedgerError, RuleViolation
 
 ENTRY_ROLES = ("data-manager", "investigator")
 
@@ -40,9 +40,9 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
     radiotherapy, scans every 9-12 weeks, ctDNA and PET, progression, deaths and years of
     follow-up, deterministic for a seed. On a new ledger the acting user becomes admin.
     """
-    from domain.protocol import bundled_protocol_text, parse_protocol
-    from ledger import access
-    from ledger.demo import DATA_CUTOFF, generate
+    from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
+    from m22bol.ledger import access
+    from m22bol.ledger.demo import DATA_CUTOFF, generate
 
     ledger = s.ledger
     trial = ledger.trial()
@@ -140,9 +140,9 @@ def _line_of(error: LedgerError) -> int:
 def _report(ledger) -> tuple[str, dict[str, Any]]:
     """The endpoint tallies when the analysis module is there, else the status counts."""
     try:
-        from ledger.analysis import endpoints_report
+        from m22bol.ledger.analysis import endpoints_report
     except ImportError:  # the endpoints arrived after the demo; keep it usable without them
-        from ledger.views import status_by_replay
+        from m22bol.ledger.views import status_by_replay
 
         return "status", status_by_replay(ledger)
     return "endpoints", endpoints_report(ledger)
@@ -151,7 +151,7 @@ def _report(ledger) -> tuple[str, dict[str, Any]]:
 def _text(name: str, report: dict[str, Any]) -> str:
     if name == "endpoints":
         # The same table `m22bol endpoints` prints, so the two can be compared by eye.
-        from cli.analysis import endpoints_text
+        from m22bol.cli.analysis import endpoints_text
 
         return endpoints_text(report)
     rows = [{"basket": b, **counts} for b, counts in report["baskets"].items()]

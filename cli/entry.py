@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from cli.main import Session, cli, handled, shared_options
-from cli.output import emit
-from domain import commands as c
-from domain.errors import BadInput
+from m22bol.cli.main import Session, cli, handled, shared_options
+from m22bol.cli.output import emit
+from m22bol.domain import commands as c
+from m22bol.domain.errors import BadInput
 
 
 def _is_bool(annotation: Any) -> bool:

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from cli.output import fail
-from domain.errors import BadInput, LedgerError
+from m22bol.cli.output import fail
+from m22bol.domain.errors import BadInput, LedgerError
 
 DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
 
@@ -30,7 +30,7 @@ class Session:
     @property
     def ledger(self):
         if self._ledger is None:
-            from ledger.app import TrialLedger  # imported on use: --help stays fast
+            from m22bol.ledger.app import TrialLedger  # imported on use: --help stays fast
 
             self._ledger = TrialLedger(self.ledger_url)
         return self._ledger
@@ -108,7 +108,7 @@ cutoff_option = click.option("--cutoff", help="Leave out facts dated after this 
 
 def authorise(s: Session, action: str) -> None:
     """Refuse (exit 4) unless the acting user may run this action."""
-    from ledger import access
+    from m22bol.ledger import access
 
     access.check(s.ledger.require_trial(), s.user, action)
 
@@ -151,7 +151,7 @@ def cli() -> None:
 
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
-    from cli import analysis, audit, demo, entry, projections, queries, report  # noqa: F401
+    from m22bol.cli import analysis, audit, demo, entry, projections, queries, report  # noqa: F401
 
     return cli
 

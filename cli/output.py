@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from domain.errors import LedgerError
+from m22bol.domain.errors import LedgerError
 
 
 def _default(value: Any) -> Any:

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from cli.main import Session, authorise, cli, handled, shared_options
-from cli.output import emit, table
+from m22bol.cli.main import Session, authorise, cli, handled, shared_options
+from m22bol.cli.output import emit, table
 
 
 @cli.group("projections")
@@ -20,7 +20,7 @@ def projections_group() -> None:
 @handled
 def status(s: Session) -> None:
     """Each projection's position in the notification log, and its lag behind the ledger."""
-    from projections.runner import status as projection_status
+    from m22bol.projections.runner import status as projection_status
 
     authorise(s, "projections status")
     doc = projection_status(s.ledger)
@@ -34,8 +34,8 @@ def status(s: Session) -> None:
 @handled
 def rebuild(s: Session) -> None:
     """Drop every read model and rebuild it from the first event (admin only)."""
-    from projections.runner import rebuild as rebuild_projections
-    from projections.runner import status as projection_status
+    from m22bol.projections.runner import rebuild as rebuild_projections
+    from m22bol.projections.runner import status as projection_status
 
     authorise(s, "projections rebuild")
 

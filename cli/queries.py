@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.main import (
+from m22bol.cli.main import (
     Session,
     authorise,
     cli,
@@ -15,7 +15,7 @@ from cli.main import (
     parse_known_at,
     shared_options,
 )
-from cli.output import emit, key_values, table
+from m22bol.cli.output import emit, key_values, table
 
 
 @cli.command()
@@ -28,15 +28,17 @@ def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) 
     """The subject's current state and timeline."""
     authorise(s, "patient")
     if known_at is None and cutoff is None:
-        from projections.queries import patient as patient_from_read_models
+        from m22bol.projections.queries import patient as patient_from_read_models
 
         doc = patient_from_read_models(s.ledger, subject)
     else:
-        from ledger.views import patient_view  # the past is answered by replaying the subject
+        from m22bol.ledger.views import (
+            patient_view,  # the past is answered by replaying the subject
+        )
 
         doc = patient_view(s.ledger, subject, known_at=parse_known_at(known_at),
                            cutoff=parse_cutoff(cutoff))
-    from ledger.signatures import describe, signature_of
+    from m22bol.ledger.signatures import describe, signature_of
 
     doc["signature"] = signature_of(s.ledger, subject, known_at=parse_known_at(known_at))
     head = {k: v for k, v in doc.items() if k not in ("timeline", "deviations")}
@@ -55,10 +57,10 @@ def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) 
 @handled
 def history(s: Session, subject: str, known_at: str | None) -> None:
     """The audit trail: who entered or changed what, when and why."""
-    from ledger.views import history_view
+    from m22bol.ledger.views import history_view
 
     authorise(s, "history")
-    from ledger.signatures import describe
+    from m22bol.ledger.signatures import describe
 
     doc = history_view(s.ledger, subject, known_at=parse_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
@@ -87,11 +89,11 @@ def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
     authorise(s, "status")
     if known_at is None:
-        from projections.queries import status as status_from_read_models
+        from m22bol.projections.queries import status as status_from_read_models
 
         doc = status_from_read_models(s.ledger)
     else:
-        from ledger.views import status_by_replay  # the past is answered by replaying
+        from m22bol.ledger.views import status_by_replay  # the past is answered by replaying
 
         doc = status_by_replay(s.ledger, known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
@@ -126,7 +128,7 @@ def protocol(s: Session) -> None:
 @handled
 def deviations(s: Session) -> None:
     """Every protocol deviation accepted with a reason."""
-    from domain.events import Fact
+    from m22bol.domain.events import Fact
 
     authorise(s, "deviations")
     rows = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import (
+from m22bol.cli.main import (
     Session,
     authorise,
     cli,
@@ -18,7 +18,7 @@ from cli.main import (
     parse_known_at,
     shared_options,
 )
-from cli.output import emit
+from m22bol.cli.output import emit
 
 
 @cli.command()
@@ -30,7 +30,7 @@ from cli.output import emit
 def report(s: Session, out: str, cutoff: str | None, known_at: str | None) -> None:
     """The monitoring report: flow, endpoints, waterfall, swimmer, spider, Kaplan-Meier,
     safety, deviations and open interruptions, readable offline in any browser."""
-    from projections.report.render import write_report  # matplotlib loads only here
+    from m22bol.projections.report.render import write_report  # matplotlib loads only here
 
     authorise(s, "report")
 

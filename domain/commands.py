@@ -20,8 +20,8 @@ from pydantic import (
     field_validator,
 )
 
-from domain.errors import BadInput
-from domain.events import Lesion, NonTargetLesion
+from m22bol.domain.errors import BadInput
+from m22bol.domain.events import Lesion, NonTargetLesion
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from domain import commands as c
-from domain import events as e
-from domain.errors import BadInput, DeviationRefused, RuleViolation
-from domain.patient import Patient, apply_correction, entry_id, patient_id
-from domain.protocol import Protocol, parse_protocol, protocol_digest
-from domain.timeline import State, derive
-from domain.trial import TRIAL_ID, Trial, seal_digest
+from m22bol.domain import commands as c
+from m22bol.domain import events as e
+from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
+from m22bol.domain.patient import Patient, apply_correction, entry_id, patient_id
+from m22bol.domain.protocol import Protocol, parse_protocol, protocol_digest
+from m22bol.domain.timeline import State, derive
+from m22bol.domain.trial import TRIAL_ID, Trial, seal_digest
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,33 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 Result = Literal["detected", "not-detected"]
 
 
+# --- the names events are stored under ------------------------------------------------------
+
+# An event's type is stored with it (and hashed into the chain), so its name is part of the
+# record and must not follow the code when a module moves: every ledger since the first names
+# its events "domain.events:<Class>", whatever package the classes live in now.
+_TOPIC_PREFIX = "domain.events:"
+_EVENT_TYPES: dict[str, type[Event]] = {}  # topic -> class, filled as each class is defined
+_ABSTRACT = {"Event", "Fact"}
+
+
+def topic_of(cls: type[Event]) -> str:
+    return _TOPIC_PREFIX + cls.__name__
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every stored event type by its topic."""
+    return dict(_EVENT_TYPES)
+
+
+def event_class(topic: str) -> type[Event]:
+    """The event type a stored topic names; ValueError when it names none."""
+    try:
+        return _EVENT_TYPES[topic]
+    except KeyError:
+        raise ValueError(f"{topic!r} names no event type") from None
+
+
 class Deviation(BaseModel):
     """A protocol deviation accepted with a reason: which entry broke which rule."""
 
@@ -23,6 +50,8 @@ class Deviation(BaseModel):
     entry: str
     rule: str
     message: str
+
+
 
 
 class Event(BaseModel):
@@ -48,6 +77,12 @@ class Event(BaseModel):
     # SHA-256 of the bytes this event was read from; the hash chain links to those bytes,
     # which an upcast event would no longer reproduce.
     _stored_digest: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__name__ not in _ABSTRACT:
+            _EVENT_TYPES[topic_of(cls)] = cls
 
     @property
     def clinical_date(self) -> date | None:

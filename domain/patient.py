@@ -13,8 +13,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import ValidationError
 
-from domain.errors import BadInput
-from domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
+from m22bol.domain.errors import BadInput
+from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
 
 _SUBJECTS = uuid5(NAMESPACE_URL, "urn:m22bol:subject")
 

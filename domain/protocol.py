@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from domain.errors import BadInput
+from m22bol.domain.errors import BadInput
 
 STRATUM_FIELDS = ("her2", "er", "prior_therapy")
 
@@ -143,4 +143,4 @@ def protocol_digest(text: str) -> str:
 
 
 def bundled_protocol_text() -> str:
-    return resources.files("domain.protocols").joinpath("m22bol.toml").read_text("utf-8")
+    return resources.files("m22bol.domain.protocols").joinpath("m22bol.toml").read_text("utf-8")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from domain.errors import RuleViolation
-from domain.events import (
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import (
     ComplicationRecorded,
     ContactRecorded,
     DeathRecorded,
@@ -32,7 +32,7 @@ from domain.events import (
     TreatmentInterrupted,
     TreatmentResumed,
 )
-from domain.protocol import Protocol
+from m22bol.domain.protocol import Protocol
 
 # Facts that need an enrolled subject (spec/treatment.md, "Impossible facts").
 TREATMENT_FACTS = (
@@ -93,7 +93,7 @@ Handler = Callable[[State, str, Fact], None]
 
 def _handlers() -> dict[type[Fact], Handler]:
     # Imported here so each rule module can import State without a cycle.
-    from domain.rules import assessments, eligibility, followup, local, safety, treatment
+    from m22bol.domain.rules import assessments, eligibility, followup, local, safety, treatment
 
     table: dict[type[Fact], Handler] = {}
     for module in (eligibility, treatment, safety, local, assessments, followup):
@@ -129,7 +129,7 @@ def derive(
 
 
 def _finishers() -> list[Callable[[State], None]]:
-    from domain.rules import local, safety, treatment
+    from m22bol.domain.rules import local, safety, treatment
 
     return [treatment.finish, safety.finish, local.finish]
 
@@ -169,7 +169,7 @@ def _check_dates(state: State, entry: str, fact: Fact) -> None:
 
 def summary(state: State) -> dict[str, Any]:
     """The subject's current state in primitive values; each rule module adds its part."""
-    from domain.rules import assessments, local, safety, treatment
+    from m22bol.domain.rules import assessments, local, safety, treatment
 
     document: dict[str, Any] = {
         "subject": state.subject,

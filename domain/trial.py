@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.events import (
+from m22bol.domain.events import (
     Event,
     LedgerLocked,
     LedgerUnlocked,
@@ -19,7 +19,7 @@ from domain.events import (
     Sealed,
     TrialInitialised,
 )
-from domain.protocol import Protocol, parse_protocol
+from m22bol.domain.protocol import Protocol, parse_protocol
 
 TRIAL_ID: UUID = uuid5(NAMESPACE_URL, "urn:m22bol:trial")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.errors import NotPermitted
-from domain.trial import Trial
+from m22bol.domain.errors import NotPermitted
+from m22bol.domain.trial import Trial
 
 QUERIES = frozenset({"patient", "history", "status", "endpoints", "safety", "deviations",
                      "protocol", "report", "projections status"})

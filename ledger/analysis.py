@@ -16,16 +16,16 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from domain.errors import BadInput
-from domain.events import Event, Fact, Registered
-from domain.patient import Patient, project_patient
-from domain.protocol import Protocol
-from domain.rules import endpoints
-from domain.rules.endpoint_inputs import patient_facts
-from domain.rules.endpoints import PatientFacts
-from domain.timeline import State, derive
-from domain.trial import TRIAL_ID, Trial, project_trial
-from ledger.app import TrialLedger
+from m22bol.domain.errors import BadInput
+from m22bol.domain.events import Event, Fact, Registered
+from m22bol.domain.patient import Patient, project_patient
+from m22bol.domain.protocol import Protocol
+from m22bol.domain.rules import endpoints
+from m22bol.domain.rules.endpoint_inputs import patient_facts
+from m22bol.domain.rules.endpoints import PatientFacts
+from m22bol.domain.timeline import State, derive
+from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
+from m22bol.ledger.app import TrialLedger
 
 # Clavien-Dindo grades in order; "-d" (present at discharge) is counted under its grade.
 CLAVIEN_DINDO = ("I", "II", "IIIa", "IIIb", "IVa", "IVb", "V")
@@ -123,7 +123,7 @@ def inputs(ledger: TrialLedger, *, known_at: datetime | None = None,
     """
     if known_at is not None:
         return replay(ledger, known_at=known_at, cutoff=cutoff)
-    from projections.queries import endpoint_inputs
+    from m22bol.projections.queries import endpoint_inputs
 
     now = ledger.clock()
     return Inputs(protocol=ledger.require_trial().protocol, cutoff=cutoff or now.date(),

@@ -16,15 +16,15 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from domain import commands as c
-from domain.decide import Context, Decision, decide_subject, decide_trial
-from domain.errors import BadInput, ConcurrencyConflict, IntegrityFailure, LedgerError
-from domain.events import Event
-from domain.patient import Patient, patient_id, project_patient
-from domain.protocol import bundled_protocol_text
-from domain.trial import TRIAL_ID, Trial, project_trial
-from ledger import access, signatures
-from ledger.store import APP_NAME, append_only_statements, event_hash, schema_lock, store_env
+from m22bol.domain import commands as c
+from m22bol.domain.decide import Context, Decision, decide_subject, decide_trial
+from m22bol.domain.errors import BadInput, ConcurrencyConflict, IntegrityFailure, LedgerError
+from m22bol.domain.events import Event
+from m22bol.domain.patient import Patient, patient_id, project_patient
+from m22bol.domain.protocol import bundled_protocol_text
+from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
+from m22bol.ledger import access, signatures
+from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, schema_lock, store_env
 
 MAX_ATTEMPTS = 8
 
@@ -123,7 +123,7 @@ class TrialLedger(Application):
     def _project(self, recordings: list, batch: _Batch) -> None:
         """Bring the read models up to date before the entry returns, outside the retry loop
         above: the events are committed, so nothing here may decide them again."""
-        from projections.runner import catch_up_after_save
+        from m22bol.projections.runner import catch_up_after_save
 
         catch_up_after_save(self, recordings, [batch._trial, *batch._patients.values()])
 

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from domain import commands as c
-from domain.events import Lesion, NonTargetLesion
-from domain.protocol import Protocol, Regimen, Strata, bundled_protocol_text, parse_protocol
-from domain.rules.eligibility import failed_criteria
+from m22bol.domain import commands as c
+from m22bol.domain.events import Lesion, NonTargetLesion
+from m22bol.domain.protocol import Protocol, Regimen, Strata, bundled_protocol_text, parse_protocol
+from m22bol.domain.rules.eligibility import failed_criteria
 
 # A fixed data cut-off, so that a seed gives the same trial on any day after it; the CLI passes
 # an earlier date only when the ledger's clock is behind it.

@@ -30,10 +30,10 @@ from typing import IO, Any
 
 import orjson
 
-from domain import events as e
-from domain.errors import BadInput, IntegrityFailure
-from domain.patient import patient_id
-from domain.trial import TRIAL_ID, project_trial
+from m22bol.domain import events as e
+from m22bol.domain.errors import BadInput, IntegrityFailure
+from m22bol.domain.patient import patient_id
+from m22bol.domain.trial import TRIAL_ID, project_trial
 
 # The stored object also names its event type (ledger/store.py), which the hash covers.
 ENVELOPE = (*e.Event.model_fields, "event_type")
@@ -50,7 +50,7 @@ def stored_events(ledger, *, subject: str | None = None,
                   known_at: datetime | None = None) -> Iterator[tuple[int, str, dict, e.Event]]:
     """(notification id, hash of the stored bytes, the stored JSON object, the event), in log
     order; only the subject's events when one is named, only those recorded by `known_at`."""
-    from ledger.integrity import _event_classes
+    from m22bol.ledger.integrity import _event_classes
 
     target = None
     if subject is not None:

@@ -40,14 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
 from pydantic import ValidationError
 
-from domain import commands as c
-from domain.errors import IntegrityFailure
-from domain.events import Sealed
-from domain.patient import patient_id
-from domain.trial import TRIAL_ID, seal_digest
+from m22bol.domain import commands as c
+from m22bol.domain.errors import IntegrityFailure
+from m22bol.domain.events import Sealed, topic_of
+from m22bol.domain.patient import patient_id
+from m22bol.domain.trial import TRIAL_ID, seal_digest
 
 KINDS = ("modified", "deleted", "reordered", "inserted", "seal")
 PAGE = 1000
@@ -143,10 +142,9 @@ class Row:
 
 
 def _event_classes() -> dict[str, type]:
-    from domain import events
+    from m22bol.domain.events import event_types
 
-    return {get_topic(cls): cls for cls in vars(events).values()
-            if isinstance(cls, type) and issubclass(cls, events.Event)}
+    return event_types()
 
 
 def read_rows(ledger, page: int | None = None) -> Iterator[Row]:
@@ -212,7 +210,7 @@ def verify(ledger, *, seal: str | None = None) -> Report:
     checks = audit.seal_checks(seals, distrusted)
     # A seal whose bytes no longer decode, or no longer say where it sits, is still a seal
     # the store no longer matches.
-    sealed_topic, readable = get_topic(Sealed), {r.nid for r in seals}
+    sealed_topic, readable = topic_of(Sealed), {r.nid for r in seals}
     for row in by_aggregate.get(TRIAL_ID, []):
         if row.topic == sealed_topic and row.nid not in readable:
             entry = audit.label(TRIAL_ID, row.version)

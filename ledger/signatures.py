@@ -18,12 +18,12 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from domain import commands as c
-from domain.errors import NotPermitted
-from domain.events import Signed
-from domain.patient import Patient, entry_id, project_patient
-from domain.trial import Trial
-from ledger.store import event_hash
+from m22bol.domain import commands as c
+from m22bol.domain.errors import NotPermitted
+from m22bol.domain.events import Signed
+from m22bol.domain.patient import Patient, entry_id, project_patient
+from m22bol.domain.trial import Trial
+from m22bol.ledger.store import event_hash
 
 # scrypt cost: 2**15 x 8 x 128 bytes = 32 MiB and about 0.1 s per hash, in line with current
 # guidance for interactive logins. The parameters are stored with each hash, so they can rise.

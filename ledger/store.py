@@ -16,9 +16,10 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 
-from domain.errors import BadInput
+from m22bol.domain.errors import BadInput
+from m22bol.domain.events import event_class, topic_of
 
 APP_NAME = "m22bol"
 DEFAULT_URL = "sqlite:///m22bol.sqlite"
@@ -38,7 +39,7 @@ def stored_state(event) -> dict[str, Any]:
     kind of fact it is, not only its values: a contact and a withdrawal have the same fields),
     and its class version once above 1."""
     state = event.model_dump(mode="json")
-    state["event_type"] = get_topic(type(event))
+    state["event_type"] = topic_of(type(event))
     if type(event).class_version > 1:
         state["class_version"] = type(event).class_version
     return state
@@ -78,7 +79,7 @@ class PydanticMapper(Mapper):
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(type(domain_event)),
+            topic=topic_of(type(domain_event)),
             state=state,
         )
 
@@ -88,7 +89,7 @@ class PydanticMapper(Mapper):
             state = self.cipher.decrypt(state)
         if self.compressor:
             state = self.compressor.decompress(state)
-        cls = resolve_topic(stored_event.topic)
+        cls = event_class(stored_event.topic)
         decoded = self.transcoder.decode(state)
         if decoded.pop("event_type", stored_event.topic) != stored_event.topic:
             raise TopicMismatch(f"stored as {stored_event.topic} but its bytes say otherwise")

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from domain.events import EntryCorrected, EntryRetracted, Event, Fact
-from domain.patient import Patient, entry_id, project_patient
-from domain.timeline import derive, summary
-from domain.trial import Trial, project_trial
-from ledger.app import TrialLedger
+from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact
+from m22bol.domain.patient import Patient, entry_id, project_patient
+from m22bol.domain.timeline import derive, summary
+from m22bol.domain.trial import Trial, project_trial
+from m22bol.ledger.app import TrialLedger
 
 
 def as_known_at(patient: Patient, known_at: datetime | None) -> Patient | None:
@@ -29,7 +29,7 @@ def trial_as_known_at(trial: Trial, known_at: datetime | None) -> Trial:
         return trial
     kept = [e for e in trial.events if e.recorded_at <= known_at]
     if not kept:
-        from domain.errors import BadInput
+        from m22bol.domain.errors import BadInput
 
         raise BadInput(f"known-at: the ledger was not initialised at {known_at}",
                        field="known_at")
@@ -50,7 +50,7 @@ def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None
     trial = trial_as_known_at(ledger.require_trial(), known_at)
     patient = as_known_at(ledger.require_patient(subject), known_at)
     if patient is None:
-        from domain.errors import BadInput
+        from m22bol.domain.errors import BadInput
 
         raise BadInput(f"subject: {subject} was not registered at {known_at}", field="subject")
     timeline = patient.timeline()
@@ -76,7 +76,7 @@ def _values(fact: Fact) -> dict[str, Any]:
 def history_view(ledger: TrialLedger, subject: str, *,
                  known_at: datetime | None = None) -> dict[str, Any]:
     """The audit trail: every event, oldest first, with who, when, why and what it changed."""
-    from ledger.signatures import signature_status
+    from m22bol.ledger.signatures import signature_status
 
     patient = as_known_at(ledger.require_patient(subject), known_at)
     events = patient.events if patient else []
@@ -126,7 +126,7 @@ STATUS_COLUMNS = ("screened", "screen_failed", "enrolled", "on_treatment", "inte
 
 
 def subjects(ledger: TrialLedger) -> list[str]:
-    from domain.events import Registered
+    from m22bol.domain.events import Registered
 
     return [e.subject for _, e in ledger.stored_events() if isinstance(e, Registered)]
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from domain.errors import BadInput
-from projections import catalog
+from m22bol.domain.errors import BadInput
+from m22bol.projections import catalog
 
 if TYPE_CHECKING:
-    from ledger.app import TrialLedger
+    from m22bol.ledger.app import TrialLedger
 
 log = logging.getLogger("m22bol.projections")
 
@@ -49,7 +49,7 @@ def ensure_current(ledger: TrialLedger) -> None:
         found = []
     positions = {r["projection"]: r["notification_id"] for r in found}
     if any(positions.get(name, 0) < head for name in catalog.projections()):
-        from projections.runner import ProjectionLag, catch_up
+        from m22bol.projections.runner import ProjectionLag, catch_up
 
         try:
             catch_up(ledger)
@@ -65,7 +65,7 @@ def basket_ids(ledger: TrialLedger) -> list[str]:
 
 def status(ledger: TrialLedger) -> dict[str, Any]:
     """Counts per basket, as `ledger.views.status_by_replay` computes them from the events."""
-    from ledger.views import status_counts
+    from m22bol.ledger.views import status_counts
 
     ensure_current(ledger)
     groups = _rows(ledger, (
@@ -103,7 +103,7 @@ def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
         raise BadInput(f"subject: {subject} is not registered", field="subject")
     if found[0]["error"] is not None:
         # Replaying the subject reports why its timeline no longer passes the rules.
-        from ledger.views import patient_view
+        from m22bol.ledger.views import patient_view
 
         return patient_view(ledger, subject)
     return orjson.loads(found[0]["document"])
@@ -111,7 +111,7 @@ def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
 
 def endpoint_inputs(ledger: TrialLedger) -> list:
     """Every subject's endpoint facts, one row each: what `endpoints` and `safety` tally."""
-    from domain.rules.endpoints import PatientFacts
+    from m22bol.domain.rules.endpoints import PatientFacts
 
     ensure_current(ledger)
     rows = _rows(ledger, f"SELECT facts FROM {catalog.ENDPOINT_INPUTS} ORDER BY subject")

@@ -24,7 +24,7 @@ from eventsourcing.persistence import (
 )
 from sqlalchemy import event
 
-from projections import tables
+from m22bol.projections import tables
 
 # How long a write waits for another writer (SQLite's busy timeout, PostgreSQL's lock_timeout)
 # before giving up; the runner then backs off and retries.

@@ -16,7 +16,7 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel
 
-from domain.events import (
+from m22bol.domain.events import (
     ComplicationRecorded,
     CtdnaRecorded,
     DoseReduced,
@@ -32,11 +32,11 @@ from domain.events import (
     TreatmentInterrupted,
     TreatmentResumed,
 )
-from domain.patient import Patient
-from domain.protocol import Protocol
-from domain.timeline import State, derive, summary
-from domain.trial import Trial
-from projections import catalog
+from m22bol.domain.patient import Patient
+from m22bol.domain.protocol import Protocol
+from m22bol.domain.timeline import State, derive, summary
+from m22bol.domain.trial import Trial
+from m22bol.projections import catalog
 
 TREATMENT_FACTS = (InfusionGiven, TreatmentInterrupted, TreatmentResumed, DoseReduced,
                    TreatmentDiscontinued, SurgeryPerformed, ComplicationRecorded,
@@ -84,7 +84,7 @@ class Derived:
 
 
 def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived:
-    from domain.errors import LedgerError
+    from m22bol.domain.errors import LedgerError
 
     d = Derived(aggregate_id=patient.id, subject=patient.subject, version=patient.version,
                 site=patient.site, today=today, timeline=[])
@@ -215,7 +215,7 @@ def assessment_rows(d: Derived) -> Rows:
 def endpoint_input_rows(d: Derived) -> Rows:
     if d.state is None:
         return {}
-    from domain.rules.endpoint_inputs import patient_facts
+    from m22bol.domain.rules.endpoint_inputs import patient_facts
 
     facts = patient_facts(d.state, d.timeline)
     return {catalog.ENDPOINT_INPUTS: [

@@ -29,25 +29,24 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
-from eventsourcing.utils import get_topic
 
-from domain.events import ProtocolAmended, TrialInitialised
-from domain.patient import Patient, project_patient
-from domain.trial import TRIAL_ID, Trial, project_trial
-from projections import catalog, rows, tables
-from projections.recorder import ProjectionTracking, ReadModelStore, move_forward, positions
+from m22bol.domain.events import ProtocolAmended, TrialInitialised, topic_of
+from m22bol.domain.patient import Patient, project_patient
+from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
+from m22bol.projections import catalog, rows, tables
+from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, move_forward, positions
 
 if TYPE_CHECKING:
     from eventsourcing.application import Recording
 
-    from ledger.app import TrialLedger
+    from m22bol.ledger.app import TrialLedger
 
 log = logging.getLogger("m22bol.projections")
 
 PAGE = 5000  # notifications per read
 CHUNK = 200  # subjects derived and written per round of statements
 MAX_ATTEMPTS = 12
-PROTOCOL_TOPICS = frozenset({get_topic(TrialInitialised), get_topic(ProtocolAmended)})
+PROTOCOL_TOPICS = frozenset({topic_of(TrialInitialised), topic_of(ProtocolAmended)})
 
 Progress = Callable[[int], AbstractContextManager[Any]]
 

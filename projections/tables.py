@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
 )
 
-from projections import catalog
+from m22bol.projections import catalog
 
 metadata = MetaData()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.commands import parse_command
-from ledger.app import TrialLedger
+from m22bol.domain.commands import parse_command
+from m22bol.ledger.app import TrialLedger
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
 
@@ -44,7 +44,7 @@ def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | 
     """Run the CLI in-process, as a person would type it; the click Result."""
     from click.testing import CliRunner
 
-    from cli.main import app
+    from m22bol.cli.main import app
 
     return CliRunner().invoke(app(), ["--ledger", url, "--user", user, *args], input=input,
                               catch_exceptions=False)

@@ -42,9 +42,9 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from domain.errors import RuleViolation
-from domain.events import CtdnaRecorded, PetRecorded, ScanRecorded
-from domain.rules import recist, treatment
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import CtdnaRecorded, PetRecorded, ScanRecorded
+from m22bol.domain.rules import recist, treatment
 
 PART = "assessments"
 

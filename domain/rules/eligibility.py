@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from domain.errors import RuleViolation
-from domain.events import EligibilityAssessed, Enrolled, Registered
-from domain.protocol import STRATUM_FIELDS, Protocol, Strata
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import EligibilityAssessed, Enrolled, Registered
+from m22bol.domain.protocol import STRATUM_FIELDS, Protocol, Strata
 
 
 def failed_criteria(

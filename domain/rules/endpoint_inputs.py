@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-from domain.events import (
+from m22bol.domain.events import (
     AdverseEventReported,
     AdverseEventUpdated,
     ComplicationRecorded,
@@ -26,8 +26,8 @@ from domain.events import (
     RadiotherapyGiven,
     SurgeryPerformed,
 )
-from domain.rules import assessments, safety, treatment
-from domain.rules.endpoints import AdverseEventFacts, PatientFacts
+from m22bol.domain.rules import assessments, safety, treatment
+from m22bol.domain.rules.endpoints import AdverseEventFacts, PatientFacts
 
 
 def patient_facts(state, facts: Iterable[tuple[str, Fact]] | Iterable[Fact]) -> PatientFacts:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from domain.protocol import Protocol
-from domain.rules.survival import KMCurve, kaplan_meier
+from m22bol.domain.protocol import Protocol
+from m22bol.domain.rules.survival import KMCurve, kaplan_meier
 
 DAYS_PER_MONTH = 30.4375
 

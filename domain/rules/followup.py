@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.errors import RuleViolation
-from domain.events import ContactRecorded, DeathRecorded, Withdrawn
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import ContactRecorded, DeathRecorded, Withdrawn
 
 
 def _death(state, entry: str, fact: DeathRecorded) -> None:

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from domain.errors import RuleViolation
-from domain.events import (
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import (
     ComplicationRecorded,
     LocalTreatmentCompleted,
     PathologyReported,
     RadiotherapyGiven,
     SurgeryPerformed,
 )
-from domain.rules import treatment
+from m22bol.domain.rules import treatment
 
 NOT_RESECTED = "not-resected"
 _PCR_YPT = frozenset({"T0", "Tis"})

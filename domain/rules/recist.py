@@ -58,8 +58,8 @@ from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
-from domain.errors import RuleViolation
-from domain.protocol import Response
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.protocol import Response
 
 CR = "CR"
 PR = "PR"

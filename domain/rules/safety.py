@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from domain.errors import BadInput, RuleViolation
-from domain.events import (
+from m22bol.domain.errors import BadInput, RuleViolation
+from m22bol.domain.events import (
     AdverseEventReported,
     AdverseEventResolved,
     AdverseEventUpdated,
     LvefMeasured,
 )
-from domain.rules import treatment
+from m22bol.domain.rules import treatment
 
 CONTINUE = "continue"
 INTERRUPT = "interrupt"

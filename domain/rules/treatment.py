@@ -40,15 +40,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from domain.errors import BadInput, RuleViolation
-from domain.events import (
+from m22bol.domain.errors import BadInput, RuleViolation
+from m22bol.domain.events import (
     DoseReduced,
     InfusionGiven,
     TreatmentDiscontinued,
     TreatmentInterrupted,
     TreatmentResumed,
 )
-from domain.protocol import Regimen, Strata
+from m22bol.domain.protocol import Regimen, Strata
 
 NOT_STARTED = "not started"
 ACTIVE = "active"

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from domain.events import InfusionGiven, RadiotherapyGiven, SurgeryPerformed
-from domain.rules import assessments
-from domain.timeline import summary
-from projections.report.figures import MONTH, PatientCourse, SurvivalRow
+from m22bol.domain.events import InfusionGiven, RadiotherapyGiven, SurgeryPerformed
+from m22bol.domain.rules import assessments
+from m22bol.domain.timeline import summary
+from m22bol.projections.report.figures import MONTH, PatientCourse, SurvivalRow
 
 
 @dataclass
@@ -33,8 +33,8 @@ class ReportData:
 
 
 def gather(ledger, *, known_at: datetime | None = None, cutoff: date | None = None) -> ReportData:
-    from domain.rules import endpoints
-    from ledger.analysis import replay, safety_document
+    from m22bol.domain.rules import endpoints
+    from m22bol.ledger.analysis import replay, safety_document
 
     walked = replay(ledger, known_at=known_at, cutoff=cutoff)
     facts = walked.patients
@@ -67,7 +67,7 @@ def gather(ledger, *, known_at: datetime | None = None, cutoff: date | None = No
 
 def _survival(facts, walked) -> dict[str, list[SurvivalRow]]:
     """PFS and OS times exactly as the endpoint tallies define them."""
-    from domain.rules import endpoints
+    from m22bol.domain.rules import endpoints
 
     rows: dict[str, list[SurvivalRow]] = {"pfs": [], "os": []}
     for f in facts:

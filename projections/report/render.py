@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from projections.report import figures
-from projections.report.data import ReportData, gather
+from m22bol.projections.report import figures
+from m22bol.projections.report.data import ReportData, gather
 
 TEMPLATE = Path(__file__).with_name("template.html")
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ledger.access import roles_for
+from m22bol.ledger.access import roles_for
 from tests.support import PEOPLE, invoke, new_ledger, store_fingerprint
 
 ENROLLED = [
@@ -72,7 +72,7 @@ IMPORT_INPUT = '{{"command": "contact", "subject": "{s}", "date": "2025-02-01"}}
 
 
 def test_every_entry_command_has_a_scenario():
-    from ledger.access import ENTRY
+    from m22bol.ledger.access import ENTRY
 
     assert set(SCENARIOS) == set(ENTRY)
 

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from ledger.app import TrialLedger
-from ledger.store import events_table
+from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.store import events_table
 from tests.support import Driver, new_ledger, store_fingerprint
 
 

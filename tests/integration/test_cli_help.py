@@ -3,7 +3,7 @@
 import click
 from click.testing import CliRunner
 
-from cli.main import app
+from m22bol.cli.main import app
 
 
 def _commands(group: click.Group, prefix=()):

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from datetime import date, timedelta
 
-from domain.commands import parse_command
-from domain.errors import LedgerError
-from ledger.app import TrialLedger
+from m22bol.domain.commands import parse_command
+from m22bol.domain.errors import LedgerError
+from m22bol.ledger.app import TrialLedger
 from tests.integration.test_projections import (
     assert_agrees_with_replay,
     assert_rebuild_changes_nothing,

@@ -14,8 +14,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from ledger.app import TrialLedger
-from projections import runner
+from m22bol.ledger.app import TrialLedger
+from m22bol.projections import runner
 from tests.integration.test_projections import snapshot
 from tests.support import new_ledger
 

@@ -10,12 +10,12 @@ import sys
 from collections import Counter
 from datetime import date
 
-from domain import commands as c
-from domain.events import Fact
-from domain.protocol import Strata, bundled_protocol_text, parse_protocol
-from domain.rules.eligibility import failed_criteria
-from ledger.app import TrialLedger
-from ledger.demo import DATA_CUTOFF, DemoSubject, describe, generate
+from m22bol.domain import commands as c
+from m22bol.domain.events import Fact
+from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
+from m22bol.domain.rules.eligibility import failed_criteria
+from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.demo import DATA_CUTOFF, DemoSubject, describe, generate
 from tests.support import invoke, store_fingerprint
 
 N = 12

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from domain.protocol import bundled_protocol_text
-from ledger.analysis import endpoints_report
-from ledger.app import TrialLedger
+from m22bol.domain.protocol import bundled_protocol_text
+from m22bol.ledger.analysis import endpoints_report
+from m22bol.ledger.app import TrialLedger
 from tests.integration.test_mini_trial import DATA, EXPECTED
 from tests.integration.test_protocol_amendment import BASKET_V
 from tests.support import PEOPLE, Driver, invoke

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.rules import endpoints
-from ledger.analysis import endpoints_report, replay, safety_document, safety_report
+from m22bol.domain.rules import endpoints
+from m22bol.ledger.analysis import endpoints_report, replay, safety_document, safety_report
 from tests.support import invoke, new_ledger
 
 MINI_TRIAL = Path(__file__).parents[1] / "data" / "mini_trial.jsonl"
@@ -17,7 +17,7 @@ MINI_TRIAL = Path(__file__).parents[1] / "data" / "mini_trial.jsonl"
 def loaded(ledger_url):
     new_ledger(ledger_url).close()
     assert invoke(["import", str(MINI_TRIAL)], url=ledger_url).exit_code == 0
-    from ledger.app import TrialLedger
+    from m22bol.ledger.app import TrialLedger
 
     ledger = TrialLedger(ledger_url)
     yield ledger

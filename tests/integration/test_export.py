@@ -15,7 +15,7 @@ import pytest
 import xmlschema
 from odmlib import schema_manager
 
-from domain import commands as c
+from m22bol.domain import commands as c
 from tests.support import invoke, store_fingerprint
 
 S = "M22-001"

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from domain import commands as c
-from domain.patient import patient_id
-from domain.trial import TRIAL_ID, seal_digest
-from ledger import integrity
-from ledger.store import events_table
+from m22bol.domain import commands as c
+from m22bol.domain.patient import patient_id
+from m22bol.domain.trial import TRIAL_ID, seal_digest
+from m22bol.ledger import integrity
+from m22bol.ledger.store import events_table
 from tests.support import Driver, invoke, new_ledger, store_fingerprint
 
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain import commands as c
-from domain.patient import patient_id
-from domain.trial import TRIAL_ID
-from ledger import integrity
+from m22bol.domain import commands as c
+from m22bol.domain.patient import patient_id
+from m22bol.domain.trial import TRIAL_ID
+from m22bol.ledger import integrity
 from tests.support import Driver, invoke, new_ledger
 
 SUBJECTS = ("M22-001", "M22-002", "M22-003")

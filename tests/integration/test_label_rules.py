@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.errors import DeviationRefused, RuleViolation
+from m22bol.domain.errors import DeviationRefused, RuleViolation
 
 S = "M22-001"
 DOSE = {5.4: 324.0, 4.4: 264.0, 3.2: 192.0}

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from domain import commands as c
+from m22bol.domain import commands as c
 from tests.support import invoke, store_fingerprint
 
 S, OTHER = "M22-001", "M22-002"

@@ -44,10 +44,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli.analysis  # noqa: F401  (registers endpoints, safety)
-import cli.entry  # noqa: F401  (registers the entry commands and import)
-import cli.queries  # noqa: F401
-from cli.main import cli
+import m22bol.cli.analysis  # noqa: F401  (registers endpoints, safety)
+import m22bol.cli.entry  # noqa: F401  (registers the entry commands and import)
+import m22bol.cli.queries  # noqa: F401
+from m22bol.cli.main import cli
 
 DATA = Path(__file__).parent.parent / "data" / "mini_trial.jsonl"
 CUTOFF = "2025-12-31"  # after every fact of the mini-trial

@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from domain.commands import parse_command
-from domain.errors import BadInput
-from ledger.app import TrialLedger, _Batch
-from ledger.views import patient_view, status_by_replay, subjects
-from projections import catalog, queries, runner, tables
-from projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
-from projections.rows import plain
+from m22bol.domain.commands import parse_command
+from m22bol.domain.errors import BadInput
+from m22bol.ledger.app import TrialLedger, _Batch
+from m22bol.ledger.views import patient_view, status_by_replay, subjects
+from m22bol.projections import catalog, queries, runner, tables
+from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
+from m22bol.projections.rows import plain
 from tests.integration.test_protocol_amendment import amendment
 from tests.support import invoke
 
@@ -108,8 +108,8 @@ def test_read_models_agree_with_replay_and_with_a_rebuild(driver):
 
 
 def test_endpoint_inputs_hold_the_rule_modules_facts(driver):
-    from domain.rules.endpoint_inputs import patient_facts
-    from domain.timeline import derive
+    from m22bol.domain.rules.endpoint_inputs import patient_facts
+    from m22bol.domain.timeline import derive
 
     screening(driver)
     ledger = driver.ledger

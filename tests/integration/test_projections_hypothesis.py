@@ -12,8 +12,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from domain.commands import parse_command
-from domain.errors import LedgerError
+from m22bol.domain.commands import parse_command
+from m22bol.domain.errors import LedgerError
 from tests.conftest import _fresh_postgres_database
 from tests.integration.test_projections import (
     assert_agrees_with_replay,

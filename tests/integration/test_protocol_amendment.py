@@ -2,8 +2,8 @@
 
 import pytest
 
-from domain.errors import BadInput, RuleViolation
-from domain.protocol import bundled_protocol_text
+from m22bol.domain.errors import BadInput, RuleViolation
+from m22bol.domain.protocol import bundled_protocol_text
 
 BASKET_V = """
 [regimens.datod]
@@ -57,7 +57,7 @@ def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
 
 
 def test_amendment_is_validated_and_needs_admin(driver, tmp_path):
-    from domain.errors import NotPermitted
+    from m22bol.domain.errors import NotPermitted
 
     with pytest.raises(NotPermitted):
         driver.do("amend-protocol", actor="dm", file=amendment(tmp_path), reason="x")

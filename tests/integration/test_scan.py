@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from domain.errors import RuleViolation
-from ledger.views import patient_view
+from m22bol.domain.errors import RuleViolation
+from m22bol.ledger.views import patient_view
 from tests.support import invoke
 
 SUBJECT = "M22-001"

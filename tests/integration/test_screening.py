@@ -2,7 +2,7 @@
 
 import pytest
 
-from domain.errors import BadInput, RuleViolation
+from m22bol.domain.errors import BadInput, RuleViolation
 
 STRATA = [  # (ER, prior therapy) -> basket, spec/trial.md
     ("positive", "none", "I"),
@@ -30,7 +30,7 @@ def test_her2_negative_is_a_screen_failure_with_that_reason(driver):
     out = _assess(driver, "M22-002", her2="negative")
     assert out["eligible"] is False
     assert [c.split(":")[0] for c in out["failed_criteria"]] == ["her2"]
-    from ledger.views import patient_view
+    from m22bol.ledger.views import patient_view
 
     view = patient_view(driver.ledger, "M22-002")
     assert view["status"] == "screen-failed"

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from domain import commands as c
-from domain.errors import NotPermitted
-from ledger.signatures import hash_password, verify_password
-from ledger.store import event_hash
+from m22bol.domain import commands as c
+from m22bol.domain.errors import NotPermitted
+from m22bol.ledger.signatures import hash_password, verify_password
+from m22bol.ledger.store import event_hash
 from tests.support import invoke, store_fingerprint
 
 S = "M22-001"

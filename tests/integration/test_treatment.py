@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from domain.errors import BadInput, DeviationRefused, RuleViolation
-from ledger.views import patient_view
+from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
+from m22bol.ledger.views import patient_view
 
 S = "M22-001"
 

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from domain.errors import BadInput, RuleViolation
-from ledger.views import patient_view
+from m22bol.domain.errors import BadInput, RuleViolation
+from m22bol.ledger.views import patient_view
 
 S = "M22-001"
 

@@ -16,11 +16,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from domain.errors import DeviationRefused, LedgerError
-from domain.events import InfusionGiven
-from domain.rules.safety import GRADES, canonical_term
-from domain.timeline import derive, summary
-from ledger.app import TrialLedger
+from m22bol.domain.errors import DeviationRefused, LedgerError
+from m22bol.domain.events import InfusionGiven
+from m22bol.domain.rules.safety import GRADES, canonical_term
+from m22bol.domain.timeline import derive, summary
+from m22bol.ledger.app import TrialLedger
 from tests.support import Driver, new_ledger
 
 S = "M22-001"

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain import events as ev
-from domain.errors import RuleViolation
-from domain.protocol import bundled_protocol_text, parse_protocol
-from domain.rules import assessments
-from domain.rules.assessments import RESPONSE_KEYS, ctdna_summary
-from domain.timeline import derive, summary
+from m22bol.domain import events as ev
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
+from m22bol.domain.rules import assessments
+from m22bol.domain.rules.assessments import RESPONSE_KEYS, ctdna_summary
+from m22bol.domain.timeline import derive, summary
 
 PROTOCOL = parse_protocol(bundled_protocol_text())
 TODAY = date(2026, 11, 26)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from domain import events as ev
-from domain.rules.endpoint_inputs import patient_facts
-from domain.rules.endpoints import AdverseEventFacts, tally
-from domain.timeline import derive
+from m22bol.domain import events as ev
+from m22bol.domain.rules.endpoint_inputs import patient_facts
+from m22bol.domain.rules.endpoints import AdverseEventFacts, tally
+from m22bol.domain.timeline import derive
 from tests.unit.test_assessments import DAY0, PROTOCOL, Subject, day
 
 

@@ -5,8 +5,8 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.protocol import Strata, bundled_protocol_text, parse_protocol
-from domain.rules.eligibility import failed_criteria
+from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
+from m22bol.domain.rules.eligibility import failed_criteria
 
 PROTOCOL = parse_protocol(bundled_protocol_text())
 TABLE = {  # spec/trial.md: (ER, prior therapy) -> basket, all HER2-positive

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.protocol import bundled_protocol_text, parse_protocol
-from domain.rules.endpoints import (
+from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
+from m22bol.domain.rules.endpoints import (
     AdverseEventFacts,
     PatientFacts,
     outcome,

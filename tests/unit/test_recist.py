@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.errors import RuleViolation
-from domain.protocol import Response
-from domain.rules.recist import (
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.protocol import Response
+from m22bol.domain.rules.recist import (
     CR,
     NE,
     NON_CR_NON_PD,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.errors import BadInput
-from domain.rules.safety import canonical_term, check_grade, lvef_band
+from m22bol.domain.errors import BadInput
+from m22bol.domain.rules.safety import canonical_term, check_grade, lvef_band
 
 
 @pytest.mark.parametrize(("term", "graded_as"), [

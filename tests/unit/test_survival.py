@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.rules.survival import kaplan_meier
+from m22bol.domain.rules.survival import kaplan_meier
 
 
 def test_textbook_example_with_a_tie_and_censorings():

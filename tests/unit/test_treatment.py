@@ -7,10 +7,10 @@ from uuid import uuid4
 
 import pytest
 
-from domain import events as e
-from domain.errors import RuleViolation
-from domain.protocol import bundled_protocol_text, parse_protocol
-from domain.timeline import derive, summary
+from m22bol.domain import events as e
+from m22bol.domain.errors import RuleViolation
+from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
+from m22bol.domain.timeline import derive, summary
 
 PROTOCOL = parse_protocol(bundled_protocol_text())
 TODAY = date(2026, 11, 26)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from domain.rules.local import pcr
+from m22bol.domain.rules.local import pcr
 
 YPT = ["T0", "Tis", "T1", "T2", "T3", "T4", "not-resected"]
 YPN = ["N0", "N1", "N2", "N3", "not-resected"]
