@@ -89,7 +89,7 @@ def main() -> None:
                         help="only the per-process timings, not the whole-ledger replays")
     args = parser.parse_args()
     print("machine:", b.machine())
-    from m22bol.ledger.demo import DATA_CUTOFF
+    from m22bol.synthetic.generator import DATA_CUTOFF
 
     sizes = [s for s in args.sizes.split(",") if b.ledger_path(args.dir, s).exists()]
     for missing in set(args.sizes.split(",")) - set(sizes):

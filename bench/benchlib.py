@@ -151,7 +151,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def demo_subjects(events: int):
     """The demo's subjects (seed 1), in accrual order, up to at least `events` commands."""
-    from m22bol.ledger.demo import generate
+    from m22bol.synthetic.generator import generate
 
     total = 0
     # About 60 commands a subject; generate a few more than needed and stop when there.

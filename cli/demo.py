@@ -2,9 +2,9 @@
 
 On a new ledger it runs `init` as the acting user (who becomes admin) and grants that user
 data-manager, so the entries are allowed; on an existing ledger only an admin may run it. The
-subjects come from `ledger.demo.generate` and go through `TrialLedger.execute_all` in chunks,
-one transaction per chunk, so the rules judge every fact as they judge a person's entry and a
-refusal leaves the chunks before it in place. Then it prints the endpoint tallies.
+subjects come from `synthetic.generator.generate` and go through `TrialLedger.execute_all` in
+chunks, one transaction per chunk, so the rules judge every fact as they judge a person's entry
+and a refusal leaves the chunks before it in place. Then it prints the endpoint tallies.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import click
 
 from m22bol.cli.main import Session, cli, handled, shared_options
-from m22bol.cli.output import emit, table
+from m22bol.cli.output import emit
+from m22bol.cli.tallies import endpoints_text  # the table `m22bol endpoints` prints
 from m22bol.domain import commands as c
 from m22bol.domain.errors import LedgerError, RuleViolation
 
@@ -42,7 +43,7 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
     """
     from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
     from m22bol.ledger import access
-    from m22bol.ledger.demo import DATA_CUTOFF, generate
+    from m22bol.synthetic.generator import DATA_CUTOFF, generate
 
     ledger = s.ledger
     trial = ledger.trial()
@@ -80,15 +81,15 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
 
     summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),
                "entries": entered, "seconds": round(seconds, 1), **setup}
-    report_name, report = _report(ledger)
+    report = s.reader.endpoints()
     head = (f"demo: {subjects} subjects, {entered} entries (seed {seed}, data up to {today}) "
             f"in {seconds:.0f} s")
     if setup.get("initialised"):
         head += f"; ledger initialised with {s.user} as admin and data-manager"
     elif setup.get("granted"):
         head += f"; {s.user} granted data-manager"
-    emit({"demo": summary, report_name: report}, s.as_json,
-         text=None if s.as_json else head + "\n\n" + _text(report_name, report))
+    emit({"demo": summary, "endpoints": report}, s.as_json,
+         text=None if s.as_json else head + "\n\n" + endpoints_text(report))
 
 
 def _prepare(ledger, user: str, trial) -> dict[str, Any]:
@@ -137,22 +138,4 @@ def _line_of(error: LedgerError) -> int:
     return int(head.removeprefix("line ")) if head.startswith("line ") else 1
 
 
-def _report(ledger) -> tuple[str, dict[str, Any]]:
-    """The endpoint tallies when the analysis module is there, else the status counts."""
-    try:
-        from m22bol.ledger.analysis import endpoints_report
-    except ImportError:  # the endpoints arrived after the demo; keep it usable without them
-        from m22bol.ledger.views import status_by_replay
 
-        return "status", status_by_replay(ledger)
-    return "endpoints", endpoints_report(ledger)
-
-
-def _text(name: str, report: dict[str, Any]) -> str:
-    if name == "endpoints":
-        # The same table `m22bol endpoints` prints, so the two can be compared by eye.
-        from m22bol.cli.analysis import endpoints_text
-
-        return endpoints_text(report)
-    rows = [{"basket": b, **counts} for b, counts in report["baskets"].items()]
-    return table(rows)

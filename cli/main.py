@@ -28,11 +28,19 @@ class Session:
     _ledger: Any = None
 
     @property
+    def reader(self):
+        """The ledger's questions, asked as this user (access checked on each)."""
+        from m22bol.projections.reader import Reader
+
+        return Reader(self.ledger, self.user)
+
+    @property
     def ledger(self):
         if self._ledger is None:
             from m22bol.ledger.app import TrialLedger  # imported on use: --help stays fast
+            from m22bol.projections import after_save
 
-            self._ledger = TrialLedger(self.ledger_url)
+            self._ledger = TrialLedger(self.ledger_url, after_save=[after_save])
         return self._ledger
 
 
@@ -106,14 +114,6 @@ known_at_option = click.option("--known-at", help="What the ledger showed at thi
 cutoff_option = click.option("--cutoff", help="Leave out facts dated after this date.")
 
 
-def authorise(s: Session, action: str) -> None:
-    """Refuse (exit 4) unless the acting user may run this action."""
-    from m22bol.ledger import access
-
-    access.check(s.ledger.require_trial(), s.user, action)
-
-
-
 def handled(func):
     """Turn the ledger's refusals into their exit codes; never show a traceback for them."""
 
@@ -151,7 +151,7 @@ def cli() -> None:
 
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
-    from m22bol.cli import analysis, audit, demo, entry, projections, queries, report  # noqa: F401
+    from m22bol.cli import audit, demo, entry, queries, read_models, report, tallies  # noqa: F401
 
     return cli
 

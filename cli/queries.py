@@ -6,7 +6,6 @@ import click
 
 from m22bol.cli.main import (
     Session,
-    authorise,
     cli,
     cutoff_option,
     handled,
@@ -26,21 +25,10 @@ from m22bol.cli.output import emit, key_values, table
 @handled
 def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) -> None:
     """The subject's current state and timeline."""
-    authorise(s, "patient")
-    if known_at is None and cutoff is None:
-        from m22bol.projections.queries import patient as patient_from_read_models
-
-        doc = patient_from_read_models(s.ledger, subject)
-    else:
-        from m22bol.ledger.views import (
-            patient_view,  # the past is answered by replaying the subject
-        )
-
-        doc = patient_view(s.ledger, subject, known_at=parse_known_at(known_at),
+    doc = s.reader.patient(subject, known_at=parse_known_at(known_at),
                            cutoff=parse_cutoff(cutoff))
-    from m22bol.ledger.signatures import describe, signature_of
+    from m22bol.ledger.signatures import describe
 
-    doc["signature"] = signature_of(s.ledger, subject, known_at=parse_known_at(known_at))
     head = {k: v for k, v in doc.items() if k not in ("timeline", "deviations")}
     head["signature"] = describe(doc["signature"])
     rows = [{"entry": r["entry"], "date": r["date"], "event": r["event"],
@@ -57,12 +45,9 @@ def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) 
 @handled
 def history(s: Session, subject: str, known_at: str | None) -> None:
     """The audit trail: who entered or changed what, when and why."""
-    from m22bol.ledger.views import history_view
-
-    authorise(s, "history")
     from m22bol.ledger.signatures import describe
 
-    doc = history_view(s.ledger, subject, known_at=parse_known_at(known_at))
+    doc = s.reader.history(subject, known_at=parse_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
              "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded_by": r["superseded_by"]}
@@ -87,15 +72,7 @@ def _changed(row: dict) -> str:
 @handled
 def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
-    authorise(s, "status")
-    if known_at is None:
-        from m22bol.projections.queries import status as status_from_read_models
-
-        doc = status_from_read_models(s.ledger)
-    else:
-        from m22bol.ledger.views import status_by_replay  # the past is answered by replaying
-
-        doc = status_by_replay(s.ledger, known_at=parse_known_at(known_at))
+    doc = s.reader.status(known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
     emit(doc, s.as_json, text=table(rows))
 
@@ -105,7 +82,7 @@ def status(s: Session, known_at: str | None) -> None:
 @handled
 def protocol(s: Session) -> None:
     """The protocol in force, and every version registered."""
-    authorise(s, "protocol")
+    s.reader.allow("protocol")
     trial = s.ledger.require_trial()
     p = trial.protocol
     doc = {
@@ -130,7 +107,7 @@ def deviations(s: Session) -> None:
     """Every protocol deviation accepted with a reason."""
     from m22bol.domain.events import Fact
 
-    authorise(s, "deviations")
+    s.reader.allow("deviations")
     rows = []
     for _, event in s.ledger.stored_events():
         if isinstance(event, Fact) and event.deviations:

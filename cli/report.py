@@ -9,7 +9,6 @@ import click
 
 from m22bol.cli.main import (
     Session,
-    authorise,
     cli,
     cutoff_option,
     handled,
@@ -32,12 +31,10 @@ def report(s: Session, out: str, cutoff: str | None, known_at: str | None) -> No
     safety, deviations and open interruptions, readable offline in any browser."""
     from m22bol.projections.report.render import write_report  # matplotlib loads only here
 
-    authorise(s, "report")
-
     def progress(label: str) -> None:
         if not s.as_json and sys.stderr.isatty():
             click.echo(f"report: {label}", err=True)
 
-    page = write_report(s.ledger, Path(out), known_at=parse_known_at(known_at),
+    page = write_report(s.reader, Path(out), known_at=parse_known_at(known_at),
                         cutoff=parse_cutoff(cutoff), progress=progress)
     emit({"report": str(page)}, s.as_json, text=f"report written to {page}")

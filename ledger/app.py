@@ -2,7 +2,8 @@
 
 `execute` applies one command; `execute_all` applies many (a JSON Lines import) in one
 transaction, all or nothing. A version clash with a concurrent writer is retried a bounded
-number of times, then refused with exit 6.
+number of times, then refused with exit 6. What happens after a save (keeping read models
+current) is whatever the caller hands in as `after_save`: the ledger knows no reader.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, sc
 MAX_ATTEMPTS = 8
 
 
+# Called after each committed save with the ledger, the recordings and the aggregates as saved.
+AfterSave = Callable[["TrialLedger", list, list], None]
+
+
 class TrialLedger(Application):
     name = APP_NAME
 
-    def __init__(self, url: str, clock: Callable[[], datetime] | None = None):
+    def __init__(self, url: str, clock: Callable[[], datetime] | None = None,
+                 after_save: Iterable[AfterSave] = ()):
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
-        # projections.runner.ReadModels, opened on first use (entries and queries need it).
-        self.read_models = None
+        self.after_save = list(after_save)
+        # Resources others keep for this ledger (a read-model connection), closed with it.
+        self.on_close: list[Callable[[], None]] = []
         with schema_lock(url):  # processes opening one PostgreSQL database at once take turns
             super().__init__(env=store_env(url))
             self._make_append_only()
@@ -111,25 +118,17 @@ class TrialLedger(Application):
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
                 progress = None
                 continue
-            self._project(recordings, batch)
+            for hook in self.after_save:
+                hook(self, recordings, [batch._trial, *batch._patients.values()])
             return outputs
         raise ConcurrencyConflict(
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
             rule="concurrency",
         )
 
-    # --- read models ----------------------------------------------------------------------------
-
-    def _project(self, recordings: list, batch: _Batch) -> None:
-        """Bring the read models up to date before the entry returns, outside the retry loop
-        above: the events are committed, so nothing here may decide them again."""
-        from m22bol.projections.runner import catch_up_after_save
-
-        catch_up_after_save(self, recordings, [batch._trial, *batch._patients.values()])
-
     def close(self) -> None:
-        if self.read_models is not None:
-            self.read_models.close()
+        while self.on_close:
+            self.on_close.pop()()
         super().close()
 
 

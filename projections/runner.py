@@ -9,9 +9,9 @@ and the new `Tracking` positions commit in one transaction, so after any crash e
 rows are exactly those of the ledger up to its position (exactly once, resumable).
 
 The native SQLite store has no subscriptions, so this pulls with `select_notifications` on
-both stores. Entry commands call `catch_up_after_save`; queries call `catch_up` when a
-projection lags (an earlier process may have died between committing its events and projecting
-them).
+both stores. A ledger opened for entries runs `catch_up_after_save` after each save (see
+`projections.after_save`); queries call `catch_up` when a projection lags (an earlier process
+may have died between committing its events and projecting them).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -73,11 +74,16 @@ class ReadModels:
         self.store.close()
 
 
+_OPEN: weakref.WeakKeyDictionary[TrialLedger, ReadModels] = weakref.WeakKeyDictionary()
+
+
 def read_models(ledger: TrialLedger) -> ReadModels:
-    """The ledger's read models, opened once per ledger object."""
-    if ledger.read_models is None:
-        ledger.read_models = ReadModels(ledger)
-    return ledger.read_models
+    """The ledger's read models, opened once per ledger object and closed with it."""
+    models = _OPEN.get(ledger)
+    if models is None:
+        models = _OPEN[ledger] = ReadModels(ledger)
+        ledger.on_close.append(lambda: _OPEN.pop(ledger).close())
+    return models
 
 
 # --- what a range of notifications touches --------------------------------------------------

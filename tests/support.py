@@ -6,6 +6,7 @@ from typing import Any
 
 from m22bol.domain.commands import parse_command
 from m22bol.ledger.app import TrialLedger
+from m22bol.projections import after_save
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
 
@@ -30,9 +31,14 @@ class Driver:
         return self.do("enrol", subject=subject, date=enrol, weight_kg=weight)
 
 
+def open_ledger(url: str, **options: Any) -> TrialLedger:
+    """A ledger as the CLI opens it: read models kept current after each save."""
+    return TrialLedger(url, after_save=[after_save], **options)
+
+
 def new_ledger(url: str) -> TrialLedger:
     """An initialised ledger whose admin is `admin`, with one person per other role."""
-    ledger = TrialLedger(url)
+    ledger = open_ledger(url)
     driver = Driver(ledger)
     driver.do("init", actor="admin")
     for user, role in PEOPLE.items():
@@ -52,7 +58,7 @@ def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | 
 
 def store_fingerprint(url: str) -> list[tuple]:
     """Every stored event row, byte for byte: what a refused command must leave unchanged."""
-    ledger = TrialLedger(url)
+    ledger = TrialLedger(url)  # no read models: this reads the event rows only
     try:
         rows = ledger.recorder.select_notifications(None, 10**9)
         return [(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))

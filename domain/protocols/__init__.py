@@ -1,0 +1,1 @@
+"""The protocol files shipped with the program (package data)."""

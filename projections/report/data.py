@@ -6,12 +6,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m22bol.domain.events import InfusionGiven, RadiotherapyGiven, SurgeryPerformed
 from m22bol.domain.rules import assessments
 from m22bol.domain.timeline import summary
 from m22bol.projections.report.figures import MONTH, PatientCourse, SurvivalRow
+
+if TYPE_CHECKING:
+    from m22bol.projections.reader import Reader
 
 
 @dataclass
@@ -32,11 +35,11 @@ class ReportData:
     os: list[SurvivalRow] = field(default_factory=list)
 
 
-def gather(ledger, *, known_at: datetime | None = None, cutoff: date | None = None) -> ReportData:
-    from m22bol.domain.rules import endpoints
-    from m22bol.ledger.analysis import replay, safety_document
-
-    walked = replay(ledger, known_at=known_at, cutoff=cutoff)
+def gather(reader: Reader, *, known_at: datetime | None = None,
+           cutoff: date | None = None) -> ReportData:
+    """Tallies and safety exactly as `endpoints` and `safety` print them; each subject's course
+    from the same walk through the rules that `patient` shows."""
+    walked = reader.walk(known_at=known_at, cutoff=cutoff)
     facts = walked.patients
     summaries, courses, deviations, interruptions = [], [], [], []
     for w in walked.subjects:
@@ -51,13 +54,14 @@ def gather(ledger, *, known_at: datetime | None = None, cutoff: date | None = No
         course = _course(s, timeline, state, walked.cutoff)
         if course is not None:
             courses.append(course)
-    tallies = endpoints.tally(facts, walked.protocol, walked.cutoff)
+    tallies = reader.endpoints(known_at=known_at, cutoff=cutoff)["baskets"]
+    safety = reader.safety(known_at=known_at, cutoff=cutoff)["baskets"]["all"]
     return ReportData(
         trial=walked.protocol.name, title=walked.protocol.title,
         protocol_version=walked.protocol.version, cutoff=walked.cutoff,
         known_at=known_at or _last_recorded(walked), seal=walked.seal,
         consort=consort(summaries, [b.id for b in walked.protocol.baskets]),
-        endpoints=tallies, safety=safety_document(walked)["baskets"]["all"],
+        endpoints=tallies, safety=safety,
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,

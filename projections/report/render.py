@@ -15,11 +15,11 @@ from m22bol.projections.report.data import ReportData, gather
 TEMPLATE = Path(__file__).with_name("template.html")
 
 
-def write_report(ledger, out: Path, *, known_at: datetime | None = None,
+def write_report(reader, out: Path, *, known_at: datetime | None = None,
                  cutoff: date | None = None, progress=lambda label: None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     progress("reading the ledger")
-    data = gather(ledger, known_at=known_at, cutoff=cutoff)
+    data = gather(reader, known_at=known_at, cutoff=cutoff)
     progress("drawing figures")
     pictures = {
         "waterfall": figures.waterfall(data.courses, out / "waterfall.svg"),

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import events_table
-from tests.support import Driver, new_ledger, store_fingerprint
+from tests.support import Driver, new_ledger, open_ledger, store_fingerprint
 
 
 def sqlite_path(url: str) -> str:
@@ -71,7 +70,7 @@ def test_truncate_is_refused_on_postgres(postgres_url):
 
 def test_new_events_are_still_appended(recorded):
     before = len(store_fingerprint(recorded))
-    ledger = TrialLedger(recorded)
+    ledger = open_ledger(recorded)
     try:
         Driver(ledger).do("contact", subject="M22-001", date="2025-02-01")
     finally:
@@ -85,7 +84,7 @@ def test_opening_the_ledger_puts_dropped_triggers_back(sqlite_url):
         execute_directly(sqlite_url, f"DROP TRIGGER stored_events_no_{op}")
     execute_directly(sqlite_url, "UPDATE stored_events SET state = state")  # unprotected now
 
-    TrialLedger(sqlite_url).close()
+    open_ledger(sqlite_url).close()
 
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         execute_directly(sqlite_url, "DELETE FROM stored_events")

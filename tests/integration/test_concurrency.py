@@ -11,12 +11,11 @@ from datetime import date, timedelta
 
 from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import LedgerError
-from m22bol.ledger.app import TrialLedger
 from tests.integration.test_projections import (
     assert_agrees_with_replay,
     assert_rebuild_changes_nothing,
 )
-from tests.support import new_ledger
+from tests.support import new_ledger, open_ledger
 
 PROCESSES = 4
 ENTRIES = 200
@@ -26,7 +25,7 @@ CONSENT = date(2025, 1, 2)
 
 def enter(url: str, worker: int, start, results) -> None:
     """One process: its own ledger object on the shared database, ENTRIES entries."""
-    ledger = TrialLedger(url)
+    ledger = open_ledger(url)
     outcomes: Counter[str] = Counter()
     start.wait()
     for i in range(ENTRIES):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
-from m22bol.ledger.views import history_view, patient_view
+from m22bol.projections.replay import history_view, patient_view
 from tests.support import invoke, store_fingerprint
 
 S = "M22-001"

@@ -17,7 +17,7 @@ from pathlib import Path
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import runner
 from tests.integration.test_projections import snapshot
-from tests.support import new_ledger
+from tests.support import new_ledger, open_ledger
 
 SUBJECTS_PER_IMPORT = 250
 CONSENT = date(2025, 1, 6)
@@ -89,7 +89,7 @@ def test_a_killed_import_leaves_all_or_nothing_and_consistent_read_models(ledger
     # Two kills at random moments, then one right after the commit (while the read models
     # are being brought up to date), the moment where rows and position could part.
     for attempt, moment in enumerate(["random", "random", "after-commit"], start=1):
-        ledger = TrialLedger(ledger_url)
+        ledger = open_ledger(ledger_url)
         head = ledger.recorder.max_notification_id()
         before = snapshot(ledger_url)
         assert set(runner.read_models(ledger).positions().values()) == {head}

@@ -15,15 +15,15 @@ from m22bol.domain.events import Fact
 from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
 from m22bol.domain.rules.eligibility import failed_criteria
 from m22bol.ledger.app import TrialLedger
-from m22bol.ledger.demo import DATA_CUTOFF, DemoSubject, describe, generate
-from tests.support import invoke, store_fingerprint
+from m22bol.synthetic.generator import DATA_CUTOFF, DemoSubject, describe, generate
+from tests.support import invoke, open_ledger, store_fingerprint
 
 N = 12
 PROTOCOL = parse_protocol(bundled_protocol_text())
 
 
 def _enter(url: str, subjects: list[DemoSubject]) -> TrialLedger:
-    ledger = TrialLedger(url)
+    ledger = open_ledger(url)
     ledger.execute_all([c.Init(), c.Grant(user="admin", role="data-manager")], "admin")
     for subject in subjects:
         ledger.execute_all(subject.commands, "admin")
@@ -105,7 +105,7 @@ def test_the_same_seed_gives_the_same_trial(tmp_path):
         second.close()
 
 
-_DUMP = ("import json, sys; from ledger.demo import generate; "
+_DUMP = ("import json, sys; from m22bol.synthetic.generator import generate; "
          "print(json.dumps([[s.subject, [[c.name, c.model_dump(mode='json')] for c in s.commands]]"
          " for s in generate(int(sys.argv[1]), seed=int(sys.argv[2]))]))")
 
@@ -185,7 +185,7 @@ def test_cli_demo_initialises_a_new_ledger_and_prints_the_endpoints(tmp_path):
     enrolled = sum(any(isinstance(x, c.Enrol) for x in s.commands) for s in generate(4, seed=3))
     assert doc["endpoints"]["baskets"]["all"]["enrolled"] == enrolled
 
-    ledger = TrialLedger(url)
+    ledger = open_ledger(url)
     try:
         trial = ledger.require_trial()
         assert {g.role for g in trial.roles_of("alice")} == {"admin", "data-manager"}
@@ -215,7 +215,7 @@ def test_cli_demo_prints_the_endpoint_table(tmp_path):
 
 def test_an_admin_without_an_entry_role_is_granted_one(tmp_path):
     url = f"sqlite:///{tmp_path}/demo.sqlite"
-    ledger = TrialLedger(url)
+    ledger = open_ledger(url)
     ledger.execute(c.Init(), "root")
     ledger.close()
     result = invoke(["--json", "demo", "--patients", "1"], url=url, user="root")

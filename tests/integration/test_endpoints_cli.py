@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from m22bol.domain.protocol import bundled_protocol_text
-from m22bol.ledger.analysis import endpoints_report
-from m22bol.ledger.app import TrialLedger
+from m22bol.projections.reader import Reader
 from tests.integration.test_mini_trial import DATA, EXPECTED
 from tests.integration.test_protocol_amendment import BASKET_V
-from tests.support import PEOPLE, Driver, invoke
+from tests.support import PEOPLE, Driver, invoke, open_ledger
 
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
@@ -35,7 +34,7 @@ class Clock:
 def timed(ledger_url):
     """A ledger whose clock the test moves: everything below is entered at T1 unless moved."""
     clock = Clock(T1)
-    ledger = TrialLedger(ledger_url, clock=clock)
+    ledger = open_ledger(ledger_url, clock=clock)
     driver = Driver(ledger)
     driver.do("init", actor="admin")
     for user, role in PEOPLE.items():
@@ -70,9 +69,9 @@ def test_known_at_keeps_what_was_known_then(timed):
               dose_mg=324)
     driver.do("death", subject="M22-002", date="2025-02-01")
 
-    then = endpoints_report(driver.ledger, known_at=datetime.fromisoformat(BETWEEN),
+    then = Reader(driver.ledger, "admin").endpoints(known_at=datetime.fromisoformat(BETWEEN),
                             cutoff=datetime(2025, 12, 31).date())
-    now = endpoints_report(driver.ledger, cutoff=datetime(2025, 12, 31).date())
+    now = Reader(driver.ledger, "admin").endpoints(cutoff=datetime(2025, 12, 31).date())
 
     assert then["known_at"] == BETWEEN
     assert now["known_at"] == T2.isoformat()
@@ -94,11 +93,12 @@ def test_a_retracted_entry_counts_nowhere(timed):
     driver, _ = timed
     responder(driver, "M22-001")
     death = driver.do("death", subject="M22-001", date="2025-05-01")
-    assert endpoints_report(driver.ledger)["baskets"]["I"]["overall_survival"]["events"] == 1
+    os_tally = Reader(driver.ledger, "admin").endpoints()["baskets"]["I"]["overall_survival"]
+    assert os_tally["events"] == 1
 
     driver.do("retract", subject="M22-001", entry=death["entry"], reason="wrong subject")
 
-    doc = endpoints_report(driver.ledger)["baskets"]["I"]
+    doc = Reader(driver.ledger, "admin").endpoints()["baskets"]["I"]
     assert doc["overall_survival"]["events"] == 0
     assert doc["progression_free"]["events"] == 0
     assert doc["primary"]["responders"] == 1
@@ -166,7 +166,7 @@ def test_endpoints_and_safety_import_no_heavy_library(timed, command):
     responder(driver, "M22-001")
     code = (
         "import sys\n"
-        "from cli.main import main\n"
+        "from m22bol.cli.main import main\n"
         f"sys.argv = ['m22bol', '--ledger', {driver.ledger.url!r}, '--user', 'mon', "
         f"{command!r}, '--json']\n"
         "try:\n"

@@ -44,9 +44,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import m22bol.cli.analysis  # noqa: F401  (registers endpoints, safety)
 import m22bol.cli.entry  # noqa: F401  (registers the entry commands and import)
 import m22bol.cli.queries  # noqa: F401
+import m22bol.cli.tallies  # noqa: F401  (registers endpoints, safety)
 from m22bol.cli.main import cli
 
 DATA = Path(__file__).parent.parent / "data" / "mini_trial.jsonl"

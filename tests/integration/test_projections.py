@@ -12,12 +12,12 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import BadInput
 from m22bol.ledger.app import TrialLedger, _Batch
-from m22bol.ledger.views import patient_view, status_by_replay, subjects
-from m22bol.projections import catalog, queries, runner, tables
+from m22bol.projections import catalog, runner, stored, tables
 from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
+from m22bol.projections.replay import patient_view, status_by_replay, subjects
 from m22bol.projections.rows import plain
 from tests.integration.test_protocol_amendment import amendment
-from tests.support import invoke
+from tests.support import invoke, open_ledger
 
 # --- helpers shared by the other projection tests -------------------------------------------
 
@@ -41,9 +41,9 @@ def assert_agrees_with_replay(ledger: TrialLedger) -> None:
     """The projections are at the head of the log, and say what replaying the events says."""
     head = ledger.recorder.max_notification_id()
     assert set(runner.read_models(ledger).positions().values()) == {head}
-    assert queries.status(ledger) == status_by_replay(ledger)
+    assert stored.status(ledger) == status_by_replay(ledger)
     for subject in subjects(ledger):
-        assert queries.patient(ledger, subject) == plain(patient_view(ledger, subject))
+        assert stored.patient(ledger, subject) == plain(patient_view(ledger, subject))
 
 
 def assert_rebuild_changes_nothing(ledger: TrialLedger) -> dict[str, list[tuple]]:
@@ -84,12 +84,12 @@ def screening(driver) -> None:
 def test_every_entry_is_projected_before_it_returns(driver):
     ledger = driver.ledger
     driver.enrolled("P-1")
-    assert queries.status(ledger)["baskets"]["I"]["enrolled"] == 1
+    assert stored.status(ledger)["baskets"]["I"]["enrolled"] == 1
     driver.do("death", subject="P-1", date="2025-02-01")
-    assert queries.status(ledger)["baskets"]["I"]["dead"] == 1
-    assert queries.patient(ledger, "P-1")["death"] == "2025-02-01"
+    assert stored.status(ledger)["baskets"]["I"]["dead"] == 1
+    assert stored.patient(ledger, "P-1")["death"] == "2025-02-01"
     driver.do("correct", subject="P-1", entry="P-1#4", set={"date": "2025-02-03"}, reason="typo")
-    assert queries.patient(ledger, "P-1")["death"] == "2025-02-03"
+    assert stored.patient(ledger, "P-1")["death"] == "2025-02-03"
     assert_agrees_with_replay(ledger)
 
 
@@ -104,7 +104,7 @@ def test_read_models_agree_with_replay_and_with_a_rebuild(driver):
     # The corrected ctDNA result and the retracted contact reach the rows.
     ctdna = [r for r in rebuilt[catalog.ASSESSMENTS] if r[1] == "P-1"]
     assert [(r[0], r[5]) for r in ctdna] == [("P-1#4", "not-detected")]
-    assert queries.patient(driver.ledger, "P-2")["last_known_alive"] == "2025-03-02"
+    assert stored.patient(driver.ledger, "P-2")["last_known_alive"] == "2025-03-02"
 
 
 def test_endpoint_inputs_hold_the_rule_modules_facts(driver):
@@ -127,12 +127,12 @@ def test_a_protocol_amendment_rederives_subjects_it_does_not_touch(driver, tmp_p
     driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
               er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
-    assert queries.patient(ledger, "M22-101")["status"] == "screen-failed"
+    assert stored.patient(ledger, "M22-101")["status"] == "screen-failed"
 
     driver.do("amend-protocol", actor="admin", file=amendment(tmp_path), reason="basket V")
     # Basket V takes HER2-negative ER-positive subjects: no longer a screen failure.
-    assert queries.patient(ledger, "M22-101")["status"] == "registered"
-    assert list(queries.status(ledger)["baskets"])[:5] == ["I", "II", "III", "IV", "V"]
+    assert stored.patient(ledger, "M22-101")["status"] == "registered"
+    assert list(stored.status(ledger)["baskets"])[:5] == ["I", "II", "III", "IV", "V"]
     assert_agrees_with_replay(ledger)
     assert_rebuild_changes_nothing(ledger)
 
@@ -146,7 +146,7 @@ def test_a_lagging_projection_is_caught_up_by_the_next_query(driver):
     assert lags == dict.fromkeys(catalog.projections(), 1)
     assert runner.status(ledger)["max_notification_id"] == head
 
-    assert queries.status(ledger)["baskets"]["I"]["dead"] == 1
+    assert stored.status(ledger)["baskets"]["I"]["dead"] == 1
     assert {p["lag"] for p in runner.status(ledger)["projections"]} == {0}
     assert_agrees_with_replay(ledger)
 
@@ -162,13 +162,13 @@ def test_status_counts_what_the_tables_hold(driver):
             conn.execute(sa.update(t).where(t.c.subject == "P-1").values(basket="III"))
     finally:
         store.close()
-    counts = queries.status(ledger)["baskets"]
+    counts = stored.status(ledger)["baskets"]
     assert (counts["I"]["enrolled"], counts["III"]["enrolled"]) == (0, 1)
 
 
 def test_unknown_subject_is_bad_input(driver):
     with pytest.raises(BadInput, match="not registered"):
-        queries.patient(driver.ledger, "NOBODY")
+        stored.patient(driver.ledger, "NOBODY")
 
 
 def test_tracking_recorder_moves_forward_only(ledger):
@@ -245,13 +245,13 @@ def test_a_projection_whose_schema_changed_is_rebuilt_from_zero(driver):
     finally:
         store.close()
 
-    reopened = TrialLedger(url)
+    reopened = open_ledger(url)
     try:
         lags = {p["name"]: p["lag"] for p in runner.status(reopened)["projections"]}
         head = reopened.recorder.max_notification_id()
         assert lags == {**dict.fromkeys(catalog.projections(), 0), "treatment": head}
         assert snapshot(url)[catalog.TREATMENT] == []
-        queries.status(reopened)  # any query catches up
+        stored.status(reopened)  # any query catches up
         assert snapshot(url) == kept
     finally:
         reopened.close()

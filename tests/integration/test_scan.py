@@ -9,7 +9,7 @@ import json
 import pytest
 
 from m22bol.domain.errors import RuleViolation
-from m22bol.ledger.views import patient_view
+from m22bol.projections.replay import patient_view
 from tests.support import invoke
 
 SUBJECT = "M22-001"

@@ -30,7 +30,7 @@ def test_her2_negative_is_a_screen_failure_with_that_reason(driver):
     out = _assess(driver, "M22-002", her2="negative")
     assert out["eligible"] is False
     assert [c.split(":")[0] for c in out["failed_criteria"]] == ["her2"]
-    from m22bol.ledger.views import patient_view
+    from m22bol.projections.replay import patient_view
 
     view = patient_view(driver.ledger, "M22-002")
     assert view["status"] == "screen-failed"

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
-from m22bol.ledger.views import patient_view
+from m22bol.projections.replay import patient_view
 
 S = "M22-001"
 

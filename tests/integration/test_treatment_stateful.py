@@ -20,8 +20,7 @@ from m22bol.domain.errors import DeviationRefused, LedgerError
 from m22bol.domain.events import InfusionGiven
 from m22bol.domain.rules.safety import GRADES, canonical_term
 from m22bol.domain.timeline import derive, summary
-from m22bol.ledger.app import TrialLedger
-from tests.support import Driver, new_ledger
+from tests.support import Driver, new_ledger, open_ledger
 
 S = "M22-001"
 TODAY = date(2026, 11, 26)
@@ -169,7 +168,7 @@ class TreatmentCourse(RuleBasedStateMachine):
 
     @invariant()
     def stored_state_equals_replayed_state(self):
-        fresh = TrialLedger(self.url)
+        fresh = open_ledger(self.url)
         try:
             patient = fresh.patient(S)
             replayed = summary(derive(S, patient.timeline(), fresh.require_trial().protocol,

@@ -1,4 +1,4 @@
-"""Current-state queries answered from the read models: `status` and `patient`.
+"""The present, read from the read-model tables: `status`, `patient` and the endpoint inputs.
 
 These run on every `m22bol status` / `m22bol patient`, so they read the tables with plain SQL
 through the event store's own database connection: no SQLAlchemy import (about 0.1 s), no
@@ -64,8 +64,8 @@ def basket_ids(ledger: TrialLedger) -> list[str]:
 
 
 def status(ledger: TrialLedger) -> dict[str, Any]:
-    """Counts per basket, as `ledger.views.status_by_replay` computes them from the events."""
-    from m22bol.ledger.views import status_counts
+    """Counts per basket, as `replay.status_by_replay` computes them from the events."""
+    from m22bol.projections.documents import status_counts
 
     ensure_current(ledger)
     groups = _rows(ledger, (
@@ -103,7 +103,7 @@ def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
         raise BadInput(f"subject: {subject} is not registered", field="subject")
     if found[0]["error"] is not None:
         # Replaying the subject reports why its timeline no longer passes the rules.
-        from m22bol.ledger.views import patient_view
+        from m22bol.projections.replay import patient_view
 
         return patient_view(ledger, subject)
     return orjson.loads(found[0]["document"])

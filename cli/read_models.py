@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from m22bol.cli.main import Session, authorise, cli, handled, shared_options
+from m22bol.cli.main import Session, cli, handled, shared_options
 from m22bol.cli.output import emit, table
 
 
@@ -22,7 +22,7 @@ def status(s: Session) -> None:
     """Each projection's position in the notification log, and its lag behind the ledger."""
     from m22bol.projections.runner import status as projection_status
 
-    authorise(s, "projections status")
+    s.reader.allow("projections status")
     doc = projection_status(s.ledger)
     rows = [{k: p[k] for k in ("name", "position", "lag")} for p in doc["projections"]]
     emit(doc, s.as_json,
@@ -37,7 +37,7 @@ def rebuild(s: Session) -> None:
     from m22bol.projections.runner import rebuild as rebuild_projections
     from m22bol.projections.runner import status as projection_status
 
-    authorise(s, "projections rebuild")
+    s.reader.allow("projections rebuild")
 
     def progress(total: int):
         return click.progressbar(length=total, label="rebuilding projections (subjects)",

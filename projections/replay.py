@@ -1,18 +1,31 @@
-"""Answers read by replaying one subject (or, for `--known-at`, the ledger as it was at T).
+"""Answers read by replaying the events: the past (`--known-at`) and a data cutoff.
 
-Current-state monitoring queries over the whole trial read the projections instead.
+`known_at` keeps only the events recorded at or before T (entries and corrections alike, so a
+corrected value counts as it was known at T), and the protocol in force at T. `cutoff` drops
+facts dated after D before any subject is walked, so nothing after the cutoff can shape a
+derived value. The read models answer the present faster; this replay is the reference they
+must agree with, and the only way to ask about the past.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import UUID
 
-from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact
+from m22bol.domain.errors import BadInput
+from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
 from m22bol.domain.patient import Patient, entry_id, project_patient
-from m22bol.domain.timeline import derive, summary
-from m22bol.domain.trial import Trial, project_trial
+from m22bol.domain.protocol import Protocol
+from m22bol.domain.rules.endpoint_inputs import patient_facts
+from m22bol.domain.rules.endpoints import PatientFacts
+from m22bol.domain.timeline import State, derive, summary
+from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger.app import TrialLedger
+from m22bol.projections.documents import status_counts
 
 
 def as_known_at(patient: Patient, known_at: datetime | None) -> Patient | None:
@@ -29,8 +42,6 @@ def trial_as_known_at(trial: Trial, known_at: datetime | None) -> Trial:
         return trial
     kept = [e for e in trial.events if e.recorded_at <= known_at]
     if not kept:
-        from m22bol.domain.errors import BadInput
-
         raise BadInput(f"known-at: the ledger was not initialised at {known_at}",
                        field="known_at")
     return project_trial(None, kept)
@@ -50,8 +61,6 @@ def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None
     trial = trial_as_known_at(ledger.require_trial(), known_at)
     patient = as_known_at(ledger.require_patient(subject), known_at)
     if patient is None:
-        from m22bol.domain.errors import BadInput
-
         raise BadInput(f"subject: {subject} was not registered at {known_at}", field="subject")
     timeline = patient.timeline()
     if cutoff is not None:
@@ -121,35 +130,8 @@ def _audit_row(entry: str, event: Event) -> dict[str, Any]:
     }
 
 
-STATUS_COLUMNS = ("screened", "screen_failed", "enrolled", "on_treatment", "interrupted",
-                  "local_treatment", "adjuvant", "completed", "discontinued", "withdrawn", "dead")
-
-
 def subjects(ledger: TrialLedger) -> list[str]:
-    from m22bol.domain.events import Registered
-
     return [e.subject for _, e in ledger.stored_events() if isinstance(e, Registered)]
-
-
-def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dict[str, Any]:
-    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries."""
-    rows = {b: dict.fromkeys(STATUS_COLUMNS, 0) for b in [*basket_ids, "unassigned", "all"]}
-    for s in summaries:
-        for key in (s.get("basket") or "unassigned", "all"):
-            row = rows.setdefault(key, dict.fromkeys(STATUS_COLUMNS, 0))
-            row["screened"] += 1
-            row["screen_failed"] += s["status"] == "screen-failed"
-            row["enrolled"] += s["enrolled"] is not None
-            phase = s.get("treatment_state")
-            row["on_treatment"] += phase in ("active", "interrupted")
-            row["interrupted"] += phase == "interrupted"
-            row["local_treatment"] += s.get("phase") == "local-treatment"
-            row["adjuvant"] += s.get("phase") == "adjuvant"
-            row["completed"] += phase == "completed"
-            row["discontinued"] += phase == "discontinued"
-            row["withdrawn"] += s["withdrawn"] is not None
-            row["dead"] += s["death"] is not None
-    return {"baskets": rows}
 
 
 def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None) -> dict[str, Any]:
@@ -161,3 +143,75 @@ def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None) -
     summaries = [summary(derive(p.subject, p.timeline(), trial.protocol, today))
                  for p in patients if p is not None]
     return status_counts(summaries, [b.id for b in trial.protocol.baskets])
+
+
+@dataclass(frozen=True)
+class Walked:
+    """One subject as known at T and cut at D: its facts, derived state and endpoint inputs."""
+
+    patient: Patient
+    timeline: list[tuple[str, Fact]]
+    state: State
+    facts: PatientFacts
+
+
+@dataclass(frozen=True)
+class Replay:
+    protocol: Protocol
+    cutoff: date
+    known_at: datetime
+    trial: Trial
+    subjects: list[Walked]
+
+    @property
+    def patients(self) -> list[PatientFacts]:
+        return [w.facts for w in self.subjects]
+
+    @property
+    def seal(self) -> dict[str, Any] | None:
+        """The latest seal known at T, if any."""
+        if not self.trial.seals:
+            return None
+        last = self.trial.seals[-1]
+        return {"digest": last.digest, "event_count": last.event_count, "note": last.note,
+                "recorded_at": last.recorded_at.isoformat()}
+
+
+def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
+           cutoff: date | None = None) -> Replay:
+    """Every subject's endpoint inputs as known at T, cut at D, with the protocol then in force."""
+    now = ledger.clock()
+    moment = known_at or now
+    cutoff = cutoff or now.date()
+    today = now.date()
+    trial_events: list[Event] = []
+    subjects: dict[UUID, list[Event]] = defaultdict(list)
+    for _, event in ledger.stored_events():
+        if known_at is not None and event.recorded_at > known_at:
+            continue
+        if event.originator_id == TRIAL_ID:
+            trial_events.append(event)
+        else:
+            subjects[event.originator_id].append(event)
+    trial = project_trial(None, trial_events) if trial_events else None
+    if trial is None:
+        raise BadInput(f"ledger: not initialised at {moment.isoformat()}"
+                       if known_at else "ledger: not initialised; run `m22bol init` first",
+                       field="known_at" if known_at else "ledger")
+    protocol = trial.protocol
+    walked = []
+    for patient in _patients(subjects.values()):
+        timeline = [(k, f) for k, f in patient.timeline() if f.clinical_date <= cutoff]
+        state = derive(patient.subject, timeline, protocol, today)
+        walked.append(Walked(patient, timeline, state, patient_facts(state, timeline)))
+    return Replay(protocol=protocol, cutoff=cutoff, known_at=moment, trial=trial,
+                  subjects=walked)
+
+
+def _patients(groups) -> Iterator[Patient]:
+    for events in groups:
+        events.sort(key=lambda e: e.originator_version)
+        if events and isinstance(events[0], Registered):
+            patient = project_patient(None, events)
+            if patient is not None:
+                yield patient

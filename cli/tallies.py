@@ -1,4 +1,4 @@
-"""`endpoints` and `safety`: the trial's tallies per basket, read by replaying the ledger.
+"""`endpoints` and `safety`: the trial's tallies per basket.
 
 Kept light on imports: neither command loads a statistics, plotting or data-frame package
 (the Kaplan-Meier estimator on this path is `domain/rules/survival.py`).
@@ -10,7 +10,6 @@ from typing import Any
 
 from m22bol.cli.main import (
     Session,
-    authorise,
     cli,
     cutoff_option,
     handled,
@@ -29,10 +28,7 @@ from m22bol.cli.output import emit, table
 @handled
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
-    from m22bol.ledger.analysis import endpoints_report
-
-    authorise(s, "endpoints")
-    doc = endpoints_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
+    doc = s.reader.endpoints(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
 
@@ -43,10 +39,7 @@ def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
 @handled
 def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Treatment-emergent AEs by term and worst grade, serious AEs, Clavien-Dindo."""
-    from m22bol.ledger.analysis import safety_report
-
-    authorise(s, "safety")
-    doc = safety_report(s.ledger, known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
+    doc = s.reader.safety(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=_safety_text(doc) if not s.as_json else None)
 
 

@@ -1,0 +1,158 @@
+"""The documents the monitoring queries print, computed from their inputs (no I/O here).
+
+Inputs come from the read models (the present) or from a replay (the past, a cutoff); see
+`reader.py`. Each counting rule lives once, here or in `domain/rules/endpoints.py`, whichever
+source fed it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from m22bol.domain.protocol import Protocol
+from m22bol.domain.rules import endpoints
+from m22bol.domain.rules.endpoints import PatientFacts
+
+if TYPE_CHECKING:
+    from m22bol.projections.replay import Replay
+
+# Clavien-Dindo grades in order; "-d" (present at discharge) is counted under its grade.
+CLAVIEN_DINDO = ("I", "II", "IIIa", "IIIb", "IVa", "IVb", "V")
+CTCAE_GRADES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the tallies need: every subject's endpoint facts and the protocol in force."""
+
+    protocol: Protocol
+    cutoff: date
+    known_at: datetime
+    patients: list[PatientFacts]
+
+
+def endpoints_document(r: Inputs | Replay) -> dict[str, Any]:
+    """The `endpoints --json` document: the tallies per basket at the cutoff."""
+    return {
+        "cutoff": r.cutoff.isoformat(),
+        "known_at": r.known_at.isoformat(),
+        "baskets": endpoints.tally(r.patients, r.protocol, r.cutoff),
+    }
+
+
+# --- safety -----------------------------------------------------------------------------------
+
+
+def safety_document(r: Inputs | Replay) -> dict[str, Any]:
+    """TEAEs by term and worst grade, serious AEs, and the Clavien-Dindo table, per basket.
+
+    Counts are of treated patients: a patient counts once per term, at the worst grade that
+    term reached up to the cutoff. Treatment emergence is decided by `endpoints.py`, the one
+    home of that rule. Serious AEs are listed whether treatment-emergent or not (flagged), for
+    every enrolled subject; the counts take treatment-emergent ones only.
+    """
+    scopes = [b.id for b in r.protocol.baskets]
+    tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
+    for facts in r.patients:
+        timeline = endpoints.as_of(facts, r.cutoff)
+        if timeline is None:
+            continue
+        treated = bool(timeline.infusions)
+        for scope in ({facts.basket, "all"} & tables.keys()):
+            tables[scope].add(facts, timeline, treated, r)
+    return {
+        "cutoff": r.cutoff.isoformat(),
+        "known_at": r.known_at.isoformat(),
+        "baskets": {scope: table.document() for scope, table in tables.items()},
+    }
+
+
+class _SafetyTable:
+    def __init__(self) -> None:
+        self.treated = 0
+        # term -> subject -> worst grade
+        self.worst: dict[str, dict[str, int]] = defaultdict(dict)
+        self.serious: list[dict[str, Any]] = []
+        # grade -> (complications, subjects)
+        self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
+
+    def add(self, facts: PatientFacts, timeline, treated: bool, r: Inputs | Replay) -> None:
+        emergent = (endpoints.treatment_emergent_ae_ids(facts, r.protocol, r.cutoff)
+                    if treated else frozenset())
+        for ae in facts.adverse_events:
+            if ae.onset > r.cutoff:
+                continue
+            worst = max(g for d, g in ae.grades if d <= r.cutoff)
+            if ae.ae_id in emergent:
+                subjects = self.worst[ae.term]
+                subjects[facts.subject] = max(worst, subjects.get(facts.subject, 0))
+            if ae.serious:
+                self.serious.append({
+                    "subject": facts.subject, "basket": facts.basket, "ae_id": ae.ae_id,
+                    "term": ae.term, "onset": ae.onset.isoformat(), "worst_grade": worst,
+                    "treatment_emergent": ae.ae_id in emergent})
+        if not treated:
+            return
+        self.treated += 1
+        window = r.protocol.safety.complication_within_days_of_surgery
+        for when, grade in timeline.complications:
+            if not any(0 <= (when - s).days <= window for s in timeline.surgeries):
+                continue
+            row = self.clavien_dindo[_clavien_dindo_grade(grade)]
+            row[0] += 1
+            row[1].add(facts.subject)
+
+    def document(self) -> dict[str, Any]:
+        by_term = []
+        for term in sorted(self.worst, key=str.casefold):
+            worst = self.worst[term].values()
+            by_term.append({
+                "term": term, "patients": len(worst),
+                **{f"grade_{g}": sum(1 for w in worst if w == g) for g in CTCAE_GRADES},
+                "grade_3plus": sum(1 for w in worst if w >= 3)})
+        return {
+            "treated": self.treated,
+            "teae_by_term": by_term,
+            "serious": sorted(self.serious, key=lambda s: (s["subject"], s["onset"], s["ae_id"])),
+            "clavien_dindo": [{"grade": g, "complications": n, "patients": len(who)}
+                              for g, (n, who) in self.clavien_dindo.items()],
+        }
+
+
+def _clavien_dindo_grade(grade: str) -> str:
+    base = grade.strip().removesuffix("-d")
+    for g in CLAVIEN_DINDO:
+        if g.casefold() == base.casefold():
+            return g
+    raise ValueError(f"not a Clavien-Dindo grade: {grade!r}")
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+STATUS_COLUMNS = ("screened", "screen_failed", "enrolled", "on_treatment", "interrupted",
+                  "local_treatment", "adjuvant", "completed", "discontinued", "withdrawn", "dead")
+
+
+def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dict[str, Any]:
+    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries."""
+    rows = {b: dict.fromkeys(STATUS_COLUMNS, 0) for b in [*basket_ids, "unassigned", "all"]}
+    for s in summaries:
+        for key in (s.get("basket") or "unassigned", "all"):
+            row = rows.setdefault(key, dict.fromkeys(STATUS_COLUMNS, 0))
+            row["screened"] += 1
+            row["screen_failed"] += s["status"] == "screen-failed"
+            row["enrolled"] += s["enrolled"] is not None
+            phase = s.get("treatment_state")
+            row["on_treatment"] += phase in ("active", "interrupted")
+            row["interrupted"] += phase == "interrupted"
+            row["local_treatment"] += s.get("phase") == "local-treatment"
+            row["adjuvant"] += s.get("phase") == "adjuvant"
+            row["completed"] += phase == "completed"
+            row["discontinued"] += phase == "discontinued"
+            row["withdrawn"] += s["withdrawn"] is not None
+            row["dead"] += s["death"] is not None
+    return {"baskets": rows}

@@ -1,0 +1,84 @@
+"""Every question asked of the ledger, for one reader: the CLI, the report and tests ask here.
+
+The reader's access is checked first, for every question. Then one rule decides where the
+answer comes from: the present is read from the read models (`stored`), kept current after each
+entry; the past (`--known-at`) and a data cutoff (`--cutoff`) are answered by replaying the
+events (`replay`), which is also the reference the read models must agree with.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from m22bol.ledger import access
+from m22bol.ledger.app import TrialLedger
+from m22bol.projections import documents, replay, stored
+
+
+class Reader:
+    def __init__(self, ledger: TrialLedger, user: str):
+        self.ledger = ledger
+        self.user = user
+
+    def allow(self, action: str) -> None:
+        """Refuse (exit 4) unless the reader may run this action."""
+        access.check(self.ledger.require_trial(), self.user, action)
+
+    # --- one subject -------------------------------------------------------------------------
+
+    def patient(self, subject: str, *, known_at: datetime | None = None,
+                cutoff: date | None = None) -> dict[str, Any]:
+        """The subject's state and timeline (`patient --json`)."""
+        from m22bol.ledger.signatures import signature_of
+
+        self.allow("patient")
+        if known_at is None and cutoff is None:
+            document = stored.patient(self.ledger, subject)
+        else:
+            document = replay.patient_view(self.ledger, subject, known_at=known_at,
+                                           cutoff=cutoff)
+        document["signature"] = signature_of(self.ledger, subject, known_at=known_at)
+        return document
+
+    def history(self, subject: str, *, known_at: datetime | None = None) -> dict[str, Any]:
+        """The subject's audit trail: every event, who, when, why and what it changed."""
+        self.allow("history")
+        return replay.history_view(self.ledger, subject, known_at=known_at)
+
+    # --- the trial -----------------------------------------------------------------------------
+
+    def status(self, *, known_at: datetime | None = None) -> dict[str, Any]:
+        """Counts per basket: screened, screen-failed, enrolled, ... dead."""
+        self.allow("status")
+        if known_at is None:
+            return stored.status(self.ledger)
+        return replay.status_by_replay(self.ledger, known_at=known_at)
+
+    def endpoints(self, *, known_at: datetime | None = None,
+                  cutoff: date | None = None) -> dict[str, Any]:
+        """Endpoint tallies per basket (docs: the counting rules)."""
+        self.allow("endpoints")
+        return documents.endpoints_document(self.inputs(known_at=known_at, cutoff=cutoff))
+
+    def safety(self, *, known_at: datetime | None = None,
+               cutoff: date | None = None) -> dict[str, Any]:
+        """TEAEs by term and worst grade, serious AEs and Clavien-Dindo, per basket."""
+        self.allow("safety")
+        return documents.safety_document(self.inputs(known_at=known_at, cutoff=cutoff))
+
+    def inputs(self, *, known_at: datetime | None = None,
+               cutoff: date | None = None) -> documents.Inputs | replay.Replay:
+        """Every subject's endpoint facts and the protocol in force: what the tallies count."""
+        if known_at is None and cutoff is None:
+            now = self.ledger.clock()
+            return documents.Inputs(protocol=self.ledger.require_trial().protocol,
+                                    cutoff=now.date(), known_at=now,
+                                    patients=stored.endpoint_inputs(self.ledger))
+        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff)
+
+    def walk(self, *, known_at: datetime | None = None,
+             cutoff: date | None = None) -> replay.Replay:
+        """Every subject walked through the rules as known at T and cut at D (the report)."""
+        self.allow("report")
+        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff)
