@@ -82,21 +82,11 @@ def status(s: Session, known_at: str | None) -> None:
 @handled
 def protocol(s: Session) -> None:
     """The protocol in force, and every version registered."""
-    s.reader.allow("protocol")
-    trial = s.ledger.require_trial()
-    p = trial.protocol
-    doc = {
-        "name": p.name, "version": p.version, "title": p.title,
-        "versions": [{"version": v, "sha256": d} for v, d, _ in trial.protocol_texts],
-        "baskets": [{"id": b.id, "description": b.description, **b.strata.model_dump(),
-                     "drug": p.regimens[b.regimen].drug,
-                     "dose_levels_mg_per_kg": list(p.regimens[b.regimen].dose_levels_mg_per_kg)}
-                    for b in p.baskets],
-        "protocol": p.model_dump(mode="json"),
-    }
-    text = (f"{p.name} protocol {p.version}: {p.title}\n"
-            + "versions: " + ", ".join(f"{v} ({d[:12]})" for v, d, _ in trial.protocol_texts)
-            + "\n\n" + table([{k: v for k, v in b.items()} for b in doc["baskets"]]))
+    doc = s.reader.protocol()
+    text = (f"{doc['name']} protocol {doc['version']}: {doc['title']}\n"
+            + "versions: " + ", ".join(f"{v['version']} ({v['sha256'][:12]})"
+                                       for v in doc["versions"])
+            + "\n\n" + table(doc["baskets"]))
     emit(doc, s.as_json, text=text)
 
 
@@ -105,15 +95,6 @@ def protocol(s: Session) -> None:
 @handled
 def deviations(s: Session) -> None:
     """Every protocol deviation accepted with a reason."""
-    from m22bol.domain.events import Fact
-
-    s.reader.allow("deviations")
-    rows = []
-    for _, event in s.ledger.stored_events():
-        if isinstance(event, Fact) and event.deviations:
-            for d in event.deviations:
-                rows.append({"entry": d.entry, "rule": d.rule, "message": d.message,
-                             "reason": event.deviation_reason, "actor": event.actor,
-                             "recorded_at": event.recorded_at.isoformat()})
+    rows = s.reader.deviations()
     emit({"deviations": rows}, s.as_json,
          text=table(rows, ["entry", "rule", "reason", "actor", "recorded_at"]))

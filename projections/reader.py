@@ -55,6 +55,27 @@ class Reader:
             return stored.status(self.ledger)
         return replay.status_by_replay(self.ledger, known_at=known_at)
 
+    def protocol(self) -> dict[str, Any]:
+        """The protocol in force, and every version registered."""
+        self.allow("protocol")
+        trial = self.ledger.require_trial()
+        p = trial.protocol
+        return {
+            "name": p.name, "version": p.version, "title": p.title,
+            "versions": [{"version": v, "sha256": d} for v, d, _ in trial.protocol_texts],
+            "baskets": [{"id": b.id, "description": b.description, **b.strata.model_dump(),
+                         "drug": p.regimens[b.regimen].drug,
+                         "dose_levels_mg_per_kg":
+                             list(p.regimens[b.regimen].dose_levels_mg_per_kg)}
+                        for b in p.baskets],
+            "protocol": p.model_dump(mode="json"),
+        }
+
+    def deviations(self) -> list[dict[str, Any]]:
+        """Every protocol deviation accepted with a reason, in the order recorded."""
+        self.allow("deviations")
+        return replay.deviations(self.ledger)
+
     def endpoints(self, *, known_at: datetime | None = None,
                   cutoff: date | None = None) -> dict[str, Any]:
         """Endpoint tallies per basket (docs: the counting rules)."""

@@ -134,6 +134,17 @@ def subjects(ledger: TrialLedger) -> list[str]:
     return [e.subject for _, e in ledger.stored_events() if isinstance(e, Registered)]
 
 
+def deviations(ledger: TrialLedger) -> list[dict[str, Any]]:
+    """Every accepted deviation, with the reason given and who gave it when."""
+    rows = []
+    for _, event in ledger.stored_events():
+        if isinstance(event, Fact) and event.deviations:
+            rows += [{"entry": d.entry, "rule": d.rule, "message": d.message,
+                      "reason": event.deviation_reason, "actor": event.actor,
+                      "recorded_at": event.recorded_at.isoformat()} for d in event.deviations]
+    return rows
+
+
 def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None) -> dict[str, Any]:
     """Status from the events alone: the reference the read models must agree with, and the
     only way to the status as known at a past moment."""
