@@ -140,6 +140,7 @@ def handled(func):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="m22bol", prog_name="m22bol")
 @shared_options
 def cli() -> None:
     """M22BOL trial ledger: every trial fact as an immutable, audited event.

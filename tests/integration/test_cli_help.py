@@ -23,3 +23,11 @@ def test_every_command_has_help_text():
         assert (command.help or "").strip(), f"{' '.join(path)} has no help"
         if not isinstance(command, click.Group):
             assert "--json" in result.output, f"{' '.join(path)} lacks --json"
+
+
+def test_version_names_the_installed_distribution():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app(), ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"m22bol, version {version('m22bol')}"
