@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
 from m22bol.domain.events import Signed
 from m22bol.domain.patient import Patient, entry_id, project_patient
@@ -69,7 +70,7 @@ def _b64(data: bytes) -> str:
 
 
 def vouch(command: c.Command, trial: Trial, actor: str,
-          patient: Patient | None = None) -> dict[str, Any]:
+          patient: Patient | None = None) -> Vouched:
     """What a password-bearing command passes on to the domain once its password is dealt with:
     the new hash for `set-password`, the signed head's digest for `sign`; nothing otherwise."""
     if isinstance(command, c.SetPassword):
@@ -80,7 +81,7 @@ def vouch(command: c.Command, trial: Trial, actor: str,
         ):
             raise NotPermitted(f"set-password: {actor} has a password already; give the current "
                                "one to change it", rule="signature.password")
-        return {"password_hash": hash_password(command.password.get_secret_value())}
+        return Vouched(password_hash=hash_password(command.password.get_secret_value()))
     if isinstance(command, c.Sign) and patient is not None:
         stored = trial.password_hashes.get(actor)
         if stored is None:
@@ -89,8 +90,8 @@ def vouch(command: c.Command, trial: Trial, actor: str,
         if not verify_password(command.password.get_secret_value(), stored):
             raise NotPermitted("sign: the password does not match; nothing was signed",
                                rule="signature.password")
-        return {"head_digest": event_hash(patient.events[-1])}
-    return {}
+        return Vouched(head_digest=event_hash(patient.events[-1]))
+    return Vouched()
 
 
 def signature_status(patient: Patient) -> dict[str, Any] | None:
