@@ -15,14 +15,13 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
 from typing import Any
 
 from m22bol.domain import commands as c
 from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
 from m22bol.domain.events import Signed
-from m22bol.domain.patient import Patient, entry_id, project_patient
+from m22bol.domain.patient import Patient, entry_id
 from m22bol.domain.trial import Trial
 from m22bol.ledger.store import event_hash
 
@@ -114,15 +113,6 @@ def signature_status(patient: Patient) -> dict[str, Any] | None:
         "covers_current_data": event_hash(signed_head) == last.head_digest and not since,
         "changed_since": since,
     }
-
-
-def signature_of(ledger, subject: str, *, known_at: datetime | None = None) -> dict | None:
-    """`signature_status` of the subject, as the ledger showed it at `known_at` if given."""
-    patient = ledger.require_patient(subject)
-    if known_at is not None:
-        patient = project_patient(None, [ev for ev in patient.events
-                                         if ev.recorded_at <= known_at])
-    return signature_status(patient) if patient is not None else None
 
 
 def describe(status: dict | None) -> str:
