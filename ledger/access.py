@@ -18,8 +18,6 @@ ADMIN = frozenset({"grant", "revoke", "amend-protocol", "lock", "unlock", "audit
                    "projections rebuild", "demo"})
 AUDIT = frozenset({"audit verify", "audit export"})
 
-ROLES = ("admin", "investigator", "data-manager", "monitor", "auditor")
-
 
 def roles_for(action: str) -> frozenset[str] | None:
     """The roles that may run an action; None means any granted role."""

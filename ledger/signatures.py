@@ -15,13 +15,13 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
 from typing import Any
 
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
 from m22bol.domain.events import Signed
-from m22bol.domain.patient import Patient, entry_id, project_patient
+from m22bol.domain.patient import Patient, entry_id
 from m22bol.domain.trial import Trial
 from m22bol.ledger.store import event_hash
 
@@ -69,7 +69,7 @@ def _b64(data: bytes) -> str:
 
 
 def vouch(command: c.Command, trial: Trial, actor: str,
-          patient: Patient | None = None) -> dict[str, Any]:
+          patient: Patient | None = None) -> Vouched:
     """What a password-bearing command passes on to the domain once its password is dealt with:
     the new hash for `set-password`, the signed head's digest for `sign`; nothing otherwise."""
     if isinstance(command, c.SetPassword):
@@ -80,7 +80,7 @@ def vouch(command: c.Command, trial: Trial, actor: str,
         ):
             raise NotPermitted(f"set-password: {actor} has a password already; give the current "
                                "one to change it", rule="signature.password")
-        return {"password_hash": hash_password(command.password.get_secret_value())}
+        return Vouched(password_hash=hash_password(command.password.get_secret_value()))
     if isinstance(command, c.Sign) and patient is not None:
         stored = trial.password_hashes.get(actor)
         if stored is None:
@@ -89,8 +89,8 @@ def vouch(command: c.Command, trial: Trial, actor: str,
         if not verify_password(command.password.get_secret_value(), stored):
             raise NotPermitted("sign: the password does not match; nothing was signed",
                                rule="signature.password")
-        return {"head_digest": event_hash(patient.events[-1])}
-    return {}
+        return Vouched(head_digest=event_hash(patient.events[-1]))
+    return Vouched()
 
 
 def signature_status(patient: Patient) -> dict[str, Any] | None:
@@ -113,15 +113,6 @@ def signature_status(patient: Patient) -> dict[str, Any] | None:
         "covers_current_data": event_hash(signed_head) == last.head_digest and not since,
         "changed_since": since,
     }
-
-
-def signature_of(ledger, subject: str, *, known_at: datetime | None = None) -> dict | None:
-    """`signature_status` of the subject, as the ledger showed it at `known_at` if given."""
-    patient = ledger.require_patient(subject)
-    if known_at is not None:
-        patient = project_patient(None, [ev for ev in patient.events
-                                         if ev.recorded_at <= known_at])
-    return signature_status(patient) if patient is not None else None
 
 
 def describe(status: dict | None) -> str:

@@ -1,5 +1,6 @@
 """One SQLAlchemy-style URL -> the event store: the library's native SQLite or PostgreSQL
-recorder, pydantic events stored in canonical JSON, and append-only triggers.
+recorder, pydantic events stored in the canonical JSON form (`m22bol.domain.canonical`), and
+append-only triggers.
 
 The native recorders were chosen over `eventsourcing-sqlalchemy` because they write about three
 times faster and import in a fraction of the time (see ../shared/eventsourcing-notes.md and
@@ -18,16 +19,11 @@ import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
+from m22bol.domain.canonical import canonical
 from m22bol.domain.errors import BadInput
 from m22bol.domain.events import event_class, topic_of
 
 APP_NAME = "m22bol"
-DEFAULT_URL = "sqlite:///m22bol.sqlite"
-
-
-def canonical(state: dict[str, Any]) -> bytes:
-    """Keys sorted, no whitespace, UTF-8; dates ISO, numbers as JSON numbers: one text form."""
-    return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
 
 class TopicMismatch(ValueError):

@@ -87,7 +87,6 @@ def _enrolled(state, entry: str, fact: Enrolled) -> None:
         )
     state.enrolled = fact.date
     state.basket = basket_of(state.protocol, state.eligibility)
-    state.enrol_weight_kg = fact.weight_kg
     state.outputs[entry] = {"basket": state.basket}
 
 

@@ -74,6 +74,15 @@ def test_a_seal_is_one_digest_over_every_chain_head_and_the_event_count(trial):
     assert event.prev_hash == heads[str(TRIAL_ID)][1]
 
 
+def test_a_seal_asked_of_the_ledger_without_verified_heads_is_a_bug_and_writes_nothing(trial):
+    stored = store_fingerprint(trial.ledger.url)
+
+    with pytest.raises(TypeError, match="audit seal: the ledger must vouch for seal_heads"):
+        trial.ledger.execute(c.Seal(note="no verification"), "admin")
+
+    assert store_fingerprint(trial.ledger.url) == stored
+
+
 def test_verify_rechecks_every_seal_and_a_digest_received_earlier(trial):
     first = seal(trial)
     trial.do("contact", subject="M22-001", date="2025-03-01")  # after a seal: still fine

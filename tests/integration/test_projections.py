@@ -13,9 +13,9 @@ from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import BadInput
 from m22bol.ledger.app import TrialLedger, _Batch
 from m22bol.projections import catalog, runner, stored, tables
+from m22bol.projections.document_json import plain
 from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
 from m22bol.projections.replay import patient_view, status_by_replay, subjects
-from m22bol.projections.rows import plain
 from tests.integration.test_protocol_amendment import amendment
 from tests.support import invoke, open_ledger
 
