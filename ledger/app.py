@@ -109,7 +109,7 @@ class TrialLedger(Application):
         """Apply the commands in order, in one transaction; the outputs, one per command."""
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self, actor, self.clock())
-            outputs = [batch.apply(command, where=_where(i, len(commands)), **extra)
+            outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None, **extra)
                        for i, command in _progressing(commands, progress)]
             try:
                 recordings = self.save(*batch.pending) if batch.pending else []
@@ -132,10 +132,6 @@ class TrialLedger(Application):
         super().close()
 
 
-def _where(i: int, n: int) -> str:
-    return f"line {i + 1}: " if n > 1 else ""
-
-
 def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
     for i, command in enumerate(commands):
         yield i, command
@@ -153,12 +149,13 @@ class _Batch:
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
 
-    def apply(self, command: c.Command, *, where: str = "", **extra) -> dict:
+    def apply(self, command: c.Command, *, line: int | None = None, **extra) -> dict:
         try:
             decision = self._decide(command, **extra)
         except LedgerError as error:
-            if where:
-                error.message = where + error.message
+            if line is not None:
+                error.line = line
+                error.message = f"line {line}: {error.message}"
                 error.args = (error.message,)
             raise
         self.pending.extend(decision.events)
