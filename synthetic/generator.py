@@ -585,7 +585,7 @@ class _Story:
                           prev + _days(reg.min_days_between_cycles))
                 course.quiet_from[cycle] = done
             else:
-                due = course.next_due or prev  # the next_cycle_due the last infusion printed
+                due = course.next_due  # the next_cycle_due the last infusion printed
                 roll = rng.random()
                 if roll < 0.1:
                     due += _days(rng.randint(2, 10))  # a delay: holidays, logistics
@@ -597,7 +597,7 @@ class _Story:
                                   "given early before the patient's planned travel"}
                 due, course.quiet_from[cycle] = self._window(prev, due)
                 if course.over:
-                    self._after_early_stop(course.discontinued or prev)
+                    self._after_early_stop(course.discontinued)
                     return
             if due >= stop or due > self._horizon(c.Infuse):
                 return
