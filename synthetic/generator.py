@@ -551,10 +551,14 @@ class _Story:
         return lesion.size * rng.uniform(0.82, 1.0)
 
     def _scan_calendar(self) -> list[date]:
-        """CT dates after cycle 1: every 9-12 weeks for two years, then 12-16, then 24-28."""
+        """CT dates after cycle 1: every 9-12 weeks for two years, then 12-16, then 24-28.
+
+        At least three, past today if need be: an early progression is found on the first or
+        second follow-up scan, which a data cut-off soon after enrolment has not reached yet.
+        """
         rng = self.rng
         dates = [self.c1 + _days(rng.randint(56, 70))]
-        while dates[-1] <= self.today:
+        while dates[-1] <= self.today or len(dates) < 3:
             years = (dates[-1] - self.c1).days / 365.25
             gap = (rng.randint(63, 84) if years < 2 else rng.randint(84, 112) if years < 3
                    else rng.randint(168, 196))

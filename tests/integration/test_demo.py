@@ -73,10 +73,10 @@ def test_every_generated_command_is_accepted(ledger_url):
         ledger.close()
 
 
-def _decided_in_memory(subject: DemoSubject) -> list[Fact]:
+def _decided_in_memory(subject: DemoSubject, today: date = DATA_CUTOFF) -> list[Fact]:
     """The subject's commands decided by the pure domain in the order a site enters them, on
-    the data cut-off day: the facts the ledger would store."""
-    ctx = Context(actor="dm", now=datetime.combine(DATA_CUTOFF, time(12), UTC))
+    the cut-off day: the facts the ledger would store."""
+    ctx = Context(actor="dm", now=datetime.combine(today, time(12), UTC))
     patient = None
     for command in subject.commands:
         patient = project_patient(patient, decide_subject(command, patient, PROTOCOL,
@@ -92,6 +92,18 @@ def test_for_any_seed_the_rules_accept_the_stories_with_reasons_only_where_they_
     them; entered in that order, the rules accept them and agree on every deviation."""
     for subject in generate(4, seed, first=first):
         _deviations_only_where_reasoned(subject.commands, _decided_in_memory(subject))
+
+
+@pytest.mark.parametrize("today", [date(2021, 3, 1), date(2022, 6, 1), date(2024, 12, 30)])
+def test_a_cutoff_during_accrual_gives_a_trial_up_to_that_day(today):
+    """The CLI passes the ledger's date when its clock is behind the fixed cut-off: stories
+    are cut there, early progressions not yet seen included."""
+    subjects = list(generate(40, seed=7, today=today))
+    assert len(subjects) == 40
+    for subject in subjects:
+        facts = _decided_in_memory(subject, today)
+        assert max(f.clinical_date for f in facts) <= today
+        _deviations_only_where_reasoned(subject.commands, facts)
 
 
 def test_a_refused_chunk_names_the_subject_and_line_and_writes_nothing(tmp_path):
