@@ -692,7 +692,8 @@ class _Story:
         elif event == "lvef-recover":
             # A reading in the row of the label's LVEF table that interrupts until a repeat
             # comes back within 10 points of baseline.
-            low = [p for p in range(30, 60) if lvef_band(p, self.baseline_lvef) == "recover"]
+            base = self.baseline_lvef
+            low = _lvef_row(range(30, 60), base, "recover")
             if not low:
                 return due, prev
             self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.choice(low)))
@@ -700,9 +701,9 @@ class _Story:
                 ae = self.new_ae("Ejection fraction decreased", 2, onset, related=True)
                 self.resolve_ae(ae, onset + _days(rng.randint(20, 60)))
             free += _days(rng.randint(7, self.protocol.safety.lvef_repeat_within_days - 3))
-            recovered = rng.random() < 0.7
-            repeat = (max(46, self.baseline_lvef - rng.randint(1, 8)) if recovered
-                      else rng.choice(low))
+            # Most come back within 10 points of baseline, the label's way out.
+            back = _lvef_row(range(base - 8, base), base, "continue")
+            repeat = rng.choice(back if rng.random() < 0.7 else low)
             self.decide(free, c.Lvef, rank=1, date=free, percent=float(repeat))
         elif event == "lvef-confirm":
             self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.randint(34, 39)))
@@ -1030,10 +1031,11 @@ class _Story:
 
     def _routine_lvef(self) -> None:
         """LVEF every four cycles before the infusion, at the end of treatment and six months
-        on; each reading within the label's 'continue' band, so it changes nothing."""
+        on; each reading in the row of the label's LVEF table that lets the course go on, so
+        it changes nothing."""
         rng = self.rng
         base = self.baseline_lvef
-        low, high = int(max(46, base - 15)), int(min(80, base + 4))
+        steady = _lvef_row(range(base - 15, min(80, base + 4) + 1), base, "continue")
         for cycle in (5, 9, 13):
             when = self.course.date_of(cycle)
             if when is None:
@@ -1041,12 +1043,12 @@ class _Story:
             when = max(self.course.quiet_from.get(cycle, when) + _days(1),
                        when - _days(rng.randint(0, 5)))
             when = min(when, self.course.date_of(cycle))
-            self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.randint(low, high)))
+            self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.choice(steady)))
         end = self._treatment_end()
         if end:
             for gap in (rng.randint(14, 35), rng.randint(170, 200)):
                 when = end + _days(gap)
-                self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.randint(low, high)))
+                self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.choice(steady)))
 
     def _mild_aes(self) -> None:
         """Adverse events the label's tables do not act on, from cycle 1 on."""
@@ -1102,6 +1104,12 @@ def _rt_days(fractions: int, *, daily: bool) -> int:
         return 2 * (fractions - 1)
     weeks, rest = divmod(fractions - 1, 5)
     return 7 * weeks + rest
+
+
+def _lvef_row(readings: Iterable[int], baseline: int, row: str) -> list[int]:
+    """The readings the label's LVEF table puts in `row` for this baseline (the domain's
+    table, so the story aims at the row the rules will read)."""
+    return [p for p in readings if lvef_band(p, baseline) == row]
 
 
 def _weighted(rng: random.Random, options: list[tuple[Any, float]] | tuple) -> Any:
