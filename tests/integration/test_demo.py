@@ -98,8 +98,8 @@ def test_for_any_seed_the_rules_accept_the_stories_with_reasons_only_where_they_
 def test_a_cutoff_during_accrual_gives_a_trial_up_to_that_day(today):
     """The CLI passes the ledger's date when its clock is behind the fixed cut-off: stories
     are cut there, early progressions not yet seen included."""
-    subjects = list(generate(40, seed=7, today=today))
-    assert len(subjects) == 40
+    subjects = list(generate(20, seed=7, today=today))
+    assert len(subjects) == 20
     for subject in subjects:
         facts = _decided_in_memory(subject, today)
         assert max(f.clinical_date for f in facts) <= today
@@ -147,11 +147,17 @@ def _features(subject: DemoSubject) -> set[str]:
     return found
 
 
-def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url):
+@pytest.fixture(scope="module")
+def default_trial() -> list[DemoSubject]:
+    """`m22bol demo`'s default trial, generated once: each subject's course asks the rules."""
+    return list(generate(400, seed=1))
+
+
+def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url, default_trial):
     """One subject for every kind of event the default trial holds: the paths twelve subjects
     rarely reach (grade 4 neutropenia, pneumonitis, an LVEF drop, death) meet the rules too."""
     chosen: dict[str, DemoSubject] = {}
-    for subject in generate(400, seed=1):
+    for subject in default_trial:
         for feature in _features(subject):
             # The shortest story with the feature: the rules' cost grows with a timeline.
             if feature not in chosen or len(subject.commands) < len(chosen[feature].commands):
@@ -203,8 +209,8 @@ def test_seeds_differ_and_slices_agree():
     assert list(generate(10, seed=4, first=20)) == whole[20:]
 
 
-def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries():
-    subjects = list(generate(400, seed=1))
+def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries(default_trial):
+    subjects = default_trial
     counts = describe(subjects)
     assert counts["subjects"] == 400
     assert counts["commands"] >= 20_000
