@@ -706,9 +706,12 @@ class _Story:
             repeat = rng.choice(back if rng.random() < 0.7 else low)
             self.decide(free, c.Lvef, rank=1, date=free, percent=float(repeat))
         elif event == "lvef-confirm":
-            self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.randint(34, 39)))
+            # A reading in the row that interrupts until a repeat confirms or clears it; the
+            # repeat confirms it.
+            low = _lvef_row(range(33, 40), self.baseline_lvef, "confirm")
+            self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.choice(low)))
             free += _days(rng.randint(7, 18))
-            self.decide(free, c.Lvef, rank=1, date=free, percent=float(rng.randint(33, 39)))
+            self.decide(free, c.Lvef, rank=1, date=free, percent=float(rng.choice(low)))
         elif event == "decision-interrupt":
             why = rng.choice(("intercurrent COVID-19 infection", "patient request: family event",
                               "dental surgery"))
