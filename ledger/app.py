@@ -118,7 +118,7 @@ class TrialLedger(Application):
         `seal_heads` are the chain heads a `Seal` covers, read by the verification before it."""
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self, actor, self.clock(), seal_heads)
-            outputs = [batch.apply(command, where=_where(i, len(commands)))
+            outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
                        for i, command in _progressing(commands, progress)]
             try:
                 recordings = self.save(*batch.pending) if batch.pending else []
@@ -141,10 +141,6 @@ class TrialLedger(Application):
         super().close()
 
 
-def _where(i: int, n: int) -> str:
-    return f"line {i + 1}: " if n > 1 else ""
-
-
 def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
     for i, command in enumerate(commands):
         yield i, command
@@ -164,12 +160,13 @@ class _Batch:
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
 
-    def apply(self, command: c.Command, *, where: str = "") -> dict:
+    def apply(self, command: c.Command, *, line: int | None = None) -> dict:
         try:
             decision = self._decide(command)
         except LedgerError as error:
-            if where:
-                error.message = where + error.message
+            if line is not None:
+                error.line = line
+                error.message = f"line {line}: {error.message}"
                 error.args = (error.message,)
             raise
         self.pending.extend(decision.events)
