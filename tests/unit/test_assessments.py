@@ -383,7 +383,7 @@ def test_summary_of_a_confirmed_responder():
     assert doc["last_assessment"]["date"] == day(70)
     assert doc["first_progression"] is None
     assert doc["progression_free"] == {"status": "censored", "event": None, "date": day(70),
-                                       "days": 70}
+                                       "days": 70, "why": "no event"}
     assert doc["overall_survival"]["status"] == "censored"
 
 
@@ -399,7 +399,7 @@ def test_summary_survival_status_progression_then_death():
     assert doc["best_overall_response"] == "PD"
     assert doc["first_progression"] == day(42)
     assert doc["progression_free"] == {"status": "event", "event": "progression",
-                                       "date": day(42), "days": 42}
+                                       "date": day(42), "days": 42, "why": "progression"}
     assert doc["overall_survival"] == {"status": "event", "event": "death", "date": day(90),
                                        "days": 90}
 
