@@ -86,7 +86,7 @@ def _endpoint_cell(tallies: dict[str, Any], section: str | None, key: str) -> st
         months = key.partition(":")[2]
         return estimate_text(values["km"][months], values["km_ci95"][months], "{:.2f}")
     if key == "median_months":
-        return estimate_text(values[key], values["median_months_ci95"], "{:.1f}",
+        return estimate_text(values[key], values["median_months_ci95"], "{:.2f}",
                              missing="not reached")
     denominator = endpoints.PROPORTIONS.get((section, key))
     if denominator is None:
