@@ -28,7 +28,8 @@ from m22bol.projections import documents
 @shared_options
 @handled
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
-    """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
+    """Endpoint tallies per basket with 95% CIs (docs/endpoints.md); facts after --cutoff never
+    count."""
     doc = s.reader.endpoints(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
