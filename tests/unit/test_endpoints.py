@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
 from m22bol.domain.rules.endpoints import (
+    PROPORTIONS,
     AdverseEventFacts,
     PatientFacts,
     outcome,
+    progression_free,
     tally,
     treatment_emergent_ae_ids,
     treatment_emergent_grades,
@@ -623,3 +625,63 @@ def test_km_estimates_are_fractions_that_never_increase(cohort, cutoff):
             assert values[: len(known)] == known
             assert all(0.0 <= v <= 1.0 for v in known)
             assert all(a >= b for a, b in zip(known, known[1:], strict=False))
+
+
+# --- progression-free censoring (FDA guidance) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("assessments", "death", "therapy", "expected"), [
+    # no event: censored at the last adequate assessment, NE does not count
+    (((d(63), "SD"), (d(126), "NE")), None, None, (d(63), False, "no event")),
+    # nothing adequate: day 0
+    (((d(-1), None), (d(63), "NE")), None, None, (d(0), False, "no adequate assessment")),
+    # PD 133 days after the last adequate assessment: 2 x 63 + 7, still an event
+    (((d(63), "SD"), (d(196), "PD")), None, None, (d(196), True, "progression")),
+    # 134 days: two missed assessments, censored at the last adequate one
+    (((d(63), "SD"), (d(197), "PD")), None, None, (d(63), False, "missed assessments")),
+    # death 134 days after day 0 without any adequate assessment: censored at day 0
+    ((), d(134), None, (d(0), False, "missed assessments")),
+    (((d(63), "PR"),), d(100), None, (d(100), True, "death")),
+    # a new therapy before the PD: censored at the last adequate assessment on or before it
+    (((d(63), "PR"), (d(126), "SD"), (d(189), "PD")), None, d(126),
+     (d(126), False, "subsequent therapy")),
+    (((d(63), "PR"), (d(130), "NE"), (d(189), "PD")), None, d(150),
+     (d(63), False, "subsequent therapy")),
+    # a PD on the day the therapy starts is an event
+    (((d(63), "PR"), (d(126), "PD")), None, d(126), (d(126), True, "progression")),
+])
+def test_progression_free_censoring(assessments, death, therapy, expected):
+    assert progression_free(d(0), assessments, death, therapy, PROTOCOL) == expected
+
+
+def test_the_missed_assessment_limit_is_a_protocol_number():
+    weekly = PROTOCOL.model_copy(update={"response": PROTOCOL.response.model_copy(
+        update={"assessment_interval_days": 42, "assessment_window_days": 0})})
+    scans = ((d(42), "SD"), (d(127), "PD"))  # 85 days > 2 x 42
+    assert progression_free(d(0), scans, None, None, weekly)[2] == "missed assessments"
+    assert progression_free(d(0), scans, None, None, PROTOCOL)[2] == "progression"
+
+
+def test_last_known_alive_is_any_fact_up_to_the_cutoff():
+    # The latest fact on or before the cutoff is a contact on day 150; later ones do not count.
+    p = patient(fact_dates=(d(150), d(200), d(300)), assessments=((d(63), "SD"),))
+    assert outcome(p, PROTOCOL, d(173)).os_days == 150
+    assert outcome(p, PROTOCOL, d(250)).os_days == 200
+
+
+# --- properties of every proportion -----------------------------------------------------------
+
+
+@given(cohorts, st.integers(0, 3000).map(d))
+def test_every_proportion_has_an_interval_around_it(cohort, cutoff):
+    for group in tally(cohort, PROTOCOL, cutoff).values():
+        for (section, key), denominator in PROPORTIONS.items():
+            values = group[section]
+            n, total = values[key], values.get(denominator, group.get(denominator))
+            assert 0 <= n <= total
+            ci = values[f"{key}_ci95"]
+            if total == 0:
+                assert ci is None
+            else:
+                assert 0.0 <= ci[0] <= round(n / total, 4) + 1e-4
+                assert round(n / total, 4) - 1e-4 <= ci[1] <= 1.0
