@@ -19,6 +19,7 @@ from m22bol.cli.main import (
     shared_options,
 )
 from m22bol.cli.output import emit, table
+from m22bol.projections import documents
 
 
 @cli.command()
@@ -27,7 +28,8 @@ from m22bol.cli.output import emit, table
 @shared_options
 @handled
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
-    """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
+    """Endpoint tallies per basket with 95% CIs (docs/endpoints.md); facts after --cutoff never
+    count."""
     doc = s.reader.endpoints(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
@@ -46,26 +48,15 @@ def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
 # --- text -------------------------------------------------------------------------------------
 
 
-def _flatten(tallies: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    rows: dict[str, Any] = {}
-    for key, value in tallies.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.update(_flatten(value, f"{name} " if key != "km" else f"{prefix}KM "))
-        else:
-            rows[name] = value
-    return rows
-
-
 def endpoints_text(doc: dict[str, Any]) -> str:
     """One row per tally, one column per basket (and all): the baskets side by side."""
-    baskets = doc["baskets"]
-    flat = {b: _flatten(t) for b, t in baskets.items()}
-    names = list(next(iter(flat.values())))
-    rows = [{"tally": name.replace("_", " "), **{b: flat[b][name] for b in flat}}
-            for name in names]
+    shown = documents.endpoint_table(doc["baskets"])
+    rows = [{"tally": label, **dict(zip(shown["baskets"], cells, strict=True))}
+            for label, cells in shown["rows"]]
     head = f"endpoints at cutoff {doc['cutoff']}, as known at {doc['known_at']}"
-    return head + "\n\n" + table(rows, ["tally", *flat])
+    note = ("proportions: n/N (%, exact 95% CI); Kaplan-Meier estimates and medians with "
+            "their 95% CI (Greenwood, log-log)")
+    return head + "\n" + note + "\n\n" + table(rows, ["tally", *shown["baskets"]])
 
 
 def _safety_text(doc: dict[str, Any]) -> str:

@@ -222,6 +222,8 @@ class Infuse(FactCommand):
     date: IsoDate
     weight_kg: float = Field(ge=25, le=300)
     dose_mg: float = Field(gt=0, le=10000)
+    duration_min: int | None = Field(None, ge=1, le=1440,
+                                     description="infusion duration in minutes")
 
 
 class Interrupt(ReasonedFact):
@@ -344,6 +346,7 @@ class Pet(FactCommand):
     date: IsoDate
     percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
     sulpeak: float | None = Field(None, ge=0, le=1000)
+    new_lesions: bool = Field(False, description="new FDG-avid lesions (PERCIST PMD)")
 
 
 class Ctdna(FactCommand):
@@ -362,6 +365,14 @@ class Contact(FactCommand):
     name = "contact"
     help = "Record that the subject was known alive on a date."
     date: IsoDate
+
+
+class SubsequentTherapy(FactCommand):
+    name = "subsequent-therapy"
+    help = ("Record the start of a new anticancer therapy; progression-free survival is "
+            "censored at the last adequate assessment on or before it.")
+    date: IsoDate
+    therapy: Text = Field(max_length=200)
 
 
 class Death(FactCommand):
@@ -447,7 +458,8 @@ COMMANDS: dict[str, type[Command]] = {
         Init, Grant, Revoke, AmendProtocol, Lock, Unlock, Register, AssessEligibility, Enrol,
         Infuse, Interrupt, Resume, ReduceDose, Discontinue, AdverseEvent, UpdateAdverseEvent,
         ResolveAdverseEvent, Lvef, Surgery, Complication, Radiotherapy, CompleteLocalTreatment,
-        Pathology, Scan, Pet, Ctdna, Contact, Death, Withdraw, Correct, Retract,
+        Pathology, Scan, Pet, Ctdna, Contact, SubsequentTherapy, Death, Withdraw, Correct,
+        Retract,
     )
 }
 

@@ -165,6 +165,7 @@ _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.Radiotherapy: e.RadiotherapyGiven, c.CompleteLocalTreatment: e.LocalTreatmentCompleted,
     c.Pathology: e.PathologyReported, c.Scan: e.ScanRecorded, c.Pet: e.PetRecorded,
     c.Ctdna: e.CtdnaRecorded, c.Contact: e.ContactRecorded, c.Death: e.DeathRecorded,
+    c.SubsequentTherapy: e.SubsequentTherapyStarted,
     c.Withdraw: e.Withdrawn,
 }
 _NOT_FACT_FIELDS = {"subject", "source", "deviation_reason", "reason"}

@@ -201,6 +201,7 @@ class InfusionGiven(Fact):
     dose_mg: float
     expected_dose_mg: float | None = None
     dose_level_mg_per_kg: float | None = None
+    duration_min: int | None = None
 
 
 class TreatmentInterrupted(Fact):
@@ -343,6 +344,7 @@ class PetRecorded(Fact):
     date: date
     percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
     sulpeak: float | None = None
+    new_lesions: bool = False
 
 
 class CtdnaRecorded(Fact):
@@ -359,6 +361,14 @@ class CtdnaRecorded(Fact):
 class ContactRecorded(Fact):
     date_field = "date"
     date: date
+
+
+class SubsequentTherapyStarted(Fact):
+    """A new anticancer therapy after this trial's treatment (censors progression-free time)."""
+
+    date_field = "date"
+    date: date
+    therapy: str
 
 
 class DeathRecorded(Fact):

@@ -25,8 +25,9 @@ class _Frozen(BaseModel):
 class Eligibility(_Frozen):
     min_distant_lesions: PositiveInt = 1
     max_distant_lesions: PositiveInt = 3
-    min_baseline_lvef_pct: float = Field(50, ge=0, le=100)
-    max_ecog: int = Field(1, ge=0, le=5)
+    # A criterion set to none is not part of the protocol; one that is must be assessed.
+    min_baseline_lvef_pct: float | None = Field(50, ge=0, le=100)
+    max_ecog: int | None = Field(1, ge=0, le=5)
 
 
 class Safety(_Frozen):
@@ -44,6 +45,10 @@ class Response(_Frozen):
     measurable_min_mm: float = 10
     node_measurable_min_mm: float = 15
     node_normal_below_mm: float = 10
+    # The tumour assessment schedule (every 63 days +/- 7 from the first infusion): it defines
+    # "missed assessments" for progression-free survival.
+    assessment_interval_days: PositiveInt = 63
+    assessment_window_days: int = Field(7, ge=0)
 
 
 class Endpoints(_Frozen):
@@ -61,6 +66,10 @@ class Regimen(_Frozen):
     first_cycle_within_days_of_enrolment: PositiveInt
     neoadjuvant_cycles: PositiveInt
     total_cycles: PositiveInt
+    # Expected infusion durations, recorded and shown, not enforced: the first infusion, and
+    # each later one once the drug was tolerated. None: the regimen names none.
+    first_infusion_minutes: PositiveInt | None = None
+    later_infusion_minutes: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Regimen:

@@ -11,7 +11,8 @@ ENTRY = frozenset({
     "register", "assess-eligibility", "enrol", "infuse", "adverse-event",
     "update-adverse-event", "resolve-adverse-event", "lvef", "interrupt", "resume",
     "reduce-dose", "discontinue", "surgery", "complication", "radiotherapy",
-    "complete-local-treatment", "pathology", "scan", "pet", "ctdna", "contact", "death",
+    "complete-local-treatment", "pathology", "scan", "pet", "ctdna", "contact",
+    "subsequent-therapy", "death",
     "withdraw", "correct", "retract", "import",
 })
 ADMIN = frozenset({"grant", "revoke", "amend-protocol", "lock", "unlock", "audit seal",

@@ -26,7 +26,7 @@ from m22bol.domain.events import (
     RadiotherapyGiven,
     SurgeryPerformed,
 )
-from m22bol.domain.rules import assessments, safety, treatment
+from m22bol.domain.rules import assessments, followup, safety, treatment
 from m22bol.domain.rules.endpoints import AdverseEventFacts, PatientFacts
 
 
@@ -57,7 +57,8 @@ def patient_facts(state, facts: Iterable[tuple[str, Fact]] | Iterable[Fact]) -> 
         adverse_events=adverse_events(walked),
         death=state.death,
         treatment_ended=treatment.treatment_ended(state),
-        last_known_alive=state.last_fact_date,
+        fact_dates=tuple(sorted({f.clinical_date for f in walked})),
+        subsequent_therapy=followup.subsequent_therapy(state),
     )
 
 
@@ -73,6 +74,6 @@ def adverse_events(walked: Sequence[Fact]) -> tuple[AdverseEventFacts, ...]:
             grades[f.ae_id].append((f.date, f.grade))
     return tuple(
         AdverseEventFacts(ae_id=ae_id, term=safety.canonical_term(ae.term), onset=ae.onset,
-                          serious=ae.serious, grades=tuple(grades[ae_id]))
+                          serious=ae.serious, grades=tuple(grades[ae_id]), related=ae.related)
         for ae_id, ae in reported.items()
     )

@@ -49,7 +49,7 @@ def test_a_full_course_through_the_installed_command(run):
     nurse("register", S, "--site", "S1", "--consent-date", "2025-01-02")
     nurse("assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",
-          "--all-lesions-curable", "yes", "--lvef", "62")
+          "--all-lesions-curable", "yes", "--lvef", "62", "--ecog", "0")
     assert nurse("enrol", S, "--date", "2025-01-06", "--weight-kg", "64")["basket"] == "I"
 
     def infuse(cycle: int, day: date, dose: float, *extra: str, code: int = 0) -> dict:
@@ -101,7 +101,7 @@ def test_an_adverse_event_through_the_installed_command(run):
     run("nurse", "register", S, "--site", "S1", "--consent-date", "2025-01-02")
     run("nurse", "assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
         "negative", "--prior-therapy", "none", "--distant-lesions", "1",
-        "--all-lesions-curable", "yes", "--lvef", "60")
+        "--all-lesions-curable", "yes", "--lvef", "60", "--ecog", "0")
     run("nurse", "enrol", S, "--date", "2025-01-06", "--weight-kg", "60")
     run("nurse", "infuse", S, "--cycle", "1", "--date", "2025-01-08", "--weight-kg", "60",
         "--dose-mg", "324")

@@ -34,7 +34,8 @@ def test_screening_and_enrolment_through_the_installed_command(tmp_path):
     run(tmp_path, "nurse", "register", "M22-001", "--site", "S1", "--consent-date", "2025-01-02")
     run(tmp_path, "nurse", "assess-eligibility", "M22-001", "--date", "2025-01-03", "--her2",
         "positive", "--er", "negative", "--prior-therapy", "chemo-anti-her2",
-        "--distant-lesions", "3", "--all-lesions-curable", "yes", "--lvef", "61")
+        "--distant-lesions", "3", "--all-lesions-curable", "yes", "--lvef", "61",
+        "--ecog", "0")
     enrol = run(tmp_path, "nurse", "enrol", "M22-001", "--date", "2025-01-06", "--weight-kg",
                 "64", "--json")
     assert json.loads(enrol.stdout) == {"entry": "M22-001#3", "basket": "IV"}

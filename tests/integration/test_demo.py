@@ -290,7 +290,7 @@ def test_cli_demo_prints_the_endpoint_table(tmp_path):
     result = invoke(["demo", "--patients", "2", "--seed", "9"], url=url, user="alice")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("demo: 2 subjects")
-    assert "primary responders" in result.stdout
+    assert "primary: responders" in result.stdout
 
 
 def test_an_admin_without_an_entry_role_is_granted_one(tmp_path):

@@ -67,7 +67,8 @@ def screening(driver) -> None:
     driver.enrolled("P-2", er="negative")  # basket II
     driver.do("register", subject="P-3", site="S2", consent_date="2025-01-05")
     driver.do("assess-eligibility", subject="P-3", date="2025-01-06", her2="positive",
-              er="positive", prior_therapy="none", distant_lesions=9, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=9, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     driver.do("register", subject="P-4", site="S1", consent_date="2025-01-07")
     driver.do("ctdna", subject="P-1", date="2025-01-09", result="detected")
     driver.do("contact", subject="P-2", date="2025-03-01")
@@ -126,7 +127,8 @@ def test_a_protocol_amendment_rederives_subjects_it_does_not_touch(driver, tmp_p
     ledger = driver.ledger
     driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
-              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert stored.patient(ledger, "M22-101")["status"] == "screen-failed"
 
     driver.do("amend-protocol", actor="admin", file=amendment(tmp_path), reason="basket V")

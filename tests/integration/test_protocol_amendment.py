@@ -34,7 +34,8 @@ def amendment(tmp_path, version="2.0", extra=BASKET_V):
 def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
     before = driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
-              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert before["entry"] == "M22-101#1"
     with pytest.raises(RuleViolation, match="not eligible"):
         driver.do("enrol", subject="M22-101", date="2025-01-04", weight_kg=70)
@@ -46,7 +47,7 @@ def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
     driver.do("register", subject="M22-102", site="S1", consent_date="2025-02-02")
     assessed = driver.do("assess-eligibility", subject="M22-102", date="2025-02-03",
                          her2="negative", er="positive", prior_therapy="none",
-                         distant_lesions=2, all_lesions_curable="yes")
+                         distant_lesions=2, all_lesions_curable="yes", lvef=60, ecog=0)
     assert assessed["eligible"] is True
     assert driver.do("enrol", subject="M22-102", date="2025-02-04", weight_kg=70)["basket"] == "V"
     # Subjects of the first version keep their baskets.

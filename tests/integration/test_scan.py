@@ -220,7 +220,7 @@ def test_patient_json_shows_bor_ctdna_status_and_survival_status(treated):
     assert doc["best_overall_response"] == "CR"
     assert doc["ctdna_status"] == "cleared"
     assert doc["progression_free"] == {"status": "censored", "event": None,
-                                       "date": "2025-04-01", "days": 78}
+                                       "date": "2025-04-01", "days": 78, "why": "no event"}
     assert doc["overall_survival"]["status"] == "censored"
 
     early = json.loads(invoke(["patient", SUBJECT, "--json", "--cutoff", "2025-03-31"],

@@ -20,7 +20,8 @@ def test_each_stratum_combination_lands_in_its_basket(driver, er, prior, basket)
 
 def _assess(driver, subject, **overrides):
     values = dict(subject=subject, date="2025-02-01", her2="positive", er="positive",
-                  prior_therapy="none", distant_lesions=2, all_lesions_curable="yes")
+                  prior_therapy="none", distant_lesions=2, all_lesions_curable="yes", lvef=60,
+                  ecog=0)
     values.update(overrides)
     driver.do("register", subject=subject, site="S1", consent_date="2025-01-30")
     return driver.do("assess-eligibility", **values)
@@ -62,7 +63,8 @@ def test_screen_failure_cannot_be_enrolled(driver):
 def test_a_later_assessment_decides(driver):
     _assess(driver, "M22-006", distant_lesions=4)
     driver.do("assess-eligibility", subject="M22-006", date="2025-02-03", her2="positive",
-              er="negative", prior_therapy="none", distant_lesions=3, all_lesions_curable="yes")
+              er="negative", prior_therapy="none", distant_lesions=3, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert driver.do("enrol", subject="M22-006", date="2025-02-04", weight_kg=70)["basket"] == "II"
 
 
@@ -95,7 +97,7 @@ def test_dates_before_consent_or_in_the_future_are_impossible(driver):
 def _assess_on(driver, subject, when):
     return driver.do("assess-eligibility", subject=subject, date=when, her2="positive",
                      er="positive", prior_therapy="none", distant_lesions=1,
-                     all_lesions_curable="yes")
+                     all_lesions_curable="yes", lvef=60, ecog=0)
 
 
 def test_unknown_subject_is_bad_input(driver):

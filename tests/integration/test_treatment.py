@@ -236,7 +236,7 @@ def test_states_before_and_after_the_first_infusion(driver):
     assert doc["dose_level_mg_per_kg"] is None
     driver.do("assess-eligibility", subject=S, date="2025-01-02", her2="positive",
               er="negative", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
-              lvef=60)
+              lvef=60, ecog=0)
     driver.do("enrol", subject=S, date="2025-01-10", weight_kg=60)
     doc = view(driver)
     assert (doc["treatment_state"], doc["dose_level_mg_per_kg"]) == ("not started", 5.4)

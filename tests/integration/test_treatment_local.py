@@ -82,6 +82,7 @@ def test_local_treatment_before_enrolment_is_impossible(driver):
     ("not-resected", "not-resected", "not-resected", None),
 ])
 def test_pathology_derives_pcr(treated, ypt, ypn, viable, pcr):
+    treated.do("surgery", subject=S, date="2025-03-01", site="primary")
     out = treated.do("pathology", subject=S, date="2025-03-05", ypt=ypt, ypn=ypn,
                      viable_metastatic_tumour=viable)
     assert out["pcr"] is pcr
@@ -90,6 +91,7 @@ def test_pathology_derives_pcr(treated, ypt, ypn, viable, pcr):
 
 
 def test_pcr_needs_every_report_to_qualify(treated):
+    treated.do("surgery", subject=S, date="2025-03-01", site="primary")
     treated.do("pathology", subject=S, date="2025-03-05", ypt="T0", ypn="N0",
                viable_metastatic_tumour="not-resected")
     assert patient_view(treated.ledger, S)["pcr"] is True

@@ -98,7 +98,7 @@ def test_an_ae_may_precede_enrolment_and_its_interruption_holds_cycle_1(driver):
     assert (out["action"], out["treatment_state"]) == ("interrupt", "not started")
     driver.do("assess-eligibility", subject=S, date="2025-01-06", her2="positive",
               er="positive", prior_therapy="none", distant_lesions=1,
-              all_lesions_curable="yes", lvef=60)
+              all_lesions_curable="yes", lvef=60, ecog=0)
     driver.do("enrol", subject=S, date="2025-01-10", weight_kg=60)
     assert patient_view(driver.ledger, S)["treatment_state"] == "interrupted"
     out = driver.do("update-adverse-event", subject=S, ae_id="AE1", date="2025-01-12", grade=1)
@@ -138,7 +138,7 @@ def test_a_reduction_before_enrolment_sets_the_starting_level(driver):
     driver.do("register", subject=S, site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject=S, date="2025-01-03", her2="positive",
               er="positive", prior_therapy="none", distant_lesions=1,
-              all_lesions_curable="yes", lvef=60)
+              all_lesions_curable="yes", lvef=60, ecog=0)
     ae(driver, "Neutrophil count decreased", 4, onset="2025-01-04")
     assert driver.do("resolve-adverse-event", subject=S, ae_id="AE1",
                      date="2025-01-08")["action"] == "resume-reduced"

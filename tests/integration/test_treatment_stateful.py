@@ -139,6 +139,8 @@ class TreatmentCourse(RuleBasedStateMachine):
     def lvef(self, gap, percent):
         self.accepted("lvef", date=self.when(gap), percent=percent)
 
+    # Local treatment before cycle 1 is a deviation, which this machine does not exercise.
+    @precondition(lambda self: self.now()["cycles_given"] > 0)
     @rule(gap=gaps)
     def surgery(self, gap):
         self.accepted("surgery", date=self.when(gap), site="primary")

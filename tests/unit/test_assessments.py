@@ -383,7 +383,7 @@ def test_summary_of_a_confirmed_responder():
     assert doc["last_assessment"]["date"] == day(70)
     assert doc["first_progression"] is None
     assert doc["progression_free"] == {"status": "censored", "event": None, "date": day(70),
-                                       "days": 70}
+                                       "days": 70, "why": "no event"}
     assert doc["overall_survival"]["status"] == "censored"
 
 
@@ -399,7 +399,7 @@ def test_summary_survival_status_progression_then_death():
     assert doc["best_overall_response"] == "PD"
     assert doc["first_progression"] == day(42)
     assert doc["progression_free"] == {"status": "event", "event": "progression",
-                                       "date": day(42), "days": 42}
+                                       "date": day(42), "days": 42, "why": "progression"}
     assert doc["overall_survival"] == {"status": "event", "event": "death", "date": day(90),
                                        "days": 90}
 
@@ -415,3 +415,16 @@ def test_summary_before_treatment_has_no_response_or_survival_status():
     assert doc["progression_free"] is None and doc["overall_survival"] is None
     assert doc["ctdna_status"] == "detected"
     assert doc["last_assessment"]["baseline"] is True
+
+
+@pytest.mark.parametrize(("baseline", "now", "new", "allowed"), [
+    (10, 7, False, "response"),  # -30.0% and -3 units: the boundary qualifies
+    (10, 7.1, False, "SMD"),  # -29%
+    (2.5, 1.7, False, "response"),  # -32%, -0.8 units exactly
+    (2.5, 1.75, False, "SMD"),  # -30%, but only -0.75 units
+    (10, 13, False, "PMD"),  # +30%, +3 units
+    (2, 2.7, False, "SMD"),  # +35%, but only +0.7 units
+    (10, 10, True, "PMD"),  # new lesions
+])
+def test_percist_from_sulpeak(baseline, now, new, allowed):
+    assert assessments.percist_from_sulpeak(baseline, now, new) == allowed

@@ -63,7 +63,7 @@ def test_patient_facts_reads_each_part_of_the_walk():
     )
     assert facts.death is None
     assert facts.treatment_ended is None  # eight of sixteen cycles: the course goes on
-    assert facts.last_known_alive == day(300)
+    assert max(facts.fact_dates) == day(300)
 
 
 def test_the_tallies_read_a_walked_subject():
@@ -74,8 +74,10 @@ def test_the_tallies_read_a_walked_subject():
     # CR on days 60 and 100 (40 days apart, no PD), ctDNA detected at baseline, clear on day 61.
     assert out["primary"]["responders"] == 1
     assert out["primary"]["radiologic_cr_before_local_treatment"] == 1
-    assert out["pathological_complete_response"] == {"patients": 1, "operated": 1}
-    assert out["metabolic_response"] == {"patients": 1, "pet_evaluable": 1}
+    assert out["pathological_complete_response"] == {"patients": 1, "patients_ci95": [0.025, 1.0],
+                                                     "operated": 1}
+    assert out["metabolic_response"] == {"patients": 1, "patients_ci95": [0.025, 1.0],
+                                         "pet_evaluable": 1}
     assert out["safety"]["pneumonitis"] == 1  # the ILD counts as pneumonitis
     assert out["safety"]["serious"] == out["safety"]["grade3plus"] == 1
     assert out["safety"]["clavien_dindo_3plus"] == 1
@@ -104,4 +106,4 @@ def test_only_the_facts_handed_in_count():
 
     assert facts.assessments[-1] == (day(60), "CR")
     assert facts.surgeries == () and facts.complications == ()
-    assert facts.last_known_alive == day(63)  # cycle 4, the last fact up to day 70
+    assert max(facts.fact_dates) == day(63)  # cycle 4, the last fact up to day 70
