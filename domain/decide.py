@@ -58,6 +58,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
             raise RuleViolation("the ledger is already initialised", rule="init.twice")
         text = extra["protocol_text"]
         protocol = parse_protocol(text, source=command.protocol or "bundled protocol")
+        protocol.check_coding()
         event = e.TrialInitialised(
             **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
             protocol_digest=protocol_digest(text), protocol_version=protocol.version,
@@ -71,6 +72,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
         case c.AmendProtocol():
             text = extra["protocol_text"]
             new = parse_protocol(text, source=command.file)
+            new.check_coding()
             if any(v == new.version for v, _, _ in trial.protocol_texts):
                 raise RuleViolation(f"protocol version {new.version} is already registered",
                                     rule="protocol.version_exists", field="version")
@@ -292,6 +294,7 @@ def _retraction(command: c.Retract, patient: Patient, timeline, env):
 
 # Values the ledger computes and stores for the record: never corrected by hand.
 _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
-             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version"}
+             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version",
+             "ctcae_term", "meddra_code", "soc", "coded_on_read"}
 # Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
 _RECORD_ONLY = {"response"}

@@ -223,16 +223,39 @@ class TreatmentDiscontinued(Fact):
     date: date
 
 
+# ICH E2A seriousness criteria.
+SeriousCriterion = Literal["death", "life-threatening", "hospitalisation", "disability",
+                           "congenital-anomaly", "medically-important"]
+
+
 class AdverseEventReported(Fact):
+    """`term` is what was entered (a CTCAE term or a protocol synonym); the coding is derived
+    when the timeline is walked and stored with the entry for the record."""
+
     date_field = "onset"
+    class_version: ClassVar[int] = 2
     ae_id: str
     term: str
     grade: int
     onset: date
-    serious: bool = False
+    verbatim: str | None = None
+    serious: tuple[SeriousCriterion, ...] = ()
+    aware_date: date | None = None
     related: bool | None = None
     ctcae_version: str
+    ctcae_term: str | None = None
+    meddra_code: int | None = None
+    soc: str | None = None
+    # Stored before terms were coded (version 1): an unknown term is kept as entered rather
+    # than refused, since the entry was accepted when it was made.
+    coded_on_read: bool = False
     action: str | None = None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> dict[str, Any]:
+        # Version 1 had a bare serious flag; that flag is now "medically important".
+        serious = ("medically-important",) if state.get("serious") else ()
+        return {**state, "serious": serious, "coded_on_read": True}
 
 
 class AdverseEventUpdated(Fact):
