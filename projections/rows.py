@@ -186,7 +186,7 @@ def adverse_event_rows(d: Derived) -> Rows:
     rows = [
         {"subject": d.subject, "ae_id": ae["ae_id"], "term": ae["term"],
          "graded_as": ae.get("graded_as"), "onset": ae["onset"], "grade": ae.get("grade"),
-         "worst_grade": ae.get("worst_grade"), "serious": ae.get("serious"),
+         "worst_grade": ae.get("worst_grade"), "serious": bool(ae.get("serious")),
          "related": ae.get("related"), "resolved": ae.get("resolved"), "document": to_json(ae)}
         for ae in d.summary.get("adverse_events") or []
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules.survival import KMCurve, kaplan_meier
@@ -31,10 +31,19 @@ _CLAVIEN_DINDO_IIIA = _CLAVIEN_DINDO_RANK["iiia"]
 @dataclass(frozen=True)
 class AdverseEventFacts:
     ae_id: str
-    term: str  # already normalised: "Pneumonitis" for ILD
+    term: str  # the coded CTCAE term: "Pneumonitis" for ILD
     onset: date
     serious: bool
     grades: tuple[tuple[date, int], ...]  # (date, grade) history, first = the onset grade
+    related: bool | None = None
+    # What the safety tables show beside the counts: the coding, and for an SAE its ICH E2A
+    # criteria and 24-hour reporting deadline (spec/treatment.md).
+    soc: str | None = None  # None: an uncodable term stored before coding
+    meddra_code: int | None = None
+    verbatim: str | None = None
+    serious_criteria: tuple[str, ...] = ()
+    report_due: datetime | None = None
+    entered_late: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,14 @@ class PatientFacts:
             adverse_events=tuple(
                 AdverseEventFacts(ae_id=ae["ae_id"], term=ae["term"], onset=day(ae["onset"]),
                                   serious=ae["serious"],
-                                  grades=tuple((day(a), int(g)) for a, g in ae["grades"]))
+                                  grades=tuple((day(a), int(g)) for a, g in ae["grades"]),
+                                  related=ae.get("related"), soc=ae.get("soc"),
+                                  meddra_code=ae.get("meddra_code"),
+                                  verbatim=ae.get("verbatim"),
+                                  serious_criteria=tuple(ae.get("serious_criteria") or ()),
+                                  report_due=ae.get("report_due")
+                                  and datetime.fromisoformat(ae["report_due"]),
+                                  entered_late=ae.get("entered_late"))
                 for ae in d["adverse_events"]),
             death=day(d["death"]), treatment_ended=day(d["treatment_ended"]),
             last_known_alive=day(d["last_known_alive"]),
@@ -91,6 +107,7 @@ class _AdverseEvent:
     onset: date
     serious: bool
     grades: tuple[tuple[date, int], ...]
+    related: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,7 @@ class Outcome:
     teae_serious: bool
     teae_grade5: bool
     teae_pneumonitis: bool
+    teae_related: bool
     clavien_dindo_3plus: bool
 
 
@@ -208,6 +226,7 @@ def as_of(p: PatientFacts, cutoff: date) -> Timeline | None:
             serious=ae.serious,
             # Stable sort: entries of the same day keep the order they were given in.
             grades=dated(ae.grades),
+            related=ae.related,
         )
         for ae in p.adverse_events
         if ae.onset <= cutoff
@@ -338,11 +357,23 @@ def _assess(t: Timeline, protocol: Protocol, cutoff: date) -> Outcome:
         teae_serious=any(ae.serious for ae in teaes),
         teae_grade5=any(g >= 5 for g in max_grades),
         teae_pneumonitis=any(ae.term.strip().casefold() == "pneumonitis" for ae in teaes),
+        teae_related=any(ae.related for ae in teaes),
         clavien_dindo_3plus=clavien_dindo_3plus,
     )
 
 
-def _treatment_emergent(t: Timeline, protocol: Protocol, cutoff: date) -> list[_AdverseEvent]:
+def teae_worst_grades(facts: PatientFacts, protocol: Protocol, cutoff: date) -> dict[str, int]:
+    """Each treatment-emergent AE's worst grade inside the TEAE window, by AE id (spec: a grade
+    reached before day 0 or after the window closed does not count)."""
+    timeline = as_of(facts, cutoff)
+    if timeline is None or not timeline.infusions:
+        return {}
+    in_window = _teae_window(timeline, protocol, cutoff)
+    return {ae.ae_id: max(g for d, g in ae.grades if in_window(d))
+            for ae in _treatment_emergent(timeline, protocol, cutoff)}
+
+
+def _teae_window(t: Timeline, protocol: Protocol, cutoff: date):
     day0 = t.infusions[0]
     last_treatment = max(
         [*t.infusions, *t.surgeries, *t.radiotherapy_starts, *t.radiotherapy_ends]
@@ -356,6 +387,11 @@ def _treatment_emergent(t: Timeline, protocol: Protocol, cutoff: date) -> list[_
     def in_window(d: date) -> bool:
         return day0 <= d <= closes
 
+    return in_window
+
+
+def _treatment_emergent(t: Timeline, protocol: Protocol, cutoff: date) -> list[_AdverseEvent]:
+    in_window = _teae_window(t, protocol, cutoff)
     emergent = []
     for ae in t.adverse_events:
         worsened = any(
@@ -425,6 +461,7 @@ def _summarise(enrolled: int, treated: list[Outcome], protocol: Protocol) -> dic
             "serious": count("teae_serious"),
             "grade5": count("teae_grade5"),
             "pneumonitis": count("teae_pneumonitis"),
+            "related": count("teae_related"),
             "clavien_dindo_3plus": count("clavien_dindo_3plus"),
         },
     }

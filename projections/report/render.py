@@ -70,6 +70,7 @@ TALLY_ROWS = [
     ("TEAE: serious", ("safety", "serious")),
     ("TEAE: grade 5", ("safety", "grade5")),
     ("TEAE: pneumonitis", ("safety", "pneumonitis")),
+    ("TEAE: related", ("safety", "related")),
     ("Clavien-Dindo >= IIIa", ("safety", "clavien_dindo_3plus")),
 ]
 

@@ -112,7 +112,7 @@ EXPECTED = {
             # B: alopecia d120, within 30 days of the last infusion d105 (treatment stopped
             # d110); its serious fatigue began on d-3 and never worsened: not emergent.
             "patients_with_teae": 2, "grade3plus": 0, "serious": 0, "grade5": 0,
-            "pneumonitis": 0,
+            "pneumonitis": 0, "related": 0,
             "clavien_dindo_3plus": 0,  # A's complication is II-d
         },
     },
@@ -137,7 +137,7 @@ EXPECTED = {
             # E: serious diarrhoea g3 d30 (fatigue d100 is after last infusion d42 + 30 = d72);
             # F: serious pneumonitis g3 d45, g5 d58; G: nausea g2 d10.
             "patients_with_teae": 3, "grade3plus": 2, "serious": 2, "grade5": 1,
-            "pneumonitis": 1, "clavien_dindo_3plus": 0,
+            "pneumonitis": 1, "related": 0, "clavien_dindo_3plus": 0,
         },
     },
     # Basket III: H, I, J.
@@ -164,7 +164,7 @@ EXPECTED = {
         "safety": {
             # H: nausea d5; I: nausea from d-3 rises to g2 on d10, inside the window.
             "patients_with_teae": 2, "grade3plus": 0, "serious": 0, "grade5": 0,
-            "pneumonitis": 0,
+            "pneumonitis": 0, "related": 0,
             "clavien_dindo_3plus": 1,  # H: IIIb on d177, 7 days after surgery
         },
     },
@@ -194,7 +194,7 @@ EXPECTED = {
             # K fatigue d20; L anaemia d30; M alopecia d25 and nausea d150, while treatment
             # goes on (the window stays open up to the cutoff).
             "patients_with_teae": 3, "grade3plus": 0, "serious": 0, "grade5": 0,
-            "pneumonitis": 0, "clavien_dindo_3plus": 0,
+            "pneumonitis": 0, "related": 0, "clavien_dindo_3plus": 0,
         },
     },
     "all": {
@@ -223,7 +223,7 @@ EXPECTED = {
         "metabolic_response": {"patients": 3, "pet_evaluable": 5},  # A, G, H; A, E, G, H, L
         "ctdna_clearance": {"patients": 4, "baseline_detected": 9},  # A, G, H, K
         "safety": {"patients_with_teae": 10, "grade3plus": 2, "serious": 2, "grade5": 1,
-                   "pneumonitis": 1, "clavien_dindo_3plus": 1},
+                   "pneumonitis": 1, "related": 0, "clavien_dindo_3plus": 1},
     },
 }
 
@@ -284,7 +284,7 @@ EXPECTED_MID_2024 = {
     # A nausea d3, B alopecia d120, E diarrhoea d30, F pneumonitis, G nausea d10, H nausea d5,
     # I nausea g2 on d10, K fatigue d20, L anaemia d30: 9 patients. H's IIIb is on d177.
     "safety": {"patients_with_teae": 9, "grade3plus": 2, "serious": 2, "grade5": 1,
-               "pneumonitis": 1, "clavien_dindo_3plus": 0},
+               "pneumonitis": 1, "related": 0, "clavien_dindo_3plus": 0},
 }
 
 
@@ -357,8 +357,8 @@ def test_safety_tables_match_the_hand_counts(url):
                            row["grade_3plus"]) for row in every["teae_by_term"]}
     assert worst == {
         "Alopecia": (2, [2, 0, 0, 0, 0], 0),
-        "Anaemia": (1, [0, 1, 0, 0, 0], 0),
-        "Diarrhoea": (1, [0, 0, 1, 0, 0], 1),
+        "Anemia": (1, [0, 1, 0, 0, 0], 0),  # entered as the synonym "Anaemia"
+        "Diarrhea": (1, [0, 0, 1, 0, 0], 1),  # entered as "Diarrhoea"
         "Fatigue": (1, [1, 0, 0, 0, 0], 0),
         "Nausea": (5, [2, 3, 0, 0, 0], 0),
         "Pneumonitis": (1, [0, 0, 0, 0, 1], 1),
@@ -366,14 +366,18 @@ def test_safety_tables_match_the_hand_counts(url):
     # Every serious AE is listed, flagged when not treatment-emergent (B's began on d-3).
     assert [(s["subject"], s["term"], s["worst_grade"], s["treatment_emergent"])
             for s in every["serious"]] == [("M22-102", "Fatigue", 2, False),
-                                           ("M22-201", "Diarrhoea", 3, True),
+                                           ("M22-201", "Diarrhea", 3, True),
                                            ("M22-202", "Pneumonitis", 5, True)]
     # A's II-d (counted under II) and H's IIIb.
     assert {row["grade"]: (row["complications"], row["patients"])
             for row in every["clavien_dindo"] if row["complications"]} == {
         "II": (1, 1), "IIIb": (1, 1)}
-    assert [row["term"] for row in doc["baskets"]["II"]["teae_by_term"]] == [
-        "Diarrhoea", "Nausea", "Pneumonitis"]
+    # MedDRA's SOC order (respiratory before gastrointestinal), terms alphabetical within one.
+    assert [(row["soc"], row["term"]) for row in doc["baskets"]["II"]["teae_by_term"]] == [
+        ("Respiratory, thoracic and mediastinal disorders", "Pneumonitis"),
+        ("Gastrointestinal disorders", "Diarrhea"), ("Gastrointestinal disorders", "Nausea")]
+    nausea = next(r for r in every["teae_by_term"] if r["term"] == "Nausea")
+    assert (nausea["meddra_code"], nausea["pct"]) == (10028813, round(100 * 5 / 12, 1))
     # Before H's surgery complication and before E's diarrhoea, by cutoff.
     early = json.loads(run(url, "safety", "--json", "--cutoff", "2024-02-20",
                            user="mon").output)["baskets"]["all"]
