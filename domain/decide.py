@@ -127,7 +127,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
 
 # Command field -> event field, where the CLI's singular option names a list.
 _RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
-            "new_lesion": "new_lesions", "id": "ae_id"}
+            "new_lesion": "new_lesions", "id": "ae_id", "serious": "serious_criteria"}
 _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.AssessEligibility: e.EligibilityAssessed, c.Enrol: e.Enrolled, c.Infuse: e.InfusionGiven,
     c.Interrupt: e.TreatmentInterrupted, c.Resume: e.TreatmentResumed,

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 Result = Literal["detected", "not-detected"]
 
@@ -239,7 +239,8 @@ class AdverseEventReported(Fact):
     grade: int
     onset: date
     verbatim: str | None = None
-    serious: tuple[SeriousCriterion, ...] = ()
+    serious: bool = False  # derived from the criteria, kept as version 1 stored it
+    serious_criteria: tuple[SeriousCriterion, ...] = ()
     aware_date: date | None = None
     related: bool | None = None
     ctcae_version: str
@@ -251,11 +252,18 @@ class AdverseEventReported(Fact):
     coded_on_read: bool = False
     action: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _serious_when_a_criterion_is_met(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "serious_criteria" in data:
+            data = {**data, "serious": bool(data["serious_criteria"])}
+        return data
+
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> dict[str, Any]:
-        # Version 1 had a bare serious flag; that flag is now "medically important".
-        serious = ("medically-important",) if state.get("serious") else ()
-        return {**state, "serious": serious, "coded_on_read": True}
+        # Version 1 had only the bare flag, which now means ICH E2A's "medically important".
+        criteria = ["medically-important"] if state.get("serious") else []
+        return {**state, "serious_criteria": criteria, "coded_on_read": True}
 
 
 class AdverseEventUpdated(Fact):

@@ -77,10 +77,10 @@ def adverse_events(state, walked: Sequence[Fact]) -> tuple[AdverseEventFacts, ..
     for ae_id, fact in reported.items():
         ae = walked_aes[ae_id]
         result.append(AdverseEventFacts(
-            ae_id=ae_id, term=ae.graded_as, onset=fact.onset, serious=bool(fact.serious),
+            ae_id=ae_id, term=ae.graded_as, onset=fact.onset, serious=fact.serious,
             grades=tuple(grades[ae_id]), related=fact.related,
             soc=ae.coded.soc if ae.coded else None,
             meddra_code=ae.coded.meddra_code if ae.coded else None, verbatim=fact.verbatim,
-            serious_criteria=tuple(fact.serious), report_due=ae.report_due,
+            serious_criteria=fact.serious_criteria, report_due=ae.report_due,
             entered_late=ae.entered_late))
     return tuple(result)

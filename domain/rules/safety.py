@@ -142,7 +142,7 @@ def _reported(state, entry: str, fact: AdverseEventReported) -> None:
                             rule="ae.id_exists", field="ae_id")
     coded = code(state, fact)
     ae = AdverseEvent(fact.ae_id, fact.term, coded.term if coded else None, fact.verbatim,
-                      fact.onset, fact.serious, fact.related, [(fact.onset, fact.grade)],
+                      fact.onset, fact.serious_criteria, fact.related, [(fact.onset, fact.grade)],
                       baseline=not treatment.course(state).cycles)
     if ae.serious:
         _sae_deadline(state, entry, ae, fact)

@@ -69,7 +69,8 @@ def test_the_ctcae_version_and_the_action_are_stored_with_the_ae(enrolled):
     ae(enrolled, "Neutrophil count decreased", 3, serious=True, related=True)
     stored = enrolled.ledger.patient(S).events[-1]
     assert (stored.ctcae_version, stored.action) == ("5.0", "interrupt")
-    assert (stored.serious, stored.related) == (("medically-important",), True)
+    assert (stored.serious, stored.serious_criteria, stored.related) == (
+        True, ("medically-important",), True)
     assert (stored.ctcae_term, stored.meddra_code) == ("Neutrophil count decreased", 10029366)
     enrolled.do("update-adverse-event", subject=S, ae_id="AE1", date="2025-02-05", grade=2)
     assert enrolled.ledger.patient(S).events[-1].action == "resume"

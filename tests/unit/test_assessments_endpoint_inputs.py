@@ -22,7 +22,7 @@ def full_course_subject() -> Subject:
           onset=day(30), ctcae_version="5.0")
     s.add(ev.AdverseEventResolved, ae_id="AE1", date=day(40))
     s.add(ev.AdverseEventReported, ae_id="AE2", term="Nausea", grade=1, onset=day(2),
-          serious=("hospitalisation",), ctcae_version="5.0")
+          serious_criteria=("hospitalisation",), ctcae_version="5.0")
     s.add(ev.AdverseEventUpdated, ae_id="AE2", date=day(9), grade=3)
     for cycle in range(1, 9):
         # AE1 interrupts (pneumonitis grade 1) until resolved on day 40: cycle 3 waits for it.
