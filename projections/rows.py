@@ -47,7 +47,7 @@ Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 1
+VERSION = 2  # 2: AEs coded to CTCAE, with SAE deadlines
 
 
 def _default(value: Any) -> Any:

@@ -382,6 +382,9 @@ def test_aes_stored_before_coding_are_coded_on_read_and_history_is_unchanged(led
     assert [(r["soc"], r["term"]) for r in safety["baskets"]["all"]["teae_by_term"]] == [
         ("Respiratory, thoracic and mediastinal disorders", "Pneumonitis"),
         ("not coded", "xyzzy")]
+    # The read models, kept from the notification log, agree with the replay.
+    present = Reader(ledger, "mon").safety()["baskets"]["all"]["teae_by_term"]
+    assert present == safety["baskets"]["all"]["teae_by_term"]
     ledger.close()
 
 
