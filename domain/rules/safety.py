@@ -143,7 +143,7 @@ def _reported(state, entry: str, fact: AdverseEventReported) -> None:
     coded = code(state, fact)
     ae = AdverseEvent(fact.ae_id, fact.term, coded.term if coded else None, fact.verbatim,
                       fact.onset, fact.serious_criteria, fact.related, [(fact.onset, fact.grade)],
-                      baseline=not treatment.course(state).cycles)
+                      baseline=not _started(state))
     if ae.serious:
         _sae_deadline(state, entry, ae, fact)
     part.events[ae.ae_id] = ae

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from m22bol.domain import coding
 from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
 from m22bol.ledger.integrity import verify
 from m22bol.ledger.store import canonical, event_hash
@@ -136,6 +139,43 @@ def test_grades_ctcae_lacks_are_refused_through_the_cli(sqlite_url):
         result = cli_ae(sqlite_url, term, grade)
         assert result.exit_code == 2, (term, grade)
         assert json.loads(result.output)["error"]["message"].startswith("grade:")
+
+
+TERMS = sorted(coding.dictionary().values(), key=lambda t: t.term)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(term=st.sampled_from(TERMS), grade=st.integers(min_value=1, max_value=5),
+       verbatim=st.booleans())
+def test_through_the_ledger_only_grades_the_term_list_defines_are_accepted(
+        treated_sqlite, term, grade, verbatim):
+    driver, url = treated_sqlite
+    before = store_fingerprint(url)
+    values = {"subject": S, "term": term.term.upper(), "grade": grade, "onset": "2025-01-25"}
+    if verbatim:
+        values["verbatim"] = "the investigator's words"
+    if grade in term.grades and (verbatim or not term.other_specify):
+        out = driver.do("adverse-event", **values)
+        assert (out["ctcae_term"], out["meddra_code"]) == (term.term, term.meddra_code)
+        return
+    with pytest.raises(BadInput) as refusal:
+        driver.do("adverse-event", **values)
+    assert refusal.value.exit_code == 2
+    assert refusal.value.field == ("grade" if verbatim or not term.other_specify
+                                   else "verbatim")
+    assert store_fingerprint(url) == before
+
+
+@pytest.fixture
+def treated_sqlite(sqlite_url):
+    ledger = open_ledger(sqlite_url)
+    driver = Driver(ledger)
+    driver.do("init", actor="admin")
+    driver.do("grant", actor="admin", user="dm", role="data-manager")
+    driver.enrolled(S)
+    driver.do("infuse", subject=S, cycle=1, date="2025-01-15", weight_kg=60, dose_mg=324)
+    yield driver, sqlite_url
+    ledger.close()
 
 
 def test_ejection_fraction_decreased_reminds_to_record_the_lvef(driver):
