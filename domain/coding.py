@@ -1,7 +1,7 @@
 """Coding an adverse-event term to CTCAE v5.0: the term list, synonyms and suggestions.
 
 The term list is package data (`domain/ctcae/ctcae-5.0.csv`, provenance beside it). It is read
-the first time an AE needs it and kept for the life of the process, so commands that record no
+the first time an AE is walked and kept for the life of the process, so commands that walk no
 AE never pay for it (4-8 ms to parse on the shared test machine; see docs/safety.md).
 
 Matching ignores case and runs of whitespace, nothing else: a misspelling is refused with the
