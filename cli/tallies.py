@@ -64,11 +64,34 @@ def _safety_text(doc: dict[str, Any]) -> str:
     for basket, t in doc["baskets"].items():
         title = "all baskets" if basket == "all" else f"basket {basket}"
         parts.append(f"== {title}: {t['treated']} treated ==")
-        parts.append("treatment-emergent AEs by term (patients at worst grade):\n"
-                     + table(t["teae_by_term"]))
+        parts.append("treatment-emergent AEs by SOC and CTCAE term (patients at the worst "
+                     "grade inside the window; % of treated):\n" + _teae_table(t))
         if t["serious"]:
-            parts.append("serious AEs:\n" + table(t["serious"]))
+            parts.append("serious AEs (ICH E2A; reporting deadline from awareness):\n"
+                         + table([_sae_row(s) for s in t["serious"]]))
         graded = [row for row in t["clavien_dindo"] if row["complications"]]
         parts.append("Clavien-Dindo (complications within the window of a surgery):\n"
                      + table(graded))
     return "\n\n".join(parts)
+
+
+def _teae_table(t: dict[str, Any]) -> str:
+    """The SOC is named once, on the first row of its terms."""
+    rows, soc = [], None
+    for r in t["teae_by_term"]:
+        rows.append({"SOC": r["soc"] if r["soc"] != soc else "", "term": r["term"],
+                     "patients": f"{r['patients']} ({r['pct']}%)",
+                     **{f"G{g}": r[f"grade_{g}"] for g in range(1, 6)},
+                     "G>=3": r["grade_3plus"],
+                     "related": f"{r['related']} ({r['related_pct']}%)"})
+        soc = r["soc"]
+    return table(rows, ["SOC", "term", "patients", "G1", "G2", "G3", "G4", "G5", "G>=3",
+                        "related"])
+
+
+def _sae_row(s: dict[str, Any]) -> dict[str, Any]:
+    return {"subject": s["subject"], "basket": s["basket"], "ae_id": s["ae_id"],
+            "term": s["term"], "onset": s["onset"], "worst grade": s["worst_grade"],
+            "criteria": ", ".join(s["criteria"]), "report due": s["report_due"],
+            "entered": "late" if s["entered_late"] else "in time",
+            "TEAE": "yes" if s["treatment_emergent"] else "no"}

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from m22bol.domain.errors import BadInput
-from m22bol.domain.events import Lesion, NonTargetLesion
+from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -246,15 +246,40 @@ class Discontinue(ReasonedFact):
     help = "Discontinue treatment permanently."
 
 
+def _criteria(value: Any) -> Any:
+    # The flag of the first release (`--serious`, JSON `"serious": true`) said only "serious":
+    # ICH E2A's catch-all criterion.
+    if value is True:
+        return ("medically-important",)
+    if value is False or value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return value
+
+
 class AdverseEvent(FactCommand):
     name = "adverse-event"
-    help = "Report an adverse event (CTCAE v5.0); prints the AE id and the required action."
-    term: Text = Field(max_length=200)
+    help = ("Report an adverse event coded to CTCAE v5.0; prints the AE id, the coding and the "
+            "required action.")
+    term: Text = Field(max_length=200, description="CTCAE v5.0 term or a protocol synonym")
     grade: Grade
     onset: IsoDate
-    serious: bool = False
+    verbatim: Text | None = Field(None, max_length=200,
+                                  description="the investigator's own words (needed for "
+                                              "'Other, specify' terms)")
+    serious: Annotated[tuple[SeriousCriterion, ...], BeforeValidator(_criteria)] = Field(
+        (), description="ICH E2A criterion; alone: medically-important",
+        json_schema_extra={"flag_value": "medically-important"})
+    aware_date: IsoDate | None = Field(None, description="when the site became aware "
+                                                         "(default: the entry time)")
     related: bool | None = None
     id: Text | None = Field(None, max_length=40, description="AE id (default: assigned)")
+
+    @field_validator("serious")
+    @classmethod
+    def _once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
 
 
 class UpdateAdverseEvent(FactCommand):

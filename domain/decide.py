@@ -85,6 +85,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
             raise RuleViolation("the ledger is already initialised", rule="init.twice")
         text = _needed(vouched.protocol_text, "protocol_text", command.name)
         protocol = parse_protocol(text, source=command.protocol or "bundled protocol")
+        protocol.check_coding()
         event = e.TrialInitialised(
             **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
             protocol_digest=protocol_digest(text), protocol_version=protocol.version,
@@ -98,6 +99,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
         case c.AmendProtocol():
             text = _needed(vouched.protocol_text, "protocol_text", command.name)
             new = parse_protocol(text, source=command.file)
+            new.check_coding()
             if any(v == new.version for v, _, _ in trial.protocol_texts):
                 raise RuleViolation(f"protocol version {new.version} is already registered",
                                     rule="protocol.version_exists", field="version")
@@ -154,7 +156,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
 
 # Command field -> event field, where the CLI's singular option names a list.
 _RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
-            "new_lesion": "new_lesions", "id": "ae_id"}
+            "new_lesion": "new_lesions", "id": "ae_id", "serious": "serious_criteria"}
 _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.AssessEligibility: e.EligibilityAssessed, c.Enrol: e.Enrolled, c.Infuse: e.InfusionGiven,
     c.Interrupt: e.TreatmentInterrupted, c.Resume: e.TreatmentResumed,
@@ -318,6 +320,7 @@ def _retraction(command: c.Retract, patient: Patient, timeline, env):
 
 # Values the ledger computes and stores for the record: never corrected by hand.
 _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
-             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version"}
+             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version",
+             "ctcae_term", "meddra_code", "soc", "coded_on_read"}
 # Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
 _RECORD_ONLY = {"response"}

@@ -7,11 +7,11 @@ source fed it.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from m22bol.domain import coding
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules import endpoints
 from m22bol.domain.rules.endpoints import PatientFacts
@@ -122,13 +122,14 @@ def estimate_text(value: float | None, ci: list[float | None] | None, fmt: str,
 
 
 def safety_document(r: Inputs | Replay) -> dict[str, Any]:
-    """TEAEs by term and worst grade, serious AEs, and the Clavien-Dindo table, per basket.
+    """TEAEs by SOC and coded term, serious AEs, and the Clavien-Dindo table, per basket.
 
-    Counts are of treated patients: a patient counts once per term, at the worst grade that
-    term reached inside the TEAE window up to the cutoff. Treatment emergence is decided by
-    `endpoints.py`, the one home of that rule. Serious AEs are listed whether
-    treatment-emergent or not (flagged), for every enrolled subject; the counts take
-    treatment-emergent ones only.
+    Counts are of treated patients: a patient counts once per coded term, at the worst grade
+    that term reached inside the TEAE window; rows go in MedDRA's SOC order, terms alphabetical
+    within a SOC, with the share of the treated. Treatment emergence and the window are decided
+    by `endpoints.py`, the one home of that rule. Serious AEs are listed whether
+    treatment-emergent or not (flagged), for every enrolled subject, with their ICH E2A
+    criteria and reporting deadline.
     """
     scopes = [b.id for b in r.protocol.baskets]
     tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
@@ -146,31 +147,42 @@ def safety_document(r: Inputs | Replay) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _TermRow:
+    soc: str | None
+    meddra_code: int | None
+    worst: dict[str, int] = field(default_factory=dict)  # subject -> worst grade in window
+    related: set[str] = field(default_factory=set)  # subjects with a related TEAE of the term
+
+
 class _SafetyTable:
     def __init__(self) -> None:
         self.treated = 0
-        # term -> subject -> worst grade
-        self.worst: dict[str, dict[str, int]] = defaultdict(dict)
+        self.terms: dict[str, _TermRow] = {}
         self.serious: list[dict[str, Any]] = []
         # grade -> (complications, subjects)
         self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
 
     def add(self, facts: PatientFacts, timeline, treated: bool, r: Inputs | Replay) -> None:
-        # The grade a TEAE counts at is the worst inside the window, as in the tallies.
         emergent = (endpoints.treatment_emergent_grades(facts, r.protocol, r.cutoff)
                     if treated else {})
         for ae in facts.adverse_events:
             if ae.onset > r.cutoff:
                 continue
-            worst = max(g for d, g in ae.grades if d <= r.cutoff)
             if ae.ae_id in emergent:
-                subjects = self.worst[ae.term]
-                subjects[facts.subject] = max(emergent[ae.ae_id],
-                                              subjects.get(facts.subject, 0))
+                row = self.terms.setdefault(ae.term, _TermRow(ae.soc, ae.meddra_code))
+                row.worst[facts.subject] = max(emergent[ae.ae_id],
+                                               row.worst.get(facts.subject, 0))
+                if ae.related:
+                    row.related.add(facts.subject)
             if ae.serious:
                 self.serious.append({
                     "subject": facts.subject, "basket": facts.basket, "ae_id": ae.ae_id,
-                    "term": ae.term, "onset": ae.onset.isoformat(), "worst_grade": worst,
+                    "term": ae.term, "verbatim": ae.verbatim, "onset": ae.onset.isoformat(),
+                    "worst_grade": max(g for d, g in ae.grades if d <= r.cutoff),
+                    "criteria": list(ae.serious_criteria),
+                    "report_due": ae.report_due.isoformat() if ae.report_due else None,
+                    "entered_late": ae.entered_late,
                     "treatment_emergent": ae.ae_id in emergent})
         if not treated:
             return
@@ -184,13 +196,20 @@ class _SafetyTable:
             row[1].add(facts.subject)
 
     def document(self) -> dict[str, Any]:
+        def pct(n: int) -> float | None:
+            return round(100 * n / self.treated, 1) if self.treated else None
+
         by_term = []
-        for term in sorted(self.worst, key=str.casefold):
-            worst = self.worst[term].values()
+        order = sorted(self.terms.items(),
+                       key=lambda kv: (coding.soc_rank(kv[1].soc), kv[0].casefold()))
+        for term, row in order:
+            worst = row.worst.values()
             by_term.append({
-                "term": term, "patients": len(worst),
+                "soc": row.soc or "not coded", "term": term, "meddra_code": row.meddra_code,
+                "patients": len(worst), "pct": pct(len(worst)),
                 **{f"grade_{g}": sum(1 for w in worst if w == g) for g in CTCAE_GRADES},
-                "grade_3plus": sum(1 for w in worst if w >= 3)})
+                "grade_3plus": sum(1 for w in worst if w >= 3),
+                "related": len(row.related), "related_pct": pct(len(row.related))})
         return {
             "treated": self.treated,
             "teae_by_term": by_term,

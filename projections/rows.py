@@ -27,7 +27,7 @@ Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 2
+VERSION = 3  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules
 
 
 @dataclass
@@ -148,7 +148,7 @@ def adverse_event_rows(d: Derived) -> Rows:
     rows = [
         {"subject": d.subject, "ae_id": ae["ae_id"], "term": ae["term"],
          "graded_as": ae.get("graded_as"), "onset": ae["onset"], "grade": ae.get("grade"),
-         "worst_grade": ae.get("worst_grade"), "serious": ae.get("serious"),
+         "worst_grade": ae.get("worst_grade"), "serious": bool(ae.get("serious")),
          "related": ae.get("related"), "resolved": ae.get("resolved"), "document": to_json(ae)}
         for ae in d.summary.get("adverse_events") or []
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules.intervals import rounded_interval
@@ -46,11 +46,19 @@ _CLAVIEN_DINDO_IIIA = _CLAVIEN_DINDO_RANK["iiia"]
 @dataclass(frozen=True)
 class AdverseEventFacts:
     ae_id: str
-    term: str  # already normalised: "Pneumonitis" for ILD
+    term: str  # the coded CTCAE term: "Pneumonitis" for ILD
     onset: date
     serious: bool
     grades: tuple[tuple[date, int], ...]  # (date, grade) history, first = the onset grade
     related: bool | None = None
+    # What the safety tables show beside the counts: the coding, and for an SAE its ICH E2A
+    # criteria and 24-hour reporting deadline (docs/safety.md).
+    soc: str | None = None  # None: an uncodable term stored before coding
+    meddra_code: int | None = None
+    verbatim: str | None = None
+    serious_criteria: tuple[str, ...] = ()
+    report_due: datetime | None = None
+    entered_late: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,13 @@ class PatientFacts:
                 AdverseEventFacts(ae_id=ae["ae_id"], term=ae["term"], onset=day(ae["onset"]),
                                   serious=ae["serious"],
                                   grades=tuple((day(a), int(g)) for a, g in ae["grades"]),
-                                  related=ae.get("related"))
+                                  related=ae.get("related"), soc=ae.get("soc"),
+                                  meddra_code=ae.get("meddra_code"),
+                                  verbatim=ae.get("verbatim"),
+                                  serious_criteria=tuple(ae.get("serious_criteria") or ()),
+                                  report_due=ae.get("report_due")
+                                  and datetime.fromisoformat(ae["report_due"]),
+                                  entered_late=ae.get("entered_late"))
                 for ae in d["adverse_events"]),
             death=day(d["death"]), treatment_ended=day(d["treatment_ended"]),
             fact_dates=tuple(map(day, d["fact_dates"])),

@@ -16,19 +16,23 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from m22bol.domain import coding
 from m22bol.domain.errors import DeviationRefused, LedgerError
 from m22bol.domain.events import InfusionGiven
-from m22bol.domain.rules.safety import GRADES, canonical_term
+from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
 from m22bol.domain.timeline import derive, summary
 from tests.support import Driver, new_ledger, open_ledger
 
 S = "M22-001"
 TODAY = date(2026, 11, 26)
 LEVELS = (5.4, 4.4, 3.2)
-TERMS = ("Pneumonitis", "Interstitial lung disease", "Neutrophil count decreased",
-         "Febrile neutropenia", "Platelet count decreased", "Heart failure", "Nausea")
+TERMS = ("Pneumonitis", "Interstitial lung disease", "ILD", "Neutrophil count decreased",
+         "neutropenia", "Febrile neutropenia", "Platelet count decreased", "Thrombocytopenia",
+         "Heart failure", "Nausea")
+SYNONYMS = parse_protocol(bundled_protocol_text()).synonyms("I")
 # Grade 5 is left out: it needs the death, which ends the sequence.
-GRADE = {term: [g for g in GRADES[canonical_term(term)] if g < 5] for term in TERMS}
+GRADE = {term: sorted(g for g in coding.code(term, SYNONYMS).term.grades if g < 5)
+         for term in TERMS}
 
 gaps = st.integers(min_value=0, max_value=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from m22bol.domain import events as ev
@@ -21,7 +22,7 @@ def full_course_subject() -> Subject:
           onset=day(30), ctcae_version="5.0")
     s.add(ev.AdverseEventResolved, ae_id="AE1", date=day(40))
     s.add(ev.AdverseEventReported, ae_id="AE2", term="Nausea", grade=1, onset=day(2),
-          serious=True, ctcae_version="5.0")
+          serious_criteria=("hospitalisation",), ctcae_version="5.0")
     s.add(ev.AdverseEventUpdated, ae_id="AE2", date=day(9), grade=3)
     for cycle in range(1, 9):
         # AE1 interrupts (pneumonitis grade 1) until resolved on day 40: cycle 3 waits for it.
@@ -55,12 +56,17 @@ def test_patient_facts_reads_each_part_of_the_walk():
     assert facts.radiotherapy == ((day(200), day(210)),)
     assert facts.pathology == ((day(198), "T0", "N0", "not-resected"),)
     assert facts.complications == ((day(195), "IIIb"),)
-    assert facts.adverse_events == (
+    coded = [replace(ae, report_due=None, entered_late=None) for ae in facts.adverse_events]
+    assert coded == [
         AdverseEventFacts(ae_id="AE2", term="Nausea", onset=day(2), serious=True,
-                          grades=((day(2), 1), (day(9), 3))),
+                          grades=((day(2), 1), (day(9), 3)), soc="Gastrointestinal disorders",
+                          meddra_code=10028813, serious_criteria=("hospitalisation",)),
         AdverseEventFacts(ae_id="AE1", term="Pneumonitis", onset=day(30), serious=False,
-                          grades=((day(30), 1),)),
-    )
+                          grades=((day(30), 1),),
+                          soc="Respiratory, thoracic and mediastinal disorders",
+                          meddra_code=10035742),
+    ]
+    assert facts.adverse_events[0].report_due is not None
     assert facts.death is None
     assert facts.treatment_ended is None  # eight of sixteen cycles: the course goes on
     assert max(facts.fact_dates) == day(300)

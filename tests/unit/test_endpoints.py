@@ -41,11 +41,11 @@ def patient(subject: str = "P1", *, basket: str | None = "I", enrolled: date | N
 
 
 def ae(onset: int, *grades: tuple[int, int], term: str = "Nausea", serious: bool = False,
-       first_grade: int = 1) -> AdverseEventFacts:
+       first_grade: int = 1, related: bool | None = None) -> AdverseEventFacts:
     """An AE with onset on study day `onset`; later grade changes as (day, grade)."""
     history = ((d(onset), first_grade), *((d(day), g) for day, g in grades))
     return AdverseEventFacts(ae_id=f"ae{onset}", term=term, onset=d(onset), serious=serious,
-                             grades=history)
+                             grades=history, related=related)
 
 
 def run(*patients: PatientFacts, cutoff: date = CUTOFF) -> dict:
@@ -427,15 +427,16 @@ def test_teae_grade_seriousness_and_terms():
         # fatal AE inside the window (day 0 .. 72): grade5 and grade3plus
         patient("C", infusions=(d(0), d(21), d(42)),
                 adverse_events=(ae(20, (60, 5), first_grade=3),), death=d(60)),
-        # pneumonitis grade 1
-        patient("D", adverse_events=(ae(80, term="Pneumonitis"),)),
-        # pre-existing grade 3 AE that does not worsen: not emergent at all
-        patient("E", adverse_events=(ae(-30, first_grade=3, serious=True),)),
-        # two TEAEs in one patient count the patient once
-        patient("F", adverse_events=(ae(10), ae(20, first_grade=2))),
+        # pneumonitis grade 1, assessed as related
+        patient("D", adverse_events=(ae(80, term="Pneumonitis", related=True),)),
+        # pre-existing grade 3 related AE that does not worsen: not emergent at all
+        patient("E", adverse_events=(ae(-30, first_grade=3, serious=True, related=True),)),
+        # two TEAEs in one patient count the patient once, related if either is
+        patient("F", adverse_events=(ae(10, related=False), ae(20, first_grade=2,
+                                                              related=True))),
     )
     assert out == {"patients_with_teae": 5, "grade3plus": 3, "serious": 1, "grade5": 1,
-                   "pneumonitis": 1, "related": 0, "clavien_dindo_3plus": 0}
+                   "pneumonitis": 1, "related": 2, "clavien_dindo_3plus": 0}
 
 
 def test_only_grades_reached_inside_the_window_count():
