@@ -13,9 +13,9 @@ import pytest
 
 from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.projections.reader import Reader
-from tests.integration.test_mini_trial import DATA, EXPECTED
-from tests.integration.test_protocol_amendment import BASKET_V
 from tests.support import PEOPLE, Driver, invoke, open_ledger
+from tests.support.mini_trial import DATA, EXPECTED
+from tests.support.protocols import BASKET_V
 
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)

@@ -14,12 +14,9 @@ from hypothesis import strategies as st
 
 from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import LedgerError
-from tests.conftest import _fresh_postgres_database
-from tests.integration.test_projections import (
-    assert_agrees_with_replay,
-    assert_rebuild_changes_nothing,
-)
 from tests.support import new_ledger
+from tests.support.databases import fresh_postgres_database, sqlite_url
+from tests.support.read_models import assert_agrees_with_replay, assert_rebuild_changes_nothing
 
 SUBJECTS = ("H-0", "H-1", "H-2")
 BASE = date(2025, 1, 1)
@@ -105,9 +102,9 @@ def histories(draw) -> list[list[tuple[str, dict]]]:
 def fresh_url(store: str) -> Iterator[str]:
     if store == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/ledger.sqlite"
+            yield sqlite_url(folder)
     else:
-        with contextmanager(_fresh_postgres_database)() as url:
+        with fresh_postgres_database() as url:
             yield url
 
 

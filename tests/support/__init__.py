@@ -1,4 +1,10 @@
-"""Shared test helpers: a ledger with the usual people, and one-line entries."""
+"""Shared test helpers: a ledger with the usual people, and one-line entries.
+
+Helpers more than one test module uses live in this package (never imported from another test
+module): `databases` (empty SQLite and PostgreSQL ledgers), `read_models` (read-model snapshots
+and their agreement with the replay), `protocols` (an amended protocol), `mini_trial` (the
+hand-counted mini trial), `timelines` (a subject's facts walked without a store).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 from m22bol.domain.commands import parse_command
 from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.store import MEMORY_URL
 from m22bol.projections import after_save
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
@@ -32,8 +39,10 @@ class Driver:
 
 
 def open_ledger(url: str, **options: Any) -> TrialLedger:
-    """A ledger as the CLI opens it: read models kept current after each save."""
-    return TrialLedger(url, after_save=[after_save], **options)
+    """A ledger as the CLI opens it: read models kept current after each save (a memory store
+    has none: it is read by replay)."""
+    hooks = [] if url == MEMORY_URL else [after_save]
+    return TrialLedger(url, after_save=hooks, **options)
 
 
 def new_ledger(url: str) -> TrialLedger:
