@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from m22bol.domain.commands import parse_command
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL
 from m22bol.projections import after_save
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
+
+# Where a ledger test runs (conftest.py reads the marker). A rule test checks what the domain
+# decides: the memory store runs the same write path without a database, so most run there and
+# a handful per module run end to end on both databases; see docs/decisions.md.
+IN_MEMORY = pytest.mark.stores("memory")
+ON_DATABASES = pytest.mark.stores("sqlite", "postgres")
 
 
 class Driver:
