@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from m22bol.ledger import signatures
 from m22bol.ledger.store import MEMORY_URL
 from tests.support.databases import POSTGRES_ENV, fresh_postgres_database, sqlite_url
 
@@ -32,6 +34,21 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# The production scrypt cost (2**15, 32 MiB, ~0.1 s a hash) buys nothing in a test and is paid
+# for every password set and every signature checked; 2**10 is ~30 times cheaper. The cost is
+# stored with each hash, so checking reads it back; test_signatures pins the production cost.
+# Session scope: hypothesis refuses function-scoped fixtures around its examples.
+TEST_SCRYPT_LOG2_N = 10
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(signatures, "hash_password",
+                      partial(signatures.hash_password, log2_n=TEST_SCRYPT_LOG2_N))
+        yield
+
 
 DATABASES = ("sqlite", "postgres")
 STORES = ("memory", *DATABASES)
