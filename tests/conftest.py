@@ -1,6 +1,6 @@
 """Suite-wide pytest setup: ledger URLs for each store, markers, hypothesis profiles.
 
-Tests that take ``ledger_url`` (or ``ledger``, ``driver``) run once per store: SQLite and
+Tests that take ``ledger_url`` or ``ledger`` (or ``driver``) run once per store: SQLite and
 PostgreSQL unless the test or its module says otherwise with ``@pytest.mark.stores(...)``.
 The rule tests run on ``memory`` (the same write path with an in-memory store: no database,
 no read models, read by replay) and mark a handful of their tests to run end to end on
@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from functools import partial
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from m22bol.ledger import signatures
+from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL
-from tests.support.databases import POSTGRES_ENV, fresh_postgres_database, sqlite_url
+from tests.support import Driver, new_ledger, open_ledger
+from tests.support.databases import (
+    POSTGRES_ENV,
+    copy_sqlite_ledger,
+    fresh_postgres_database,
+    sqlite_url,
+)
 
 # CI must be reproducible: the same examples on every run, and no flaky timing failures on
 # slow shared runners. Locally keep random exploration (that is what finds bugs) but drop
@@ -68,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One run per store the closest `stores` marker names (the test's, else its module's)."""
-    if "ledger_url" not in metafunc.fixturenames:
+    if "store" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("stores")
     stores = marker.args if marker else DATABASES
@@ -76,18 +85,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if unknown:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown stores {unknown}")
     metafunc.parametrize(
-        "ledger_url",
+        "store",
         [pytest.param(s, marks=pytest.mark.postgres) if s == "postgres" else s for s in stores],
         indirect=True,
     )
 
 
 @pytest.fixture
-def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """URL of an empty ledger on the store of this run (see `pytest_generate_tests`)."""
-    if request.param == "memory":
+def store(request: pytest.FixtureRequest) -> str:
+    """The store of this run: memory, sqlite or postgres (see `pytest_generate_tests`)."""
+    return request.param
+
+
+@pytest.fixture
+def ledger_url(store: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of an empty ledger on the store of this run."""
+    if store == "memory":
         yield MEMORY_URL
-    elif request.param == "sqlite":
+    elif store == "sqlite":
         yield sqlite_url(request.getfixturevalue("tmp_path"))
     else:
         with fresh_postgres_database() as url:
@@ -114,18 +129,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+# Initialising a ledger (init and four grants, each kept in the read models) costs more than
+# most tests that start from one: each database gets one initialised ledger a session, copied.
+@pytest.fixture(scope="session")
+def initialised_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = sqlite_url(tmp_path_factory.mktemp("initialised"))
+    new_ledger(url).close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def initialised_postgres() -> Iterator[str]:
+    """The name of the database; CREATE DATABASE ... TEMPLATE copies it."""
+    with fresh_postgres_database() as url:
+        new_ledger(url).close()
+        yield urlsplit(url).path.lstrip("/")
+
+
 @pytest.fixture
-def ledger(ledger_url: str):
+def ledger(store: str, request: pytest.FixtureRequest) -> Iterator[TrialLedger]:
     """An initialised ledger (admin `admin`; `dm`, `inv`, `mon`, `aud`), on each store."""
-    from tests.support import new_ledger
-
-    ledger = new_ledger(ledger_url)
-    yield ledger
-    ledger.close()
+    with ExitStack() as stack:
+        if store == "memory":
+            ledger = new_ledger(MEMORY_URL)
+        elif store == "sqlite":
+            ledger = open_ledger(copy_sqlite_ledger(request.getfixturevalue("initialised_sqlite"),
+                                                    request.getfixturevalue("tmp_path")))
+        else:
+            template = request.getfixturevalue("initialised_postgres")
+            ledger = open_ledger(stack.enter_context(fresh_postgres_database(template)))
+        stack.callback(ledger.close)
+        yield ledger
 
 
 @pytest.fixture
-def driver(ledger):
-    from tests.support import Driver
-
+def driver(ledger: TrialLedger) -> Driver:
     return Driver(ledger)

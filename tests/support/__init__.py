@@ -9,13 +9,15 @@ hand-counted mini trial), `timelines` (a subject's facts walked without a store)
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from m22bol.domain.commands import parse_command
 from m22bol.ledger.app import TrialLedger
-from m22bol.ledger.store import MEMORY_URL
+from m22bol.ledger.store import MEMORY_URL, events_table
 from m22bol.projections import after_save
+from tests.support.databases import read_rows
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
 
@@ -74,11 +76,14 @@ def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | 
 
 
 def store_fingerprint(url: str) -> list[tuple]:
-    """Every stored event row, byte for byte: what a refused command must leave unchanged."""
-    ledger = TrialLedger(url)  # no read models: this reads the event rows only
-    try:
-        rows = ledger.recorder.select_notifications(None, 10**9)
-        return [(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
-                for n in rows]
-    finally:
-        ledger.close()
+    """Every stored event row, byte for byte, in notification order: what a refused command
+    must leave unchanged. Read with plain SQL, because opening a ledger runs its schema
+    statements (on PostgreSQL a lock and DDL) and tests take this before and after each try."""
+    columns = "originator_id, originator_version, topic, state"
+    if url.startswith("sqlite"):
+        query = f"SELECT rowid, {columns} FROM {events_table(url)} ORDER BY rowid"
+    else:
+        query = f"SELECT notification_id, {columns} FROM {events_table(url)} ORDER BY 1"
+    # SQLite keeps the aggregate id as 32 hex digits, PostgreSQL as a uuid: one text form.
+    return [(n, str(UUID(str(originator))), version, topic, bytes(state))
+            for n, originator, version, topic, state in read_rows(url, query)]
