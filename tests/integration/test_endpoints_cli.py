@@ -13,7 +13,7 @@ import pytest
 
 from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.projections.reader import Reader
-from tests.support import PEOPLE, Driver, invoke, open_ledger
+from tests.support import ON_SQLITE, PEOPLE, Driver, invoke, open_ledger
 from tests.support.mini_trial import DATA, EXPECTED
 from tests.support.protocols import BASKET_V
 
@@ -135,6 +135,7 @@ def test_the_mini_trial_tallies_alike_on_every_store(ledger_url):
     assert doc["baskets"] == EXPECTED
 
 
+@ON_SQLITE  # options are checked the same way whatever the store
 @pytest.mark.parametrize("args, code", [
     (["endpoints", "--cutoff", "2025-13-01"], 2),
     (["endpoints", "--known-at", "2026-03-01T09:00:00"], 2),  # no UTC offset

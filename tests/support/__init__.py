@@ -24,8 +24,11 @@ PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": 
 # Where a ledger test runs (conftest.py reads the marker). A rule test checks what the domain
 # decides: the memory store runs the same write path without a database, so most run there and
 # a handful per module run end to end on both databases; see docs/decisions.md.
+# Who may do what is decided before the store is touched: role matrices run ON_SQLITE alone,
+# and the refusal tests check on both databases that a refusal leaves the store unchanged.
 IN_MEMORY = pytest.mark.stores("memory")
 ON_DATABASES = pytest.mark.stores("sqlite", "postgres")
+ON_SQLITE = pytest.mark.stores("sqlite")
 
 
 class Driver:
