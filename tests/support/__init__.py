@@ -1,9 +1,10 @@
 """Shared test helpers: a ledger with the usual people, and one-line entries.
 
 Helpers more than one test module uses live in this package (never imported from another test
-module): `databases` (empty SQLite and PostgreSQL ledgers), `read_models` (read-model snapshots
-and their agreement with the replay), `protocols` (an amended protocol), `mini_trial` (the
-hand-counted mini trial), `timelines` (a subject's facts walked without a store).
+module): `databases` (SQLite and PostgreSQL ledgers, empty or copied, read with plain SQL),
+`read_models` (read-model snapshots and their agreement with the replay), `protocols` (an
+amended protocol), `mini_trial` (the hand-counted mini trial), `timelines` (a subject's facts
+walked without a store).
 """
 
 from __future__ import annotations
