@@ -56,8 +56,11 @@ class TrialLedger(Application):
             self._make_append_only()
 
     def _make_append_only(self) -> None:
+        statements = append_only_statements(self.url)
+        if not statements:  # a memory store has no datastore to put triggers in
+            return
         with self.recorder.datastore.transaction(commit=True) as cursor:
-            for statement in append_only_statements(self.url):
+            for statement in statements:
                 cursor.execute(statement)
 
     # --- reading aggregates -------------------------------------------------------------------

@@ -94,6 +94,12 @@ class PydanticMapper(Mapper):
         return event
 
 
+# A store that lives as long as its ledger object: the same write path (unit of work, mapper,
+# canonical bytes, hash chain) without a database, for fast tests of the rules. It has no
+# append-only triggers and no read models; it reads by replay only.
+MEMORY_URL = "memory:"
+
+
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing settings for a ledger URL."""
     parts = urlsplit(url)
@@ -103,7 +109,9 @@ def store_env(url: str) -> dict[str, str]:
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(CanonicalTranscoder),
     }
-    if scheme == "sqlite":
+    if url == MEMORY_URL:
+        env.update(PERSISTENCE_MODULE="eventsourcing.popo")
+    elif scheme == "sqlite":
         path = url.split("///", 1)[1] if "///" in url else ""
         if not path or path == ":memory:":
             raise BadInput("ledger: a SQLite ledger needs a file, e.g. sqlite:///m22bol.sqlite",
@@ -133,6 +141,8 @@ def events_table(url: str) -> str:
 
 def append_only_statements(url: str) -> list[str]:
     """Triggers that make the database itself refuse any UPDATE or DELETE of stored events."""
+    if url == MEMORY_URL:
+        return []  # nothing outside the ledger object can reach a memory store
     table = events_table(url)
     if url.startswith("sqlite"):
         return [
@@ -158,7 +168,7 @@ def schema_lock(url: str) -> Iterator[None]:
     with "tuple concurrently updated" (measured: 13 of 32 simultaneous opens). A session
     advisory lock makes them take turns. SQLite serialises them with its write lock already.
     """
-    if url.startswith("sqlite"):
+    if not url.startswith("postgres"):
         yield
         return
     import psycopg

@@ -1,5 +1,11 @@
-"""A full course for one subject through the installed `m22bol` command, in a subprocess:
-8 neo-adjuvant cycles, surgery, local treatment complete, 8 adjuvant cycles."""
+"""A full course for one subject through the command line: 8 neo-adjuvant cycles, surgery,
+local treatment complete, 8 adjuvant cycles; and an adverse event through the installed `m22bol`
+command, in a subprocess.
+
+The course's forty commands run in-process (the same click command the installed script
+runs): a subprocess each cost about a second of interpreter start and imports, and what the
+process boundary adds (exit status, stdout and stderr apart, the M22BOL_* variables, no
+traceback) is checked by the subprocess tests here and in test_installed_command.py."""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import invoke
+from tests.support.databases import sqlite_url
+
 pytestmark = pytest.mark.e2e
 
 S = "M22-001"
@@ -22,6 +31,18 @@ def m22bol() -> str:
     found = shutil.which("m22bol") or str(Path(sys.executable).with_name("m22bol"))
     assert os.path.exists(found), "install the project (make venv) to run e2e tests"
     return found
+
+
+@pytest.fixture
+def in_process(tmp_path):
+    ledger = sqlite_url(tmp_path)
+
+    def run(user: str, *args: str, code: int = 0):
+        done = invoke(list(args), url=ledger, user=user)
+        assert done.exit_code == code, done.output
+        return done
+
+    return run
 
 
 @pytest.fixture
@@ -39,13 +60,13 @@ def run(tmp_path):
     return run
 
 
-def test_a_full_course_through_the_installed_command(run):
+def test_a_full_course_through_the_command_line(in_process):
     def nurse(*args: str, code: int = 0) -> dict:
-        done = run("nurse", *args, "--json", code=code)
+        done = in_process("nurse", *args, "--json", code=code)
         return json.loads(done.stdout)
 
-    run("chief", "init")
-    run("chief", "grant", "nurse", "data-manager")
+    in_process("chief", "init")
+    in_process("chief", "grant", "nurse", "data-manager")
     nurse("register", S, "--site", "S1", "--consent-date", "2025-01-02")
     nurse("assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from m22bol.ledger.access import roles_for
-from tests.support import PEOPLE, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, PEOPLE, invoke, new_ledger, store_fingerprint
 
 ENROLLED = [
     ["register", "{s}", "--site", "S1", "--consent-date", "2025-01-02"],
@@ -89,6 +89,7 @@ def _fill(args, subject):
     return [a.format(s=subject) for a in args]
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("command", sorted(SCENARIOS))
 def test_role_matrix(url, command):
     allowed = roles_for(command)

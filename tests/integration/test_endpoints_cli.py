@@ -13,9 +13,9 @@ import pytest
 
 from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.projections.reader import Reader
-from tests.integration.test_mini_trial import DATA, EXPECTED, without_intervals
-from tests.integration.test_protocol_amendment import BASKET_V
-from tests.support import PEOPLE, Driver, invoke, open_ledger
+from tests.support import ON_SQLITE, PEOPLE, Driver, invoke, open_ledger
+from tests.support.mini_trial import DATA, EXPECTED, without_intervals
+from tests.support.protocols import BASKET_V
 
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
@@ -135,6 +135,7 @@ def test_the_mini_trial_tallies_alike_on_every_store(ledger_url):
     assert without_intervals(doc["baskets"]) == EXPECTED
 
 
+@ON_SQLITE  # options are checked the same way whatever the store
 @pytest.mark.parametrize("args, code", [
     (["endpoints", "--cutoff", "2025-13-01"], 2),
     (["endpoints", "--known-at", "2026-03-01T09:00:00"], 2),  # no UTC offset

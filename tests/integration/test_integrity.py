@@ -20,7 +20,7 @@ from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import integrity
 from m22bol.ledger.store import events_table
-from tests.support import Driver, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, Driver, invoke, new_ledger, store_fingerprint
 
 
 @pytest.fixture
@@ -102,6 +102,7 @@ def test_verify_rechecks_every_seal_and_a_digest_received_earlier(trial):
     assert [(f["kind"], f["entry"]) for f in doc["failures"]] == [("seal", "-")]
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("user, action, allowed", [
     ("admin", "seal", True), ("dm", "seal", False), ("inv", "seal", False),
     ("aud", "seal", False), ("mon", "seal", False),

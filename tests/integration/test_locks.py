@@ -9,7 +9,7 @@ import json
 import pytest
 
 from m22bol.domain import commands as c
-from tests.support import invoke, store_fingerprint
+from tests.support import ON_SQLITE, invoke, store_fingerprint
 
 S, OTHER = "M22-001", "M22-002"
 ENTRIES = [
@@ -106,6 +106,7 @@ def test_lock_and_unlock_are_audited_with_who_when_and_why(two, tmp_path):
     assert all(r["envelope"]["recorded_at"] for r in records)
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("user", ["dm", "inv", "mon", "aud"])
 def test_only_an_admin_locks_and_unlocks(two, user):
     assert run(two, "lock", "--reason", "x", user=user).exit_code == 4

@@ -3,6 +3,9 @@
 import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 STRATA = [  # (ER, prior therapy) -> basket, spec/trial.md
     ("positive", "none", "I"),
@@ -27,6 +30,7 @@ def _assess(driver, subject, **overrides):
     return driver.do("assess-eligibility", **values)
 
 
+@ON_DATABASES
 def test_her2_negative_is_a_screen_failure_with_that_reason(driver):
     out = _assess(driver, "M22-002", her2="negative")
     assert out["eligible"] is False
@@ -68,6 +72,7 @@ def test_a_later_assessment_decides(driver):
     assert driver.do("enrol", subject="M22-006", date="2025-02-04", weight_kg=70)["basket"] == "II"
 
 
+@ON_DATABASES
 def test_subject_ids_are_unique(driver):
     driver.do("register", subject="M22-007", site="S1", consent_date="2025-01-02")
     with pytest.raises(RuleViolation) as refused:
@@ -75,6 +80,7 @@ def test_subject_ids_are_unique(driver):
     assert refused.value.rule == "register.exists"
 
 
+@ON_DATABASES
 def test_enrolment_twice_and_before_assessment_are_refused(driver):
     driver.do("register", subject="M22-008", site="S1", consent_date="2025-01-02")
     with pytest.raises(RuleViolation, match="no eligibility assessment"):

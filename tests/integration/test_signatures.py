@@ -40,6 +40,8 @@ def test_only_a_salted_scrypt_hash_of_the_password_is_stored(signer):
     assert stored.startswith("scrypt$") and PASSWORD not in stored
     assert verify_password(PASSWORD, stored) and not verify_password(PASSWORD + "!", stored)
     assert hash_password(PASSWORD) != hash_password(PASSWORD)  # a fresh salt each time
+    # conftest lowers the cost for the ledgers of the tests; the function keeps its own.
+    assert hash_password(PASSWORD).startswith("scrypt$15$8$1$")
     for row in store_fingerprint(signer.ledger.url):
         assert PASSWORD.encode() not in row[4]
 

@@ -6,6 +6,9 @@ import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
 from m22bol.projections.replay import patient_view
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 S = "M22-001"
 
@@ -65,6 +68,7 @@ def test_ae_ids_are_assigned_in_turn_and_unique(enrolled):
     assert refusal.value.rule == "ae.id_exists"
 
 
+@ON_DATABASES
 def test_the_ctcae_version_and_the_action_are_stored_with_the_ae(enrolled):
     ae(enrolled, "Neutrophil count decreased", 3, serious=True, related=True)
     stored = enrolled.ledger.patient(S).events[-1]
@@ -109,6 +113,7 @@ def test_an_ae_before_the_first_infusion_is_a_baseline_condition_holding_nothing
     assert patient_view(driver.ledger, S)["treatment_state"] == "not started"
 
 
+@ON_DATABASES
 def test_the_patient_view_lists_adverse_events_and_lvef(enrolled):
     ae(enrolled, "Interstitial lung disease", 1, onset="2025-02-01")
     enrolled.do("resolve-adverse-event", subject=S, ae_id="AE1", date="2025-02-10")
@@ -121,6 +126,7 @@ def test_the_patient_view_lists_adverse_events_and_lvef(enrolled):
     assert (doc["lvef"]["baseline"], doc["lvef"]["last"]) == (60, 58)
 
 
+@ON_DATABASES
 def test_a_retracted_ae_takes_its_interruption_with_it(enrolled):
     out = ae(enrolled, "Febrile neutropenia", 3)
     assert patient_view(enrolled.ledger, S)["treatment_state"] == "interrupted"

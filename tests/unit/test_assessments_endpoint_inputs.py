@@ -9,7 +9,7 @@ from m22bol.domain import events as ev
 from m22bol.domain.rules.endpoint_inputs import patient_facts
 from m22bol.domain.rules.endpoints import AdverseEventFacts, tally
 from m22bol.domain.timeline import derive
-from tests.unit.test_assessments import DAY0, PROTOCOL, Subject, day
+from tests.support.timelines import DAY0, PROTOCOL, Subject, day
 
 
 def full_course_subject() -> Subject:
