@@ -9,8 +9,10 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from m22bol.domain.events import InfusionGiven, RadiotherapyGiven, SurgeryPerformed
+from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules import assessments
 from m22bol.domain.timeline import summary
+from m22bol.projections import documents
 from m22bol.projections.report.figures import MONTH, PatientCourse, SurvivalRow
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class ReportData:
     cutoff: date
     known_at: datetime
     seal: dict[str, Any] | None
+    seal_coverage: str
     consort: dict[str, Any]
     endpoints: dict[str, Any]
     safety: dict[str, Any]
@@ -38,9 +41,12 @@ class ReportData:
 def gather(reader: Reader, *, known_at: datetime | None = None,
            cutoff: date | None = None) -> ReportData:
     """Tallies and safety exactly as `endpoints` and `safety` print them; each subject's course
-    from the same walk through the rules that `patient` shows."""
+    from the same walk through the rules that `patient` shows.
+
+    One replay feeds every section: the tallies are computed from the walk the reader returned
+    rather than asked again, which would replay the whole ledger twice more (most of the
+    report's time at 400 patients)."""
     walked = reader.walk(known_at=known_at, cutoff=cutoff)
-    facts = walked.patients
     summaries, courses, deviations, interruptions = [], [], [], []
     for w in walked.subjects:
         patient, timeline, state = w.patient, w.timeline, w.state
@@ -54,27 +60,39 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         course = _course(s, timeline, state, walked.cutoff)
         if course is not None:
             courses.append(course)
-    tallies = reader.endpoints(known_at=known_at, cutoff=cutoff)["baskets"]
-    safety = reader.safety(known_at=known_at, cutoff=cutoff)["baskets"]["all"]
+    baskets = [b.id for b in walked.protocol.baskets]
     return ReportData(
         trial=walked.protocol.name, title=walked.protocol.title,
         protocol_version=walked.protocol.version, cutoff=walked.cutoff,
         known_at=known_at or _last_recorded(walked), seal=walked.seal,
-        consort=consort(summaries, [b.id for b in walked.protocol.baskets]),
-        endpoints=tallies, safety=safety,
+        seal_coverage=seal_coverage(walked),
+        consort=consort(summaries, baskets, walked.protocol),
+        endpoints=documents.endpoints_document(walked)["baskets"],
+        safety=documents.safety_document(walked)["baskets"]["all"],
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,
-        **_survival(facts, walked),
+        **_survival(walked),
     )
 
 
-def _survival(facts, walked) -> dict[str, list[SurvivalRow]]:
+def seal_coverage(walked) -> str:
+    """What the last seal covers, as a monitor reads it: "sealed 2026-03-01, 412 entries
+    since". Entries recorded after the seal are protected by the hash links only."""
+    if not walked.trial.seals:
+        return "not sealed"
+    sealed_at = walked.trial.seals[-1].recorded_at
+    since = sum(e.recorded_at > sealed_at for e in _events(walked))
+    entries = "entry" if since == 1 else "entries"
+    return f"sealed {sealed_at.date().isoformat()}, {since} {entries} since"
+
+
+def _survival(walked) -> dict[str, list[SurvivalRow]]:
     """PFS and OS times exactly as the endpoint tallies define them."""
     from m22bol.domain.rules import endpoints
 
     rows: dict[str, list[SurvivalRow]] = {"pfs": [], "os": []}
-    for f in facts:
+    for f in walked.patients:
         outcome = endpoints.outcome(f, walked.protocol, walked.cutoff)
         if outcome is None:
             continue
@@ -83,36 +101,96 @@ def _survival(facts, walked) -> dict[str, list[SurvivalRow]]:
     return rows
 
 
-def consort(summaries: list[dict[str, Any]], baskets: list[str]) -> dict[str, Any]:
-    """The CONSORT-style flow: screened down to completed, discontinued, withdrawn, dead."""
+def consort(summaries: list[dict[str, Any]], baskets: list[str],
+            protocol: Protocol) -> dict[str, Any]:
+    """The CONSORT 2010 flow, every box a count that its parts add up to.
+
+    Assessed = excluded + enrolled + awaiting a decision; per basket, enrolled = treated + not
+    treated, and treated = completed + discontinued + still on treatment. The analysed are the
+    treated: the endpoint and safety denominators (docs/endpoints.md). A screen failure may
+    fail several criteria, so the exclusion reasons may add up to more than the excluded."""
     enrolled = [s for s in summaries if s["enrolled"]]
-    treated = [s for s in enrolled if s.get("cycles_given")]
-    failures = Counter(c.split(":")[0] for s in summaries if s["status"] == "screen-failed"
-                       for c in s["failed_criteria"])
-    discontinued = Counter(_reason((s.get("discontinued") or {}).get("why", "unknown"))
-                           for s in treated if s.get("treatment_state") == "discontinued")
+    failed = [s for s in summaries if s["status"] == "screen-failed"]
+    # Left before enrolment without failing screening: CONSORT's "declined" and "other".
+    left = [s for s in summaries if not s["enrolled"] and s["status"] != "screen-failed"
+            and (s["withdrawn"] is not None or s["death"] is not None)]
+    reasons = Counter(exclusion_reason(c, protocol) for s in failed
+                      for c in dict.fromkeys(_criterion(c) for c in s["failed_criteria"]))
+    reasons.update("withdrew consent before enrolment" if s["withdrawn"] is not None
+                   else "died before enrolment" for s in left)
+    arms = []
+    for basket in baskets:
+        mine = [s for s in enrolled if s["basket"] == basket]
+        treated = [s for s in mine if s.get("cycles_given")]
+        untreated = [s for s in mine if not s.get("cycles_given")]
+        stopped = [s for s in treated if s.get("treatment_state") == "discontinued"]
+        completed = sum(s.get("treatment_state") == "completed" for s in treated)
+        arms.append({
+            "basket": basket, "enrolled": len(mine), "treated": len(treated),
+            "not_treated": len(untreated),
+            "not_treated_reasons": _counted(_untreated_reason(s) for s in untreated),
+            "discontinued": len(stopped),
+            "discontinued_reasons": _counted(
+                discontinuation_reason((s.get("discontinued") or {}).get("why", ""))
+                for s in stopped),
+            "completed": completed,
+            "on_treatment": len(treated) - len(stopped) - completed,
+            "analysed": len(treated),
+        })
     return {
-        "screened": len(summaries),
-        "screen_failed": sum(s["status"] == "screen-failed" for s in summaries),
-        "screen_failure_reasons": dict(sorted(failures.items())),
-        "enrolled": {b: sum(s["basket"] == b for s in enrolled) for b in baskets},
-        "treated": len(treated),
-        "phases": dict(sorted(Counter(s.get("phase") for s in treated).items(),
-                              key=lambda kv: str(kv[0]))),
-        "completed": sum(s.get("treatment_state") == "completed" for s in treated),
-        "discontinued": dict(sorted(discontinued.items())),
-        "withdrawn": sum(s["withdrawn"] is not None for s in summaries),
-        "dead": sum(s["death"] is not None for s in summaries),
+        "assessed": len(summaries),
+        "excluded": len(failed) + len(left),
+        "exclusion_reasons": _counted(reasons.elements()),
+        "awaiting": len(summaries) - len(failed) - len(left) - len(enrolled),
+        "enrolled": len(enrolled),
+        "baskets": arms,
+        "treated": sum(a["treated"] for a in arms),
     }
 
 
-def _reason(why: str) -> str:
+def _counted(reasons) -> list[tuple[str, int]]:
+    """Reasons, most frequent first, then alphabetical: the order a CONSORT box lists them."""
+    return sorted(Counter(reasons).items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _criterion(failure: str) -> str:
+    return failure.split(":")[0]
+
+
+def exclusion_reason(criterion: str, protocol: Protocol) -> str:
+    """A failed eligibility criterion in the protocol's words, with its limit."""
+    rules = protocol.eligibility
+    words = {
+        "her2": "HER2 status not accepted",
+        "er": "ER status not accepted",
+        "prior_therapy": "prior therapy not accepted",
+        "strata": "no basket for the HER2, ER and prior-therapy combination",
+        "distant_lesions": (f"distant lesions outside {rules.min_distant_lesions}"
+                            f"-{rules.max_distant_lesions}"),
+        "all_lesions_curable": "not every distant lesion curable by local treatment",
+        "lvef": f"LVEF below {rules.min_baseline_lvef_pct:g}%"
+        if rules.min_baseline_lvef_pct is not None else "LVEF too low",
+        "ecog": f"ECOG performance status above {rules.max_ecog}",
+        "consent": "consent dated after the eligibility assessment",
+    }
+    return words.get(criterion, criterion.replace("_", " "))
+
+
+def _untreated_reason(s: dict[str, Any]) -> str:
+    if s["death"] is not None:
+        return "died before the first infusion"
+    if s["withdrawn"] is not None:
+        return "withdrew consent before the first infusion"
+    return "first infusion not yet given"
+
+
+def discontinuation_reason(why: str) -> str:
     """A discontinuation reason as a monitor counts it: by AE term, LVEF, or the decision."""
     if match := re.match(r"AE\S* (.+?) grade \d", why):
         return f"adverse event: {match.group(1)}"
     if why.startswith("LVEF"):
         return "LVEF decline or symptomatic heart failure"
-    return why
+    return why.removeprefix("decision: ") or "reason not recorded"
 
 
 def _course(s: dict[str, Any], timeline, state, cutoff: date) -> PatientCourse | None:
@@ -151,5 +229,10 @@ def _course(s: dict[str, Any], timeline, state, cutoff: date) -> PatientCourse |
 def _last_recorded(walked) -> datetime:
     """Without --known-at the report shows everything recorded: name the latest entry's time,
     so the same ledger always gives the same page."""
-    events = [*walked.trial.events, *(e for w in walked.subjects for e in w.patient.events)]
-    return max(e.recorded_at for e in events)
+    return max(e.recorded_at for e in _events(walked))
+
+
+def _events(walked):
+    yield from walked.trial.events
+    for w in walked.subjects:
+        yield from w.patient.events

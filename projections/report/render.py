@@ -43,6 +43,12 @@ def render(data: ReportData, pictures: dict[str, str], *, generated: datetime) -
                              trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return template.render(d=data, pictures=pictures, generated=generated.isoformat(
-        timespec="seconds"), tallies=documents.endpoint_table(data.endpoints))
+        timespec="seconds"), tallies=documents.endpoint_table(data.endpoints), pct=_pct,
+        swimmer_cap=figures.SWIMMER_ROWS_PER_BASKET)
+
+
+def _pct(n: int, total: int) -> str:
+    """A share of the treated, as the safety document rounds it; "-" with nobody treated."""
+    return f"{round(100 * n / total, 1)}%" if total else "-"
 
 

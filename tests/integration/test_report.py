@@ -41,10 +41,12 @@ def test_every_section_and_figure_is_there(rendered):
         assert f'src="{figure}"' in page
         assert svg.stat().st_size > 5000 and svg.read_text().lstrip().startswith("<?xml")
     assert "Data cutoff</th><td>2025-12-31" in page
-    assert "<th>IV</th>" in page and "<th>all</th>" in page
-    # the flow counts what the mini-trial holds: 14 screened, 1 screen failure
-    assert re.search(r"Screened<br><b>14</b>", page)
-    assert re.search(r"Screen failures<br><b>1</b>", page)
+    assert ">basket IV</th>" in page and ">all baskets</th>" in page
+    # the flow counts what the mini-trial holds: 14 assessed, 1 excluded, in words
+    assert "Assessed for eligibility <b>(n = 14)</b>" in page
+    assert "Excluded <b>(n = 1)</b>" in page
+    assert "not seal" in page  # the mini-trial is never sealed, and the header says so
+    assert "_" not in re.search(r'<section id="consort">.*?</section>', page, re.S).group(0)
 
 
 def test_the_same_ledger_gives_the_same_report(rendered):
