@@ -55,6 +55,7 @@ each one):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -433,8 +434,11 @@ def best_overall_response(responses: Sequence[AssessmentResponse], first_infusio
 # --- arithmetic --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def _mm(value: float | int) -> Fraction:
-    # repr() of a float is the shortest decimal that reads back to it: the number as written.
+    # Cached: parsing the decimal is much of a replay's RECIST time, and a trial has few
+    # distinct measurements. repr() of a float is the shortest decimal that reads back to
+    # it: the number as written.
     return Fraction(value) if isinstance(value, int) else Fraction(repr(float(value)))
 
 
