@@ -18,9 +18,14 @@ TEMPLATE = Path(__file__).with_name("template.html")
 
 def write_report(reader, out: Path, *, known_at: datetime | None = None,
                  cutoff: date | None = None, progress=lambda label: None) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
     progress("reading the ledger")
     data = gather(reader, known_at=known_at, cutoff=cutoff)
+    return write_page(data, out, progress=progress)
+
+
+def write_page(data: ReportData, out: Path, *, progress=lambda label: None) -> Path:
+    """The page and its figures from gathered data (tests hand in a trial scaled up)."""
+    out.mkdir(parents=True, exist_ok=True)
     progress("drawing figures")
     pictures = {
         "waterfall": figures.waterfall(data.courses, out / "waterfall.svg"),
