@@ -186,7 +186,9 @@ def _untreated_reason(s: dict[str, Any]) -> str:
 
 def discontinuation_reason(why: str) -> str:
     """A discontinuation reason as a monitor counts it: by AE term, LVEF, or the decision."""
-    if match := re.match(r"AE\S* (.+?) grade \d", why):
+    # "AE3 Pneumonitis grade 2: ..." or "AE5 Neutrophil count decreased: a reduction below
+    # the last dose level": the coded term is what a monitor counts, not the AE's id.
+    if match := re.match(r"AE\S* (.+?)(?: grade \d|:)", why):
         return f"adverse event: {match.group(1)}"
     if why.startswith("LVEF"):
         return "LVEF decline or symptomatic heart failure"

@@ -152,3 +152,18 @@ def test_the_report_replays_the_ledger_once(trial_400, tmp_path, monkeypatch):
     # the neighbours. The goal is 3 s; the replay alone takes about 2.5 s of it (see
     # docs/decisions.md), so this guards against the old three replays (over 8 s), not the goal.
     assert spent < 8.0, f"{spent:.2f} s"
+
+
+@pytest.mark.parametrize(("why", "counted"), [
+    ("AE3 Pneumonitis grade 2: discontinue permanently", "adverse event: Pneumonitis"),
+    ("AE5 Neutrophil count decreased: a reduction below the last dose level (3.2 mg/kg)",
+     "adverse event: Neutrophil count decreased"),
+    ("LVEF 33% on 2023-07-09 (baseline 52%), symptomatic heart failure",
+     "LVEF decline or symptomatic heart failure"),
+    ("decision: disease progression (RECIST 1.1)", "disease progression (RECIST 1.1)"),
+    ("", "reason not recorded"),
+])
+def test_discontinuation_reasons_are_counted_in_words(why, counted):
+    from m22bol.projections.report.data import discontinuation_reason
+
+    assert discontinuation_reason(why) == counted
