@@ -126,3 +126,23 @@ def test_a_person_sees_the_page_in_a_browser(rendered, tmp_path):
     assert pixels.shape[0] == 3000 and pixels.shape[1] == 1200
     # A page that rendered has text and figures: many distinct colours, not a blank canvas.
     assert len({tuple(p) for p in pixels[::25, ::25, :3].reshape(-1, 3).round(2)}) > 20
+
+
+def test_the_header_says_what_the_seal_covers(tmp_path):
+    url = f"sqlite:///{tmp_path}/sealed.sqlite"
+    new_ledger(url).close()
+    assert invoke(["import", str(MINI_TRIAL)], url=url).exit_code == 0
+
+    def seal_line() -> str:
+        assert invoke(["report", "--out", str(tmp_path / "r")], url=url,
+                      user="mon").exit_code == 0
+        page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+        return re.search(r'<td id="seal">(.*?)</td>', page).group(1)
+
+    assert "not sealed" in seal_line()
+    sealed = invoke(["audit", "seal", "--note", "monitoring visit"], url=url, user="admin")
+    assert sealed.exit_code == 0, sealed.output
+    assert re.match(r"sealed \d{4}-\d\d-\d\d, 0 entries since \(digest ", seal_line())
+    assert invoke(["contact", "M22-101", "--date", "2025-12-30"],
+                  url=url).exit_code == 0
+    assert re.match(r"sealed \d{4}-\d\d-\d\d, 1 entry since \(digest ", seal_line())
