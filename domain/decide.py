@@ -100,6 +100,9 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
             seal = e.Sealed(**env, digest="", note=command.note, event_count=extra["event_count"],
                             heads=extra["heads"])
             seal = seal.model_copy(update={"digest": seal_digest(seal)})
+            if sign := extra.get("sign"):  # the ledger's signer; the key stays outside
+                key, signature = sign(seal.digest)
+                seal = seal.model_copy(update={"signing_key": key, "signature": signature})
             return Decision([seal], {"digest": seal.digest, "event_count": seal.event_count,
                                      "chains": len(seal.heads), "note": seal.note})
         case c.SetPassword():

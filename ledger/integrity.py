@@ -35,11 +35,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import ValidationError
 
 from m22bol.domain import commands as c
@@ -47,8 +48,9 @@ from m22bol.domain.errors import IntegrityFailure
 from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
+from m22bol.ledger import log_digest, seal_keys
 
-KINDS = ("modified", "deleted", "reordered", "inserted", "seal")
+KINDS = ("modified", "deleted", "reordered", "inserted", "seal", "log", "witness", "seen")
 PAGE = 1000
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -81,15 +83,21 @@ class SealCheck:
     sealed_at: str
     sealed_by: str
     problems: list[str] = field(default_factory=list)
+    signing_key: str | None = None  # raw Ed25519 public key, hex
+    signature: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def signed_by(self) -> str | None:
+        return seal_keys.key_id(self.signing_key) if self.signing_key else None
+
     def as_dict(self) -> dict[str, Any]:
         return {"entry": self.entry, "digest": self.digest, "event_count": self.event_count,
                 "note": self.note, "sealed_at": self.sealed_at, "sealed_by": self.sealed_by,
-                "ok": self.ok, "problems": list(self.problems)}
+                "signed_by": self.signed_by, "ok": self.ok, "problems": list(self.problems)}
 
 
 @dataclass
@@ -100,10 +108,16 @@ class Report:
     seals: list[SealCheck]
     # (aggregate id, version, hash) of the head of every chain as verified: what a seal records
     heads: list[tuple[str, int, str]]
+    # entries stored after the last seal that verifies: protected by the links alone
+    unsealed: int = 0
+    last_seal: SealCheck | None = None
 
     @property
     def ok(self) -> bool:
         return not self.findings and all(s.ok for s in self.seals)
+
+    def add(self, kind: str, entry: str, message: str) -> None:
+        self.findings.append(Finding(kind, entry, message))
 
     @property
     def trial_intact(self) -> bool:
@@ -111,9 +125,13 @@ class Report:
         return not any(f.aggregate == str(TRIAL_ID) for f in self.findings)
 
     def as_dict(self) -> dict[str, Any]:
+        last = self.last_seal
         return {"ok": self.ok, "events": self.events, "chains": self.chains,
                 "failures": [f.as_dict() for f in self.findings],
-                "seals": [s.as_dict() for s in self.seals]}
+                "seals": [s.as_dict() for s in self.seals],
+                "not_yet_sealed": {"events": self.unsealed,
+                                   "last_seal": last.entry if last else None,
+                                   "last_seal_at": last.sealed_at if last else None}}
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -185,8 +203,48 @@ def _row(ledger, notification, known: dict[str, type]) -> Row:
 # --- verifying --------------------------------------------------------------------------------
 
 
-def verify(ledger, *, seal: str | None = None) -> Report:
-    """Check the whole store; with `seal`, also that it holds that sealed history intact."""
+def verify(ledger, *, seal: str | None = None, trusted_keys: list[str] | None = None,
+           witness: str | None = None, progress: Progress | None = None) -> Report:
+    """Check the whole store; with `seal`, also that it holds that sealed history intact; with
+    `trusted_keys` (raw public keys), that a trusted key signed every seal; with `witness`, that
+    every digest the witness file holds is still matched by a seal that verifies.
+
+    One streaming pass checks an intact ledger in memory proportional to its chains, not its
+    events. When that pass meets anything irregular, a second pass (`_thorough`) rebuilds every
+    chain from its links to name each modified, deleted, reordered or inserted event."""
+    stream = _Stream(ledger, progress)
+    stream.run()
+    report = stream.report() if stream.clean else _thorough(ledger)
+    report.findings.extend(stream.log_findings)
+    _signatures(report, trusted_keys)
+    if seal is not None:
+        wanted = seal.strip().lower().removeprefix("sha256:")
+        if not any(s.digest == wanted for s in report.seals):
+            report.add("seal", "-", f"this ledger holds no seal with digest {wanted}")
+    if witness is not None:
+        from m22bol.ledger import witness as witnesses
+
+        for entry, message in witnesses.check(witness, report.seals):
+            report.add("witness", entry, message)
+    good = [check for check in report.seals if check.ok]
+    report.last_seal = good[-1] if good else None
+    report.unsealed = stream.after.get(report.last_seal.entry, stream.rows) if good else (
+        stream.rows)
+    return report
+
+
+def _signatures(report: Report, trusted_keys: list[str] | None) -> None:
+    for check in report.seals:
+        if check.signing_key and not seal_keys.signature_holds(
+                check.signing_key, check.signature or "", check.digest):
+            check.problems.append(f"its signature by {check.signed_by} does not hold")
+        elif trusted_keys is not None and check.signing_key not in trusted_keys:
+            check.problems.append("not signed by a trusted key" if not check.signing_key else
+                                  f"signed by {check.signed_by}, which is not a trusted key")
+
+
+def _thorough(ledger) -> Report:
+    """The whole store in memory, every chain rebuilt from its links: names each finding."""
     rows = list(read_rows(ledger))
     by_aggregate: dict[UUID, list[Row]] = defaultdict(list)
     for row in rows:
@@ -217,10 +275,6 @@ def verify(ledger, *, seal: str | None = None) -> Report:
             problem = row.problem or "its bytes no longer say where it belongs"
             checks.append(SealCheck(entry, "", 0, "", "", "", problems=[problem]))
     checks.sort(key=lambda check: int(check.entry.rpartition("#")[2]))
-    if seal is not None:
-        wanted = seal.strip().lower().removeprefix("sha256:")
-        if not any(s.digest == wanted for s in checks):
-            audit.add("seal", "-", f"this ledger holds no seal with digest {wanted}")
     return Report(events=len(rows), chains=len(by_aggregate), findings=audit.sorted_findings(),
                   seals=checks, heads=audit.heads())
 
@@ -410,7 +464,8 @@ class _Audit:
             seal = s.seal
             entry = self.label(TRIAL_ID, s.version)
             check = SealCheck(entry, seal.digest, seal.event_count, seal.note,
-                              seal.recorded_at.isoformat(), seal.actor)
+                              seal.recorded_at.isoformat(), seal.actor,
+                              signing_key=seal.signing_key, signature=seal.signature)
             if problem := _seal_problem(seal):
                 check.problems.append(problem)
                 self.add("modified", entry, f"seal {problem}", s)
@@ -612,12 +667,208 @@ class _Chain:
                           node.claim_version)
 
 
+# --- the streaming pass -----------------------------------------------------------------------
+
+# Called with the number of events read since the last call (a terminal's progress bar).
+Progress = Callable[[int], None]
+STREAM_PAGE = 10_000
+
+
+def raw_rows(ledger) -> Iterator[tuple]:
+    """(position, aggregate, version, topic, state) of every stored event in log order, read in
+    pages without building any object per event."""
+    if ledger.url.startswith("sqlite"):
+        with ledger.recorder.datastore.transaction(commit=False) as cursor:
+            # One read transaction: a consistent snapshot that never blocks writers (WAL).
+            raw = cursor.sqlite_cursor
+            raw.row_factory = None
+            raw.execute("SELECT rowid, originator_id, originator_version, topic, state "
+                        "FROM stored_events ORDER BY rowid")
+            while page := raw.fetchmany(STREAM_PAGE):
+                yield from page
+        return
+    last = 0
+    while True:
+        with ledger.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT notification_id, originator_id, originator_version, topic, "
+                           "state FROM m22bol_events WHERE notification_id > %s "
+                           "ORDER BY notification_id LIMIT %s", (last, STREAM_PAGE))
+            page = [tuple(r.values()) for r in cursor.fetchall()]
+        yield from page
+        if len(page) < STREAM_PAGE:
+            return
+        last = page[-1][0]
+
+
+class _Stream:
+    """One pass over the log: every event hashed, parsed and linked to the one before it in its
+    chain; each seal checked against the chain heads at its place in the log; the log's running
+    digest recomputed and compared with every digest the ledger recorded. Keeps one head per
+    chain. Anything irregular makes it `clean = False`, and `verify` then names the findings
+    with the thorough pass; the running digest's findings it names itself."""
+
+    def __init__(self, ledger, progress: Progress | None):
+        self.ledger = ledger
+        self.progress = progress
+        self.known = set(_event_classes())
+        self.sealed_topic = topic_of(Sealed)
+        self.trial = TRIAL_ID.hex
+        # aggregate (32 hex digits) -> [version, sha hex, position, topic, state] of its head
+        self.chains: dict[str, list] = {}
+        self.clean = True
+        self.rows = 0
+        self.after: dict[str, int] = {}  # seal entry -> events stored after it
+        self.seals: list[SealCheck] = []
+        self.log_findings: list[Finding] = []
+
+    def run(self) -> None:
+        recorded = self._recorded_digests()
+        due = next(recorded, None)
+        digest, last, gapless = log_digest.GENESIS, 0, self.ledger.url.startswith("sqlite")
+        chains, known, fold, sha256 = self.chains, self.known, log_digest.fold, hashlib.sha256
+        for position, aggregate, version, topic, state in raw_rows(self.ledger):
+            aggregate = aggregate.hex if isinstance(aggregate, UUID) else aggregate
+            hashed = sha256(state)
+            sha = hashed.hexdigest()
+            digest = fold(digest, position, aggregate, version, topic, hashed.digest())
+            self.rows += 1
+            if gapless and position != last + 1:
+                self.clean = False
+            last = position
+            while due is not None and due[0] <= position:
+                digest = self._compare(due, position, digest)
+                due = next(recorded, None)
+            head = chains.get(aggregate)
+            if self.clean and not self._links(head, aggregate, version, topic, state, known):
+                self.clean = False
+            chains[aggregate] = [version, sha, position, topic, state]
+            if topic == self.sealed_topic and aggregate == self.trial:
+                self.after[f"trial#{version}"] = self.rows  # turned round at the end
+                if self.clean:
+                    self._seal(state, position)
+            if self.progress and self.rows % STREAM_PAGE == 0:
+                self.progress(STREAM_PAGE)
+        if self.progress:
+            self.progress(self.rows % STREAM_PAGE)
+        while due is not None:
+            self.log_findings.append(Finding(
+                "log", f"log#{due[0]}", f"the ledger recorded a digest of its log at position "
+                f"{due[0]}, but its log ends at {last}: events were deleted"))
+            due = next(recorded, None)
+        self.after = {entry: self.rows - upto for entry, upto in self.after.items()}
+        if self.clean:
+            self._decode_heads()
+
+    def _recorded_digests(self) -> Iterator[tuple[int, bytes]]:
+        last = 0
+        while True:
+            page = log_digest.query(
+                self.ledger, f"SELECT position, digest FROM {log_digest.DIGESTS} WHERE "
+                "position > {p} ORDER BY position LIMIT {p}", (last, STREAM_PAGE))
+            for position, digest in page:
+                try:
+                    yield position, bytes.fromhex(digest)
+                except ValueError:
+                    yield position, b""
+            if len(page) < STREAM_PAGE:
+                return
+            last = page[-1][0]
+
+    def _compare(self, due: tuple[int, bytes], position: int, digest: bytes) -> bytes:
+        """Compare with a recorded digest; go on from the recorded one, so that one change is
+        named once and a second, later one is named too."""
+        at, recorded = due
+        if at != position:
+            self.log_findings.append(Finding(
+                "log", f"log#{at}", f"the ledger recorded a digest of its log at position {at}, "
+                "which holds no event now: events were deleted"))
+        elif recorded != digest:
+            self.log_findings.append(Finding(
+                "log", f"log#{at}", f"the events up to log position {at} no longer fold into "
+                "the running digest recorded there: the log was changed at or before it"))
+        else:
+            return digest
+        return recorded or digest
+
+    def _links(self, head: list | None, aggregate: str, version: int, topic: str,
+               state: bytes, known: set[str]) -> bool:
+        """Whether the event parses, says what its columns say, and links to its chain's
+        head."""
+        if topic not in known:
+            return False
+        try:
+            data = orjson.loads(state)
+            claimed = data["originator_id"].replace("-", "")
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError):
+            return False
+        if (data.get("event_type") != topic or claimed != aggregate
+                or data.get("originator_version") != version):
+            return False
+        if head is None:
+            return version == 1 and data.get("prev_hash") is None
+        return version == head[0] + 1 and data.get("prev_hash") == head[1]
+
+    def _seal(self, state: bytes, position: int) -> None:
+        """A seal must list exactly the chain heads stored before it (a concurrent entry that
+        landed between a seal's reading and its writing sends the ledger to the thorough
+        pass, which knows that case)."""
+        try:
+            event = self._decode(position, TRIAL_ID, state)
+        except Exception:
+            self.clean = False
+            return
+        seal = event
+        heads = {UUID(a).hex: (v, h) for a, v, h in seal.heads} if all(
+            _is_uuid(a) for a, _, _ in seal.heads) else None
+        before = {a: (head[0], head[1]) for a, head in self.chains.items()}
+        before[self.trial] = (seal.originator_version - 1, seal.prev_hash)
+        if _seal_problem(seal) or heads != before:
+            self.clean = False
+            return
+        self.seals.append(SealCheck(
+            f"trial#{seal.originator_version}", seal.digest, seal.event_count, seal.note,
+            seal.recorded_at.isoformat(), seal.actor, signing_key=seal.signing_key,
+            signature=seal.signature))
+
+    def _decode(self, position: int, aggregate: UUID, state: bytes):
+        from eventsourcing.persistence import StoredEvent
+
+        head = self.chains[aggregate.hex]
+        return self.ledger.mapper.to_domain_event(StoredEvent(
+            originator_id=aggregate, originator_version=head[0], topic=head[3], state=state))
+
+    def _decode_heads(self) -> None:
+        """Each chain's last event is vouched for by no later link: it must decode in full.
+        (Every other event hashes to what the event after it recorded: it is, byte for byte,
+        what the ledger wrote.)"""
+        for aggregate, head in self.chains.items():
+            try:
+                self._decode(head[2], UUID(aggregate), head[4])
+            except Exception:
+                self.clean = False
+                return
+
+    def report(self) -> Report:
+        heads = sorted((str(UUID(a)), head[0], head[1]) for a, head in self.chains.items())
+        return Report(events=self.rows, chains=len(self.chains), findings=[],
+                      seals=self.seals, heads=heads)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
 # --- sealing ----------------------------------------------------------------------------------
 
 
-def seal(ledger, note: str, actor: str) -> dict[str, Any]:
-    """Verify, then record one digest over every chain head. Refused on a store that does not
-    verify: a seal must never vouch for tampered data."""
+def seal(ledger, note: str, actor: str, *,
+         sign: seal_keys.Signer | None = None) -> dict[str, Any]:
+    """Verify, then record one digest over every chain head, signed when `sign` is given.
+    Refused on a store that does not verify: a seal must never vouch for tampered data."""
     command = _seal_command(note)
     report = verify(ledger)
     if not report.ok:
@@ -626,10 +877,15 @@ def seal(ledger, note: str, actor: str) -> dict[str, Any]:
         raise IntegrityFailure(f"the ledger does not verify{detail}; run `m22bol audit verify`."
                                " Nothing was sealed.", rule="seal.unverified")
     heads = tuple(report.heads)
-    output = ledger.execute(command, actor, heads=heads,
-                            event_count=sum(version for _, version, _ in heads))
-    trial = ledger.require_trial()
-    return {"entry": f"trial#{trial.version}", **output}
+    extra: dict[str, Any] = {"heads": heads,
+                             "event_count": sum(version for _, version, _ in heads)}
+    if sign is not None:
+        extra["sign"] = sign
+    output = ledger.execute(command, actor, **extra)
+    made = ledger.require_trial().seals[-1]
+    return {"entry": f"trial#{made.originator_version}", **output,
+            "sealed_at": made.recorded_at.isoformat(),
+            "signed_by": seal_keys.key_id(made.signing_key) if made.signing_key else None}
 
 
 def _seal_command(note: str) -> c.Seal:

@@ -107,13 +107,16 @@ def store_env(url: str) -> dict[str, str]:
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(CanonicalTranscoder),
     }
+    # The recorders also keep the running digest of the log (ledger.log_digest).
+    from m22bol.ledger import log_digest
     if scheme == "sqlite":
         path = url.split("///", 1)[1] if "///" in url else ""
         if not path or path == ":memory:":
             raise BadInput("ledger: a SQLite ledger needs a file, e.g. sqlite:///m22bol.sqlite",
                            field="ledger")
         env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=path,
-                   SQLITE_LOCK_TIMEOUT="30")
+                   SQLITE_LOCK_TIMEOUT="30",
+                   APPLICATION_RECORDER_TOPIC=get_topic(log_digest.SQLiteLedgerRecorder))
     elif scheme in ("postgresql", "postgres"):
         env.update(
             PERSISTENCE_MODULE="eventsourcing.postgres",
@@ -124,6 +127,7 @@ def store_env(url: str) -> dict[str, str]:
             POSTGRES_PASSWORD=unquote(parts.password or ""),
             POSTGRES_LOCK_TIMEOUT="30",
             POSTGRES_POOL_SIZE="2",
+            APPLICATION_RECORDER_TOPIC=get_topic(log_digest.PostgresLedgerRecorder),
         )
     else:
         raise BadInput(f"ledger: unsupported URL {url!r} (use sqlite:///FILE or "
@@ -136,20 +140,24 @@ def events_table(url: str) -> str:
 
 
 def append_only_statements(url: str) -> list[str]:
-    """Triggers that make the database itself refuse any UPDATE or DELETE of stored events."""
-    table = events_table(url)
+    """Triggers that make the database itself refuse any UPDATE or DELETE of stored events
+    (and of the log's running digests, which are as much a record as the events)."""
+    from m22bol.ledger.log_digest import DIGESTS
+
+    tables = (events_table(url), DIGESTS)
     if url.startswith("sqlite"):
         return [
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, 'the event store is append-only: {op} refused'); END"
-            for op in ("UPDATE", "DELETE")
+            for table in tables for op in ("UPDATE", "DELETE")
         ]
     return [
         "CREATE OR REPLACE FUNCTION m22bol_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN RAISE EXCEPTION 'the event store is append-only: % refused', TG_OP; END $$",
-        f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
-        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION m22bol_append_only()",
+        *(statement for table in tables for statement in (
+            f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION m22bol_append_only()")),
     ]
 
 

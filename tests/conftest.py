@@ -116,3 +116,11 @@ def driver(ledger):
     from tests.support import Driver
 
     return Driver(ledger)
+
+
+@pytest.fixture(autouse=True)
+def account_state(tmp_path_factory, monkeypatch) -> Iterator[None]:
+    """What each account remembers of a ledger (ledger.seen) goes to a folder of this test's
+    own, never to the user's real state folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    yield
