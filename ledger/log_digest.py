@@ -1,16 +1,20 @@
 """A running digest over the notification log, written in the same transaction as the events.
 
-`d(n) = SHA-256(d(previous) | n | aggregate | version | topic | SHA-256(state))`, starting from 32
-zero bytes, folded over every stored event in log order. Each write transaction appends one row
-(its last log position, the digest there) to `m22bol_log_digests`, which is append-only like the
-events. The row costs one indexed read and one insert per save, whatever the ledger's size.
+Each write transaction appends one row to `m22bol_log_digests`: its last log position and
 
-What it is for: an account that remembers (position, digest) from its last command can check
-on its next run that the ledger still holds that history by reading one row and the events
-added since (`ledger.seen`). An attacker who rewrites or truncates history either leaves the
-table alone, and then `audit verify`, which recomputes the digest over every event, names the
-first row that no longer matches, or rewrites the table too, and then every account that saw a
-rewritten position notices. Doing both unnoticed needs every such account's state file as well.
+    d = SHA-256(d_before | for each event it wrote: position, aggregate, version, topic,
+                SHA-256(stored bytes))
+
+where `d_before` is the previous row's digest (32 zero bytes for the first). So every row
+vouches for the whole log up to its position. The row costs one indexed read and one insert per
+save, whatever the ledger's size; the table is append-only like the events.
+
+What it is for: an account that remembers (position, digest) of a row from its last command
+checks on its next run that the ledger still holds that history by reading that row, and the
+events and rows added since (`ledger.seen`). An attacker who rewrites or truncates history either
+leaves the table alone, and then `audit verify`, which recomputes the digest over every event,
+names the first row that no longer matches, or rewrites the table too, and then every account
+that saw a rewritten row notices. Doing both unnoticed needs every such account's state file.
 
 It lives in the store layer because only the recorder's insert runs inside the transaction that
 writes the events (and, on PostgreSQL, under the table lock that orders the log).
@@ -35,19 +39,30 @@ def aggregate_text(value: Any) -> str:
     return value.hex if isinstance(value, UUID) else str(value)
 
 
-def fold(digest: bytes, position: int, aggregate: str, version: int, topic: str,
-         state_sha: bytes) -> bytes:
-    head = f"{position}\x00{aggregate}\x00{version}\x00{topic}\x00".encode()
-    return hashlib.sha256(digest + head + state_sha).digest()
+class Folding:
+    """The digest of one stretch of the log, from the digest of the row before it."""
+
+    def __init__(self, digest: bytes = GENESIS):
+        self._hash = hashlib.sha256(digest)
+        self._update = self._hash.update
+
+    def add(self, position: int, aggregate: str, version: int, topic: str,
+            state_sha: bytes) -> None:
+        self._update(f"{position}\x00{aggregate}\x00{version}\x00{topic}\x00".encode()
+                     + state_sha)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
 
 
 def fold_rows(digest: bytes, rows: Iterable[tuple]) -> tuple[int | None, bytes]:
-    """Fold (position, aggregate, version, topic, state) rows; the last position and digest."""
-    position = None
+    """Fold (position, aggregate, version, topic, state) rows as one stretch; the last position
+    and the digest."""
+    folding, position = Folding(digest), None
     for position, aggregate, version, topic, state in rows:
-        digest = fold(digest, position, aggregate_text(aggregate), version, topic,
-                      hashlib.sha256(state).digest())
-    return position, digest
+        folding.add(position, aggregate_text(aggregate), version, topic,
+                    hashlib.sha256(state).digest())
+    return position, folding.digest()
 
 
 def events_query(url: str) -> str:
@@ -128,11 +143,11 @@ def query(ledger, sql: str, params: tuple = ()) -> list[tuple]:
                 for r in cursor.fetchall()]
 
 
-def digest_at_or_before(ledger, position: int) -> tuple[int, bytes]:
-    """The newest recorded (position, digest) at or before `position`; (0, genesis) if none."""
-    rows = query(ledger, f"SELECT position, digest FROM {DIGESTS} WHERE position <= {{p}} "
-                 "ORDER BY position DESC LIMIT 1", (position,))
-    return (rows[0][0], bytes.fromhex(rows[0][1])) if rows else (0, GENESIS)
+def recorded_after(ledger, position: int) -> list[tuple[int, bytes]]:
+    """The rows after `position`, oldest first: one per write transaction since."""
+    return [(at, bytes.fromhex(digest)) for at, digest in query(
+        ledger, f"SELECT position, digest FROM {DIGESTS} WHERE position > {{p}} "
+        "ORDER BY position", (position,))]
 
 
 def recorded(ledger, position: int) -> bytes | None:
@@ -141,14 +156,4 @@ def recorded(ledger, position: int) -> bytes | None:
 
 
 def newest(ledger) -> int:
-    rows = query(ledger, f"SELECT max(position) FROM {DIGESTS}")
-    return rows[0][0] or 0
-
-
-def fold_events(ledger, digest: bytes, after: int, upto: int) -> tuple[int | None, bytes]:
-    """Fold the stored events in (after, upto]; the last position folded and the digest."""
-    return fold_rows(digest, query(ledger, events_query(ledger.url), (after, upto)))
-
-
-def max_position(ledger) -> int:
-    return ledger.recorder.max_notification_id() or 0
+    return query(ledger, f"SELECT max(position) FROM {DIGESTS}")[0][0] or 0

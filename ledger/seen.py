@@ -80,55 +80,69 @@ class Account:
         except OSError:
             return
 
-    def check(self, ledger) -> tuple[int, bytes]:
+    def check(self, ledger) -> tuple[int, bytes] | None:
         """Raise IntegrityFailure unless the ledger still holds what this account saw; the
-        position and digest of what it holds now."""
+        position and digest of the newest row it holds now."""
         seen = self.load()
         if seen is None:
-            return 0, log_digest.GENESIS
-        at, digest = log_digest.digest_at_or_before(ledger, seen.position)
-        if at < seen.position:
-            at, digest = log_digest.fold_events(ledger, digest, at, seen.position)
-        if at != seen.position or digest.hex() != seen.digest:
-            what = ("no longer holds" if at != seen.position else
-                    "holds another history up to")
+            return advance(ledger, None)
+        recorded = log_digest.recorded(ledger, seen.position)
+        if recorded is None or recorded.hex() != seen.digest:
+            what = "no longer holds" if recorded is None else "holds another history up to"
             raise IntegrityFailure(
                 f"the ledger {what} log position {seen.position}, which this account saw on "
                 f"{seen.seen_at}: its history was rewritten or truncated; run `m22bol audit "
                 "verify`", rule="integrity.seen")
-        return advance(ledger, seen.position, digest)
+        return advance(ledger, (seen.position, recorded))
 
 
-def advance(ledger, position: int, digest: bytes) -> tuple[int, bytes]:
-    """Fold the events after `position` and check them against the digest the ledger recorded
-    at its newest position."""
-    top = log_digest.max_position(ledger)
-    last, folded = (position, digest)
-    if top > position:
-        last, folded = log_digest.fold_events(ledger, digest, position, top)
-        last = last or position
-    newest = log_digest.newest(ledger)
-    if newest > last:
-        raise IntegrityFailure(f"the ledger recorded events up to log position {newest}, but "
-                               f"holds them only up to {last}: its newest events were deleted; "
-                               "run `m22bol audit verify`", rule="integrity.seen")
-    recorded = log_digest.recorded(ledger, last) if last > position else None
-    if recorded is not None and recorded != folded:
-        raise IntegrityFailure(f"the events after log position {position} no longer fold into "
-                               f"the digest the ledger recorded at {last}; run `m22bol audit "
-                               "verify`", rule="integrity.seen")
-    return last, folded
+def advance(ledger, since: tuple[int, bytes] | None) -> tuple[int, bytes] | None:
+    """Check the events stored after `since` against every digest the ledger recorded after
+    it; the newest (position, digest). An account's first look takes the newest row as it is:
+    it remembers from there on."""
+    if since is None:
+        rows = log_digest.recorded_after(ledger, log_digest.newest(ledger) - 1)
+        return rows[-1] if rows else None
+    rows = log_digest.recorded_after(ledger, since[0])
+    if not rows:
+        return since
+    position, digest = since
+    events = iter(log_digest.query(ledger, log_digest.events_query(ledger.url),
+                                   (position, rows[-1][0])))
+    for at, recorded in rows:
+        last, folded = log_digest.fold_rows(
+            digest, _until(events, at))
+        if last != at:
+            raise IntegrityFailure(
+                f"the ledger recorded its log up to position {at}, but holds no event there: "
+                "events were deleted; run `m22bol audit verify`", rule="integrity.seen")
+        if folded != recorded:
+            raise IntegrityFailure(
+                f"the events in log positions {position + 1}-{at} no longer fold into the "
+                f"digest the ledger recorded at {at}; run `m22bol audit verify`",
+                rule="integrity.seen")
+        position, digest = at, recorded
+    return position, digest
+
+
+def _until(events, at: int):
+    for row in events:
+        yield row
+        if row[0] >= at:
+            return
 
 
 def watch(ledger, folder: Path | None = None) -> None:
     """Check now; remember, when the ledger is closed, what this command left it holding."""
     account = Account(ledger.url, folder)
-    position, digest = account.check(ledger)
+    checked = account.check(ledger)
 
     def remember() -> None:
         try:
-            account.store(*advance(ledger, position, digest))
+            newest = advance(ledger, checked)
         except IntegrityFailure:
             return  # the next command reports it; never remember a history that fails
+        if newest is not None:
+            account.store(*newest)
 
     ledger.on_close.append(remember)
