@@ -673,16 +673,16 @@ Progress = Callable[[int], None]
 STREAM_PAGE = 10_000
 
 
-def raw_rows(ledger) -> Iterator[tuple]:
-    """(position, aggregate, version, topic, state) of every stored event in log order, read in
-    pages without building any object per event."""
+def raw_rows(ledger, upto: int) -> Iterator[tuple]:
+    """(position, aggregate, version, topic, state) of every stored event up to log position
+    `upto`, in log order, read in pages without building any object per event."""
     if ledger.url.startswith("sqlite"):
         with ledger.recorder.datastore.transaction(commit=False) as cursor:
             # One read transaction: a consistent snapshot that never blocks writers (WAL).
             raw = cursor.sqlite_cursor
             raw.row_factory = None
             raw.execute("SELECT rowid, originator_id, originator_version, topic, state "
-                        "FROM stored_events ORDER BY rowid")
+                        "FROM stored_events WHERE rowid <= ? ORDER BY rowid", (upto,))
             while page := raw.fetchmany(STREAM_PAGE):
                 yield from page
         return
@@ -690,8 +690,9 @@ def raw_rows(ledger) -> Iterator[tuple]:
     while True:
         with ledger.recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute("SELECT notification_id, originator_id, originator_version, topic, "
-                           "state FROM m22bol_events WHERE notification_id > %s "
-                           "ORDER BY notification_id LIMIT %s", (last, STREAM_PAGE))
+                           "state FROM m22bol_events WHERE notification_id > %s AND "
+                           "notification_id <= %s ORDER BY notification_id LIMIT %s",
+                           (last, upto, STREAM_PAGE))
             page = [tuple(r.values()) for r in cursor.fetchall()]
         yield from page
         if len(page) < STREAM_PAGE:
@@ -723,8 +724,12 @@ class _Stream:
     def run(self) -> None:
         # The loop is written out flat, with locals: it runs once per stored event, and every
         # attribute look-up or call saved here is a few percent of the whole verify.
-        recorded = self._recorded_digests()
+        # Entries committed while this runs are left for the next verify: the events and the
+        # digests are both read up to the position the log had when it started.
+        top = self.ledger.recorder.max_notification_id() or 0
+        recorded = self._recorded_digests(top)
         due = next(recorded, None)
+        newest = 0
         folding = log_digest.Folding()
         add = folding.add
         last = rows = 0
@@ -732,7 +737,7 @@ class _Stream:
         chains, sha256 = self.chains, hashlib.sha256
         kinds = {t: b'"event_type":"%s"' % t.encode() for t in self.known}
         sealed, trial, progress = self.sealed_topic, self.trial, self.progress
-        for position, aggregate, version, topic, state in raw_rows(self.ledger):
+        for position, aggregate, version, topic, state in raw_rows(self.ledger, top):
             if type(aggregate) is not str:
                 aggregate = aggregate.hex
             raw = sha256(state).digest()
@@ -743,7 +748,7 @@ class _Stream:
             last = position
             while due is not None and due[0] <= position:
                 folding = self._compare(due, position, folding)
-                add = folding.add
+                add, newest = folding.add, due[0]
                 due = next(recorded, None)
             head = chains.get(aggregate)
             if self.clean:
@@ -780,16 +785,23 @@ class _Stream:
                 "log", f"log#{due[0]}", f"the ledger recorded a digest of its log at position "
                 f"{due[0]}, but its log ends at {last}: events were deleted"))
             due = next(recorded, None)
+        if newest and last > newest:
+            # Every write records the digest of what it wrote, in its own transaction.
+            self.log_findings.append(Finding(
+                "log", f"log#{newest + 1}-{last}", f"events at log positions {newest + 1}-{last} "
+                f"were stored without the digest every entry records: written outside the "
+                "ledger"))
         self.after = {entry: rows - upto for entry, upto in self.after.items()}
         if self.clean:
             self._decode_heads()
 
-    def _recorded_digests(self) -> Iterator[tuple[int, bytes]]:
+    def _recorded_digests(self, upto: int) -> Iterator[tuple[int, bytes]]:
         last = 0
         while True:
             page = log_digest.query(
                 self.ledger, f"SELECT position, digest FROM {log_digest.DIGESTS} WHERE "
-                "position > {p} ORDER BY position LIMIT {p}", (last, STREAM_PAGE))
+                "position > {p} AND position <= {p} ORDER BY position LIMIT {p}",
+                (last, upto, STREAM_PAGE))
             for position, digest in page:
                 try:
                     yield position, bytes.fromhex(digest)
