@@ -100,6 +100,8 @@ def _progress(s: Session, ledger):
 
 
 def _report_text(report, differences) -> str:
+    from m22bol.ledger.integrity import unsealed_text
+
     lines = [f"{report.events} events in {report.chains} hash chains; "
              f"{len(report.seals)} seal(s)"]
     if report.findings:
@@ -115,20 +117,11 @@ def _report_text(report, differences) -> str:
     if differences:
         lines += ["", "READ MODELS DIFFER FROM THE EVENTS", table([d.as_dict()
                                                                   for d in differences])]
-    lines += ["", _unsealed_text(report.unsealed, report.last_seal and report.last_seal.entry,
-                                 report.last_seal and report.last_seal.sealed_at)]
+    lines += ["", unsealed_text(report.as_dict()["not_yet_sealed"])]
     if report.ok and not differences:
         lines += ["", "OK: every chain and every seal verifies; the read models match the "
                   "events"]
     return "\n".join(lines)
-
-
-def _unsealed_text(events: int, entry: str | None, at: str | None) -> str:
-    if entry is None:
-        return (f"not yet sealed: all {events} entries (no seal verifies); they are protected "
-                "by the hash-chain links only")
-    return (f"not yet sealed: {events} entries recorded after the last seal ({entry}, "
-            f"{at}); they are protected by the hash-chain links only")
 
 
 def _passphrase(confirm: bool) -> str:
