@@ -92,7 +92,8 @@ class Account:
             raise IntegrityFailure(
                 f"the ledger {what} log position {seen.position}, which this account saw on "
                 f"{seen.seen_at}: its history was rewritten or truncated; run `m22bol audit "
-                "verify`", rule="integrity.seen")
+                f"verify`. (Only if this ledger was replaced on purpose, remove {self.path}.)",
+                rule="integrity.seen")
         return advance(ledger, (seen.position, recorded))
 
 

@@ -9,6 +9,7 @@ so a plain ``pytest`` still works on a laptop without PostgreSQL.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -34,6 +35,9 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # What accounts remember of ledgers (ledger.seen) never goes to the real state folder, not
+    # even from module-scoped fixtures that run before the per-test folder below is set.
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="m22bol-test-state-")
     # Registered so `-m "not postgres"` / `-m e2e` work and typos in marker names are visible.
     config.addinivalue_line(
         "markers", f"postgres: needs the PostgreSQL server named by {POSTGRES_ENV}"
