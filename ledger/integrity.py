@@ -675,39 +675,74 @@ Progress = Callable[[int], None]
 STREAM_PAGE = 10_000
 
 
-def raw_rows(ledger, upto: int) -> Iterator[tuple]:
-    """(position, aggregate, version, topic, state) of every stored event up to log position
-    `upto`, in log order, read in pages without building any object per event."""
-    if ledger.url.startswith("sqlite"):
-        with ledger.recorder.datastore.transaction(commit=False) as cursor:
-            # One read transaction: a consistent snapshot that never blocks writers (WAL).
-            raw = cursor.sqlite_cursor
-            raw.row_factory = None
-            raw.execute("SELECT rowid, originator_id, originator_version, topic, state "
-                        "FROM stored_events WHERE rowid <= ? ORDER BY rowid", (upto,))
-            while page := raw.fetchmany(STREAM_PAGE):
+class _Snapshot:
+    """One read transaction for a whole pass: the events, the recorded log digests and the
+    chain heads as of one moment, so an entry committed meanwhile is neither half seen nor a
+    false alarm (SQLite's WAL snapshot; PostgreSQL's REPEATABLE READ). Writers are never
+    blocked."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+        self.sqlite = ledger.url.startswith("sqlite")
+
+    def __enter__(self) -> _Snapshot:
+        self._transaction = self.ledger.recorder.datastore.transaction(commit=False)
+        cursor = self._transaction.__enter__()
+        if self.sqlite:
+            self._conn = cursor.sqlite_cursor.connection
+        else:
+            self._conn = cursor.connection
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._transaction.__exit__(*exc)
+
+    def _cursor(self, name: str | None = None):
+        if self.sqlite:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return cursor
+        from psycopg.rows import tuple_row
+
+        if name is None:
+            return self._conn.cursor(row_factory=tuple_row)
+        cursor = self._conn.cursor(name=name, row_factory=tuple_row)
+        cursor.itersize = STREAM_PAGE
+        return cursor
+
+    def stream(self, sql: str, params: tuple = (), name: str = "m22bol_verify") -> Iterator:
+        """Rows one page at a time (a server-side cursor on PostgreSQL); `{p}` placeholders,
+        `{events}` and `{pos}` name the backend's events table and log position."""
+        cursor = self._cursor(name)
+        try:
+            cursor.execute(self._sql(sql), params)
+            while page := cursor.fetchmany(STREAM_PAGE):
                 yield from page
-        return
-    last = 0
-    while True:
-        with ledger.recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT notification_id, originator_id, originator_version, topic, "
-                           "state FROM m22bol_events WHERE notification_id > %s AND "
-                           "notification_id <= %s ORDER BY notification_id LIMIT %s",
-                           (last, upto, STREAM_PAGE))
-            page = [tuple(r.values()) for r in cursor.fetchall()]
-        yield from page
-        if len(page) < STREAM_PAGE:
-            return
-        last = page[-1][0]
+        finally:
+            cursor.close()
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        cursor = self._cursor()
+        try:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _sql(self, sql: str) -> str:
+        return sql.format(p="?" if self.sqlite else "%s",
+                          events="stored_events" if self.sqlite else "m22bol_events",
+                          pos="rowid" if self.sqlite else "notification_id",
+                          digests=log_digest.DIGESTS)
 
 
 class _Stream:
-    """One pass over the log: every event hashed, parsed and linked to the one before it in its
-    chain; each seal checked against the chain heads at its place in the log; the log's running
-    digest recomputed and compared with every digest the ledger recorded. Keeps one head per
-    chain. Anything irregular makes it `clean = False`, and `verify` then names the findings
-    with the thorough pass; the running digest's findings it names itself."""
+    """One pass over the log: every event hashed and linked to the one before it in its chain;
+    each seal checked against the chain heads at its place in the log; the log's running digest
+    recomputed and compared with every digest the ledger recorded. Keeps one head per chain.
+    Anything irregular makes it `clean = False`, and `verify` then names the findings with the
+    thorough pass; the running digest's findings it names itself."""
 
     def __init__(self, ledger, progress: Progress | None):
         self.ledger = ledger
@@ -715,8 +750,9 @@ class _Stream:
         self.known = set(_event_classes())
         self.sealed_topic = topic_of(Sealed)
         self.trial = TRIAL_ID.hex
-        # aggregate (32 hex digits) -> [version, sha hex, position, topic, state] of its head
-        self.chains: dict[str, list] = {}
+        # aggregate (32 hex digits) -> (version, SHA-256 hex as bytes, position, topic) of its
+        # last event
+        self.chains: dict[str, tuple] = {}
         self.clean = True
         self.rows = 0
         self.after: dict[str, int] = {}  # seal entry -> events stored after it
@@ -724,69 +760,70 @@ class _Stream:
         self.log_findings: list[Finding] = []
 
     def run(self) -> None:
+        with _Snapshot(self.ledger) as snapshot:
+            self._run(snapshot)
+
+    def _run(self, snapshot: _Snapshot) -> None:
         # The loop is written out flat, with locals: it runs once per stored event, and every
         # attribute look-up or call saved here is a few percent of the whole verify.
-        # Entries committed while this runs are left for the next verify: the events and the
-        # digests are both read up to the position the log had when it started.
-        top = self.ledger.recorder.max_notification_id() or 0
-        recorded = self._recorded_digests(top)
-        due = next(recorded, None)
+        recorded = snapshot.stream("SELECT position, digest FROM {digests} ORDER BY position",
+                                   name="m22bol_verify_digests")
+        due = _digest_row(next(recorded, None))
         newest = 0
         folding = log_digest.Folding()
-        add = folding.add
+        fold = folding.update
         last = rows = 0
+        clean = True
         gapless = self.ledger.url.startswith("sqlite")
         chains, sha256 = self.chains, hashlib.sha256
         kinds = {t: b'"event_type":"%s"' % t.encode() for t in self.known}
         sealed, trial, progress = self.sealed_topic, self.trial, self.progress
-        for position, aggregate, version, topic, state in raw_rows(self.ledger, top):
+        for position, aggregate, version, topic, state in snapshot.stream(
+                "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} "
+                "ORDER BY {pos}"):
             if type(aggregate) is not str:
                 aggregate = aggregate.hex
             raw = sha256(state).digest()
-            add(position, aggregate, version, topic, raw)
+            fold(f"{position}\x00{aggregate}\x00{version}\x00{topic}\x00".encode() + raw)
             rows += 1
             if gapless and position != last + 1:
-                self.clean = False
+                clean = False
             last = position
             while due is not None and due[0] <= position:
                 folding = self._compare(due, position, folding)
-                add, newest = folding.add, due[0]
-                due = next(recorded, None)
+                fold, newest = folding.update, due[0]
+                due = _digest_row(next(recorded, None))
             head = chains.get(aggregate)
-            if self.clean:
+            if clean:
                 # Says what its columns say and links to its chain's head, read as byte
                 # patterns of the canonical form (a JSON parse would halve the rate).
+                # The aggregate an event names and its version need a look only at the start
+                # of a chain: the ledger links an event only to the one before it in its own
+                # chain, and a chain's last event is decoded in full below.
                 if head is None:
-                    claim = b'"originator_id":"%s"' % str(UUID(aggregate)).encode()
-                    link = b'"prev_hash":null'
-                    ok = version == 1
+                    ok = (version == 1 and b'"prev_hash":null' in state
+                          and b'"originator_id":"%s"' % str(UUID(aggregate)).encode() in state)
                 else:
-                    claim = head[4]
-                    link = b'"prev_hash":"%s"' % head[1]
-                    ok = version == head[0] + 1
+                    ok = version == head[0] + 1 and b'"prev_hash":"%s"' % head[1] in state
                 kind = kinds.get(topic)
-                # (The version in the bytes needs no look: the links fix each event's place,
-                # and a chain's last event is decoded in full below.)
-                if not (ok and kind and link in state and claim in state and kind in state):
-                    self.clean = False
-            else:
-                claim = b""
-            chains[aggregate] = (version, raw.hex().encode(), position, topic, claim)
+                if not (ok and kind and kind in state):
+                    clean = False
+            chains[aggregate] = (version, raw.hex().encode(), position, topic)
             if topic == sealed and aggregate == trial:
                 self.after[f"trial#{version}"] = rows  # turned round at the end
-                if self.clean:
+                if clean:
                     self.rows = rows
-                    self._seal(state, position)
+                    clean = self._seal(state, position)
             if progress and rows % STREAM_PAGE == 0:
                 progress(STREAM_PAGE)
-        self.rows = rows
+        self.rows, self.clean = rows, clean
         if progress:
             progress(rows % STREAM_PAGE)
         while due is not None:
             self.log_findings.append(Finding(
                 "log", f"log#{due[0]}", f"the ledger recorded a digest of its log at position "
                 f"{due[0]}, but its log ends at {last}: events were deleted"))
-            due = next(recorded, None)
+            due = _digest_row(next(recorded, None))
         if newest and last > newest:
             # Every write records the digest of what it wrote, in its own transaction.
             self.log_findings.append(Finding(
@@ -795,23 +832,7 @@ class _Stream:
                 "ledger"))
         self.after = {entry: rows - upto for entry, upto in self.after.items()}
         if self.clean:
-            self._decode_heads()
-
-    def _recorded_digests(self, upto: int) -> Iterator[tuple[int, bytes]]:
-        last = 0
-        while True:
-            page = log_digest.query(
-                self.ledger, f"SELECT position, digest FROM {log_digest.DIGESTS} WHERE "
-                "position > {p} AND position <= {p} ORDER BY position LIMIT {p}",
-                (last, upto, STREAM_PAGE))
-            for position, digest in page:
-                try:
-                    yield position, bytes.fromhex(digest)
-                except ValueError:
-                    yield position, b""
-            if len(page) < STREAM_PAGE:
-                return
-            last = page[-1][0]
+            self._decode_heads(snapshot)
 
     def _compare(self, due: tuple[int, bytes], position: int,
                  folding: log_digest.Folding) -> log_digest.Folding:
@@ -830,27 +851,26 @@ class _Stream:
                 "the running digest recorded there: the log was changed at or before it"))
         return log_digest.Folding(recorded or digest)
 
-    def _seal(self, state: bytes, position: int) -> None:
+    def _seal(self, state: bytes, position: int) -> bool:
         """A seal must list exactly the chain heads stored before it (a concurrent entry that
         landed between a seal's reading and its writing sends the ledger to the thorough
         pass, which knows that case)."""
         try:
             event = self._decode(position, TRIAL_ID, state)
         except Exception:
-            self.clean = False
-            return
+            return False
         seal = event
         heads = {UUID(a).hex: (v, h) for a, v, h in seal.heads} if all(
             _is_uuid(a) for a, _, _ in seal.heads) else None
         before = {a: (head[0], head[1].decode()) for a, head in self.chains.items()}
         before[self.trial] = (seal.originator_version - 1, seal.prev_hash)
         if _seal_problem(seal) or heads != before:
-            self.clean = False
-            return
+            return False
         self.seals.append(SealCheck(
             f"trial#{seal.originator_version}", seal.digest, seal.event_count, seal.note,
             seal.recorded_at.isoformat(), seal.actor, signing_key=seal.signing_key,
             signature=seal.signature))
+        return True
 
     def _decode(self, position: int, aggregate: UUID, state: bytes):
         """The event in full (pydantic), as the read side would decode it."""
@@ -860,20 +880,18 @@ class _Stream:
         return self.ledger.mapper.to_domain_event(StoredEvent(
             originator_id=aggregate, originator_version=head[0], topic=head[3], state=state))
 
-    def _decode_heads(self) -> None:
-        """Each chain's last event is vouched for by no later link: it must decode in full.
-        (Every other event hashes to what the event after it recorded: it is, byte for byte,
-        what the ledger wrote.) Read again by position, a page of chains at a time."""
+    def _decode_heads(self, snapshot: _Snapshot) -> None:
+        """Each chain's last event is vouched for by no later link: it must decode in full,
+        and name its chain and version. (Every other event hashes to what the event after it
+        recorded: it is, byte for byte, what the ledger wrote.) Read again by position."""
         heads = {head[2]: aggregate for aggregate, head in self.chains.items()}
-        column = "rowid" if self.ledger.url.startswith("sqlite") else "notification_id"
-        table = "stored_events" if column == "rowid" else "m22bol_events"
         positions = sorted(heads)
         for start in range(0, len(positions), 500):
             page = positions[start:start + 500]
             marks = ", ".join(["{p}"] * len(page))
-            for position, state in log_digest.query(
-                    self.ledger, f"SELECT {column}, state FROM {table} WHERE {column} IN "
-                    f"({marks})", tuple(page)):
+            for position, state in snapshot.rows(
+                    f"SELECT {{pos}}, state FROM {{events}} WHERE {{pos}} IN ({marks})",
+                    tuple(page)):
                 aggregate = UUID(heads[position])
                 try:
                     event = self._decode(position, aggregate, bytes(state))
@@ -890,6 +908,15 @@ class _Stream:
                        for a, head in self.chains.items())
         return Report(events=self.rows, chains=len(self.chains), findings=[],
                       seals=self.seals, heads=heads)
+
+
+def _digest_row(row: tuple | None) -> tuple[int, bytes] | None:
+    if row is None:
+        return None
+    try:
+        return row[0], bytes.fromhex(row[1])
+    except (ValueError, TypeError):
+        return row[0], b""  # an unreadable digest matches nothing
 
 
 def _is_uuid(text: str) -> bool:

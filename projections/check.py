@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 
 from m22bol.domain.patient import project_patient
@@ -41,12 +42,24 @@ class Difference:
 
 
 def _plain(value: Any) -> Any:
-    """One form for a value read back from either database and for one just derived."""
+    """One form for a value read back from either database and for one just derived. JSON
+    documents are compared by what they hold: the order of keys in a stored document follows
+    how the event was built (in the entry's process, or decoded later), not what it says."""
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
     return value
+
+
+def _shown(value: Any) -> Any:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if isinstance(
+        value, dict | list) else value
 
 
 def _key(table: sa.Table, row: dict[str, Any]) -> str:
@@ -66,7 +79,7 @@ def _compare(table: sa.Table, stored: list[dict], replayed: list[dict]) -> list[
         for column in table.columns:
             a, b = _plain(old.get(column.name)), _plain(new.get(column.name))
             if a != b:
-                found.append(Difference(table.name, key, column.name, a, b))
+                found.append(Difference(table.name, key, column.name, _shown(a), _shown(b)))
     return found
 
 

@@ -214,6 +214,22 @@ def test_an_unreadable_account_state_is_an_integrity_failure(url):
     assert result.exit_code == 5 and "unreadable" in result.output
 
 
+# --- the read-model check ---------------------------------------------------------------------
+
+
+def test_the_read_models_of_a_whole_demo_trial_match_a_replay(ledger_url):
+    """Every kind of fact, corrections included: no row may differ only because a stored JSON
+    document lists its keys in another order than a fresh derivation."""
+    assert invoke(["demo", "--patients", "6", "--seed", "1"], url=ledger_url,
+                  user="admin").exit_code == 0
+
+    result = invoke(["audit", "verify", "--json"], url=ledger_url, user="admin")
+    report = json.loads(result.output)
+
+    assert result.exit_code == 0, report["read_models"]["differences"][:5]
+    assert report["read_models"] == {"ok": True, "differences": []}
+
+
 # --- what no seal covers yet --------------------------------------------------------------------
 
 
