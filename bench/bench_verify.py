@@ -79,10 +79,11 @@ def command(entries):
         ledger.execute(parse_command("grant", {{"user": user, "role": "monitor"}}), admin)
     started = time.perf_counter()
     seen.watch(ledger)                 # the check, when the command opens the ledger
-    checked = time.perf_counter() - started
-    started = time.perf_counter()
-    ledger.close()                     # remembering, when it closes it
-    return checked + time.perf_counter() - started
+    remember = ledger.on_close.pop()   # what closing the ledger runs for the account
+    remember()
+    spent = time.perf_counter() - started
+    ledger.close()
+    return spent
 
 timings = {{n: [command(n) for _ in range({repeat})] for n in (0, 1)}}
 RESULT = {{"none": statistics.median(timings[0]), "one": statistics.median(timings[1])}}
