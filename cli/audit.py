@@ -100,7 +100,7 @@ def _progress(s: Session, ledger):
 
 
 def _report_text(report, differences) -> str:
-    from m22bol.ledger.integrity import unsealed_text
+    from m22bol.ledger.coverage import unsealed_text
 
     lines = [f"{report.events} events in {report.chains} hash chains; "
              f"{len(report.seals)} seal(s)"]

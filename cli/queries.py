@@ -72,7 +72,7 @@ def _changed(row: dict) -> str:
 @handled
 def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
-    from m22bol.ledger.integrity import unsealed_text
+    from m22bol.ledger.coverage import unsealed_text
 
     doc = s.reader.status(known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]

@@ -37,11 +37,9 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import orjson
 from pydantic import ValidationError
 
 from m22bol.domain import commands as c
@@ -49,7 +47,10 @@ from m22bol.domain.errors import IntegrityFailure
 from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
-from m22bol.ledger import log_digest, seal_keys
+from m22bol.ledger import log_digest
+
+if TYPE_CHECKING:
+    from m22bol.ledger.seal_keys import Signer
 
 KINDS = ("modified", "deleted", "reordered", "inserted", "seal", "log", "witness", "seen")
 PAGE = 1000
@@ -93,7 +94,7 @@ class SealCheck:
 
     @property
     def signed_by(self) -> str | None:
-        return seal_keys.key_id(self.signing_key) if self.signing_key else None
+        return key_id(self.signing_key) if self.signing_key else None
 
     def as_dict(self) -> dict[str, Any]:
         return {"entry": self.entry, "digest": self.digest, "event_count": self.event_count,
@@ -234,7 +235,16 @@ def verify(ledger, *, seal: str | None = None, trusted_keys: list[str] | None = 
     return report
 
 
+def key_id(public_hex: str) -> str:
+    """A short name for a sealing key (`cryptography` is loaded only to check signatures)."""
+    return "ed25519:" + hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
+
+
 def _signatures(report: Report, trusted_keys: list[str] | None) -> None:
+    if not any(check.signing_key for check in report.seals) and trusted_keys is None:
+        return
+    from m22bol.ledger import seal_keys
+
     for check in report.seals:
         if check.signing_key and not seal_keys.signature_holds(
                 check.signing_key, check.signature or "", check.digest):
@@ -927,51 +937,10 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def unsealed(ledger, known_at: datetime | None = None) -> dict[str, Any]:
-    """How many entries no seal covers yet (those recorded after the last seal) and when that
-    seal was made, for `status` and the report; as known at `known_at` when given. The present
-    costs two indexed reads; the past reads the entries after the seal. (`verify` counts the
-    same after checking the seal.)"""
-    trial = ledger.trial()
-    seals = [s for s in (trial.seals if trial else [])
-             if known_at is None or s.recorded_at <= known_at]
-    last = seals[-1] if seals else None
-    sqlite = ledger.url.startswith("sqlite")
-    table, column = ("stored_events", "rowid") if sqlite else ("m22bol_events",
-                                                               "notification_id")
-    after = 0
-    if last is not None:
-        found = log_digest.query(
-            ledger, f"SELECT {column} FROM {table} WHERE originator_id = {{p}} AND "
-            "originator_version = {p}", (TRIAL_ID.hex if sqlite else TRIAL_ID,
-                                        last.originator_version))
-        after = found[0][0] if found else 0
-    if known_at is None:
-        count = log_digest.query(
-            ledger, f"SELECT count(*) FROM {table} WHERE {column} > {{p}}", (after,))[0][0]
-    else:
-        count = sum(1 for (state,) in log_digest.query(
-            ledger, f"SELECT state FROM {table} WHERE {column} > {{p}}", (after,))
-            if datetime.fromisoformat(orjson.loads(state)["recorded_at"]) <= known_at)
-    return {"events": count,
-            "last_seal": f"trial#{last.originator_version}" if last else None,
-            "last_seal_at": last.recorded_at.isoformat() if last else None}
-
-
-def unsealed_text(unsealed: dict[str, Any]) -> str:
-    if unsealed["last_seal"] is None:
-        return (f"not yet sealed: all {unsealed['events']} entries (no seal); they are "
-                "protected by the hash-chain links only")
-    return (f"not yet sealed: {unsealed['events']} entries recorded after the last seal "
-            f"({unsealed['last_seal']}, {unsealed['last_seal_at']}); they are protected by the "
-            "hash-chain links only")
-
-
 # --- sealing ----------------------------------------------------------------------------------
 
 
-def seal(ledger, note: str, actor: str, *,
-         sign: seal_keys.Signer | None = None) -> dict[str, Any]:
+def seal(ledger, note: str, actor: str, *, sign: Signer | None = None) -> dict[str, Any]:
     """Verify, then record one digest over every chain head, signed when `sign` is given.
     Refused on a store that does not verify: a seal must never vouch for tampered data."""
     command = _seal_command(note)
@@ -990,7 +959,7 @@ def seal(ledger, note: str, actor: str, *,
     made = ledger.require_trial().seals[-1]
     return {"entry": f"trial#{made.originator_version}", **output,
             "sealed_at": made.recorded_at.isoformat(),
-            "signed_by": seal_keys.key_id(made.signing_key) if made.signing_key else None}
+            "signed_by": key_id(made.signing_key) if made.signing_key else None}
 
 
 def _seal_command(note: str) -> c.Seal:

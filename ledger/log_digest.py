@@ -17,7 +17,8 @@ names the first row that no longer matches, or rewrites the table too, and then 
 that saw a rewritten row notices. Doing both unnoticed needs every such account's state file.
 
 It lives in the store layer because only the recorder's insert runs inside the transaction that
-writes the events (and, on PostgreSQL, under the table lock that orders the log).
+writes the events (and, on PostgreSQL, under the table lock that orders the log). The
+PostgreSQL recorder is in `log_digest_postgres`, so a SQLite ledger never loads psycopg.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 DIGESTS = "m22bol_log_digests"
@@ -76,7 +76,7 @@ def events_query(url: str) -> str:
             "ORDER BY notification_id")
 
 
-def _extend(execute, url: str, last_position: int) -> None:
+def extend(execute, url: str, last_position: int) -> None:
     """Append the digest at `last_position`, folding every event after the newest row (the
     events this transaction wrote, or on a ledger made before this table, all of them)."""
     p = "?" if url.startswith("sqlite") else "%s"
@@ -105,29 +105,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 c.execute(sql, params)
                 return [tuple(r) for r in c.fetchall()] if fetch else []
 
-            _extend(execute, "sqlite", ids[-1])
-        return ids
-
-
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
-    def __init__(self, *args, **kwargs):
-        from psycopg.sql import SQL
-
-        super().__init__(*args, **kwargs)
-        self.sql_create_statements.append(SQL(create_statement("postgres")))
-
-    def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
-        # Runs inside the insert's transaction, after the table lock that orders the log.
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if ids:
-            def execute(sql: str, params: tuple, fetch: bool = True) -> list:
-                curs.execute(sql, params)
-                if not fetch:
-                    return []
-                return [tuple(r.values()) if isinstance(r, dict) else tuple(r)
-                        for r in curs.fetchall()]
-
-            _extend(execute, "postgres", ids[-1])
+            extend(execute, "sqlite", ids[-1])
         return ids
 
 

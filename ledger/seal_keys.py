@@ -10,7 +10,6 @@ with a key they do not hold.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from m22bol.domain.errors import BadInput, NotPermitted
+from m22bol.ledger.integrity import key_id
 
 MIN_PASSPHRASE = 12
 # Signatures are over this prefix and the digest, so a sealing key's signature can never be
@@ -28,11 +28,6 @@ CONTEXT = b"m22bol seal digest v1:"
 
 # digest -> (raw public key, hex; signature, hex)
 Signer = Callable[[str], tuple[str, str]]
-
-
-def key_id(public_hex: str) -> str:
-    """A short name for a public key, as printed next to a seal."""
-    return "ed25519:" + hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
 
 
 def _raw(public: Ed25519PublicKey) -> str:

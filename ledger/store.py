@@ -127,7 +127,8 @@ def store_env(url: str) -> dict[str, str]:
             POSTGRES_PASSWORD=unquote(parts.password or ""),
             POSTGRES_LOCK_TIMEOUT="30",
             POSTGRES_POOL_SIZE="2",
-            APPLICATION_RECORDER_TOPIC=get_topic(log_digest.PostgresLedgerRecorder),
+            # Named, not imported: importing it loads psycopg, which SQLite ledgers never need.
+            APPLICATION_RECORDER_TOPIC="m22bol.ledger.log_digest_postgres:PostgresLedgerRecorder",
         )
     else:
         raise BadInput(f"ledger: unsupported URL {url!r} (use sqlite:///FILE or "

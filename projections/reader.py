@@ -57,7 +57,7 @@ class Reader:
 
     def not_yet_sealed(self, *, known_at: datetime | None = None) -> dict[str, Any]:
         """How many entries no seal covers yet, and when the last seal was made."""
-        from m22bol.ledger.integrity import unsealed
+        from m22bol.ledger.coverage import unsealed
 
         return unsealed(self.ledger, known_at=known_at)
 
