@@ -10,6 +10,7 @@ import orjson
 
 from m22bol.domain.trial import TRIAL_ID
 from m22bol.ledger import log_digest
+from m22bol.ledger.store import events_table, log_position
 
 
 def unsealed(ledger, known_at: datetime | None = None) -> dict[str, Any]:
@@ -22,8 +23,7 @@ def unsealed(ledger, known_at: datetime | None = None) -> dict[str, Any]:
              if known_at is None or s.recorded_at <= known_at]
     last = seals[-1] if seals else None
     sqlite = ledger.url.startswith("sqlite")
-    table, column = ("stored_events", "rowid") if sqlite else ("m22bol_events",
-                                                               "notification_id")
+    table, column = events_table(ledger.url), log_position(ledger.url)
     after = 0
     if last is not None:
         found = log_digest.query(

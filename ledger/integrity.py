@@ -48,6 +48,7 @@ from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import log_digest
+from m22bol.ledger.store import events_table, log_position
 
 if TYPE_CHECKING:
     from m22bol.ledger.seal_keys import Signer
@@ -741,10 +742,9 @@ class _Snapshot:
             cursor.close()
 
     def _sql(self, sql: str) -> str:
-        return sql.format(p="?" if self.sqlite else "%s",
-                          events="stored_events" if self.sqlite else "m22bol_events",
-                          pos="rowid" if self.sqlite else "notification_id",
-                          digests=log_digest.DIGESTS)
+        url = self.ledger.url
+        return sql.format(p="?" if self.sqlite else "%s", events=events_table(url),
+                          pos=log_position(url), digests=log_digest.DIGESTS)
 
 
 class _Stream:

@@ -30,6 +30,8 @@ from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from m22bol.ledger.store import events_table, log_position
+
 DIGESTS = "m22bol_log_digests"
 GENESIS = bytes(32)
 
@@ -67,13 +69,11 @@ def fold_rows(digest: bytes, rows: Iterable[tuple]) -> tuple[int | None, bytes]:
 
 
 def events_query(url: str) -> str:
-    """Events after a position, in log order, as (position, aggregate, version, topic, state)."""
-    if url.startswith("sqlite"):
-        return ("SELECT rowid, originator_id, originator_version, topic, state "
-                "FROM stored_events WHERE rowid > {p} AND rowid <= {p} ORDER BY rowid")
-    return ("SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM m22bol_events WHERE notification_id > {p} AND notification_id <= {p} "
-            "ORDER BY notification_id")
+    """Events after a position, in log order, as (position, aggregate, version, topic, state);
+    `{p}` is the placeholder."""
+    table, position = events_table(url), log_position(url)
+    return (f"SELECT {position}, originator_id, originator_version, topic, state FROM {table} "
+            f"WHERE {position} > {{p}} AND {position} <= {{p}} ORDER BY {position}")
 
 
 def extend(execute, url: str, last_position: int) -> None:

@@ -140,6 +140,11 @@ def events_table(url: str) -> str:
     return "stored_events" if url.startswith("sqlite") else f"{APP_NAME}_events"
 
 
+def log_position(url: str) -> str:
+    """The column holding an event's place in the notification log."""
+    return "rowid" if url.startswith("sqlite") else "notification_id"
+
+
 def append_only_statements(url: str) -> list[str]:
     """Triggers that make the database itself refuse any UPDATE or DELETE of stored events
     (and of the log's running digests, which are as much a record as the events)."""
