@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 from contextlib import closing
@@ -250,3 +251,19 @@ def test_status_and_verify_count_the_entries_after_the_last_seal(url):
     assert status["events"] == 1 and status["last_seal"] == "trial#6"
     text = invoke(["status"], url=url, user="aud").output
     assert "not yet sealed: 1 entries recorded after the last seal (trial#6" in text
+
+
+def test_the_report_says_how_many_entries_no_seal_covers_yet(sqlite_url, tmp_path):
+    ledger = new_ledger(sqlite_url)
+    Driver(ledger).enrolled("M22-001")
+    ledger.close()
+    assert invoke(["audit", "seal", "--note", "visit"], url=sqlite_url,
+                  user="admin").exit_code == 0
+    assert invoke(["contact", "M22-001", "--date", "2025-02-01"], url=sqlite_url).exit_code == 0
+
+    result = invoke(["report", "--out", str(tmp_path / "report")], url=sqlite_url, user="mon")
+
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert re.search(r"<th>Not yet sealed</th><td>1 entries recorded after the last seal "
+                     r"\(trial#6, ", page)
