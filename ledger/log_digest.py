@@ -76,16 +76,25 @@ def events_query(url: str) -> str:
             f"WHERE {position} > {{p}} AND {position} <= {{p}} ORDER BY {position}")
 
 
-def extend(execute, url: str, last_position: int) -> None:
-    """Append the digest at `last_position`, folding every event after the newest row (the
-    events this transaction wrote, or on a ledger made before this table, all of them)."""
+def extend(execute, url: str, ids: list[int], stored_events) -> None:
+    """Append the digest at this transaction's last position, folding every event after the
+    newest row: usually just the events this transaction wrote, folded from memory; on a ledger
+    made before this table (or after a hole), everything since, read back."""
     p = "?" if url.startswith("sqlite") else "%s"
+    table, position = events_table(url), log_position(url)
     rows = execute(f"SELECT position, digest FROM {DIGESTS} ORDER BY position DESC LIMIT 1", ())
     start, digest = (rows[0][0], bytes.fromhex(rows[0][1])) if rows else (0, GENESIS)
-    _, digest = fold_rows(digest, execute(events_query(url).format(p=p),
-                                          (start, last_position)))
+    between = execute(f"SELECT count(*) FROM {table} WHERE {position} > {p} AND "
+                      f"{position} <= {p}", (start, ids[-1]))[0][0]
+    if between == len(ids):
+        _, digest = fold_rows(digest, ((i, s.originator_id, s.originator_version, s.topic,
+                                        s.state) for i, s in zip(ids, stored_events,
+                                                                 strict=True)))
+    else:
+        _, digest = fold_rows(digest, execute(events_query(url).format(p=p),
+                                              (start, ids[-1])))
     execute(f"INSERT INTO {DIGESTS} (position, digest) VALUES ({p}, {p})",
-            (last_position, digest.hex()), fetch=False)
+            (ids[-1], digest.hex()), fetch=False)
 
 
 def create_statement(url: str) -> str:
@@ -105,7 +114,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 c.execute(sql, params)
                 return [tuple(r) for r in c.fetchall()] if fetch else []
 
-            extend(execute, "sqlite", ids[-1])
+            extend(execute, "sqlite", ids, stored_events)
         return ids
 
 

@@ -26,5 +26,5 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 return [tuple(r.values()) if isinstance(r, dict) else tuple(r)
                         for r in curs.fetchall()]
 
-            extend(execute, "postgres", ids[-1])
+            extend(execute, "postgres", ids, stored_events)
         return ids
