@@ -36,6 +36,8 @@ class ReportData:
     courses: list[PatientCourse] = field(default_factory=list)
     pfs: list[SurvivalRow] = field(default_factory=list)
     os: list[SurvivalRow] = field(default_factory=list)
+    # entries no seal covers yet (as known at `known_at` for a report of the past)
+    not_yet_sealed: dict[str, Any] | None = None
 
 
 def gather(reader: Reader, *, known_at: datetime | None = None,
@@ -61,30 +63,32 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         if course is not None:
             courses.append(course)
     baskets = [b.id for b in walked.protocol.baskets]
+    unsealed = reader.not_yet_sealed(known_at=known_at)
     return ReportData(
         trial=walked.protocol.name, title=walked.protocol.title,
         protocol_version=walked.protocol.version, cutoff=walked.cutoff,
         known_at=known_at or _last_recorded(walked), seal=walked.seal,
-        seal_coverage=seal_coverage(walked),
         consort=consort(summaries, baskets, walked.protocol),
         endpoints=documents.endpoints_document(walked)["baskets"],
         safety=documents.safety_document(walked)["baskets"]["all"],
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,
+        not_yet_sealed=unsealed,
+        seal_coverage=seal_coverage(unsealed),
         **_survival(walked),
     )
 
 
-def seal_coverage(walked) -> str:
+def seal_coverage(unsealed: dict[str, Any]) -> str:
     """What the last seal covers, as a monitor reads it: "sealed 2026-03-01, 412 entries
-    since". Entries recorded after the seal are protected by the hash links only."""
-    if not walked.trial.seals:
+    since" (`reader.not_yet_sealed` counts them). Entries after the seal are protected by the
+    hash links only."""
+    if unsealed["last_seal"] is None:
         return "not sealed"
-    sealed_at = walked.trial.seals[-1].recorded_at
-    since = sum(e.recorded_at > sealed_at for e in _events(walked))
+    since = unsealed["events"]
     entries = "entry" if since == 1 else "entries"
-    return f"sealed {sealed_at.date().isoformat()}, {since} {entries} since"
+    return f"sealed {unsealed['last_seal_at'][:10]}, {since} {entries} since"
 
 
 def _survival(walked) -> dict[str, list[SurvivalRow]]:
@@ -231,10 +235,5 @@ def _course(s: dict[str, Any], timeline, state, cutoff: date) -> PatientCourse |
 def _last_recorded(walked) -> datetime:
     """Without --known-at the report shows everything recorded: name the latest entry's time,
     so the same ledger always gives the same page."""
-    return max(e.recorded_at for e in _events(walked))
-
-
-def _events(walked):
-    yield from walked.trial.events
-    for w in walked.subjects:
-        yield from w.patient.events
+    events = [*walked.trial.events, *(e for w in walked.subjects for e in w.patient.events)]
+    return max(e.recorded_at for e in events)
