@@ -61,7 +61,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
         event = e.TrialInitialised(
             **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
             protocol_digest=protocol_digest(text), protocol_version=protocol.version,
-            admin=ctx.actor,
+            admin=ctx.actor, synthetic=command.synthetic,
         )
         return Decision([event], {"trial": protocol.name, "protocol_version": protocol.version,
                                   "protocol_digest": event.protocol_digest, "admin": ctx.actor})
@@ -106,6 +106,15 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
             # Only the salted hash the ledger made crosses into the domain, never the password.
             event = e.PasswordSet(**env, user=ctx.actor, password_hash=extra["password_hash"])
             return Decision([event], {"user": ctx.actor, "password": "set"})
+        case c.ResetPassword():
+            event = e.PasswordSet(**env, user=command.user, password_hash=extra["password_hash"])
+            return Decision([event], {"user": command.user, "password": "reset"})
+        case c.RecordAuthenticationFailure():
+            event = e.AuthenticationFailed(**env, user=command.user, account=command.account,
+                                           attempt=command.attempt, message=command.message)
+            return Decision([event], {"user": command.user, "attempt": command.attempt})
+        case c.RecordAuthenticationSuccess():
+            return Decision([e.AuthenticationSucceeded(**env, user=command.user)], {})
         case c.Unlock():
             if command.subject is None and not trial.locked or (
                 command.subject is not None and command.subject not in trial.locked_subjects

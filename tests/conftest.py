@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 from psycopg import sql
+
+from m22bol.cli.db import setup_database
+from m22bol.ledger import signatures
+from m22bol.ledger.postgres import group_roles
 
 POSTGRES_ENV = "M22BOL_TEST_POSTGRES"
 
@@ -31,6 +36,19 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# The production scrypt cost (2**15, 32 MiB, ~0.1 s a hash) buys nothing in a test and is paid
+# for every password set and every --user checked; the cost is stored with each hash, so
+# checking reads it back. test_identity pins the production cost.
+TEST_SCRYPT_LOG2_N = 10
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(signatures, "hash_password",
+                      partial(signatures.hash_password, log2_n=TEST_SCRYPT_LOG2_N))
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,12 +83,17 @@ def _fresh_postgres_database() -> Iterator[str]:
     # CREATE/DROP DATABASE cannot run inside a transaction block, hence autocommit.
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    url = parts._replace(path=f"/{name}").geturl()
     try:
-        yield parts._replace(path=f"/{name}").geturl()
+        # As a site's owner would: ordinary commands create nothing (`m22bol db setup`).
+        setup_database(url)
+        yield url
     finally:
         # FORCE: a test that leaked a connection or pool must not make teardown fail.
         with psycopg.connect(admin_conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            for role in group_roles(url):  # roles are the server's, not the database's
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from m22bol.domain.commands import parse_command
+from m22bol.domain.commands import ResetPassword, SetPassword, parse_command
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import after_save
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
+# Everyone's ledger password in the tests: `invoke` acts as a person with `--user NAME` and
+# this password in M22BOL_PASSWORD, as a script would (conftest makes hashing it cheap).
+TEST_PASSWORD = "test passphrase 1"
 
 
 class Driver:
@@ -43,17 +46,29 @@ def new_ledger(url: str) -> TrialLedger:
     driver.do("init", actor="admin")
     for user, role in PEOPLE.items():
         driver.do("grant", actor="admin", user=user, role=role)
+    set_passwords(ledger, [*PEOPLE, "nobody"])
     return ledger
 
 
-def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | None = None):
-    """Run the CLI in-process, as a person would type it; the click Result."""
+def set_passwords(ledger: TrialLedger, users: list[str], *, admin: str = "admin") -> None:
+    """Give the admin and each user TEST_PASSWORD, so the CLI can act as them."""
+    commands = [ResetPassword(user=user, password=TEST_PASSWORD) for user in users]
+    if admin not in ledger.require_trial().password_hashes:
+        commands.insert(0, SetPassword(password=TEST_PASSWORD))
+        ledger.execute(commands.pop(0), admin)
+    ledger.execute_all(commands, admin)
+
+
+def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | None = None,
+           password: str | None = TEST_PASSWORD):
+    """Run the CLI in-process, as a person would type it, acting as `user` with `password`
+    (None: no password given); the click Result."""
     from click.testing import CliRunner
 
     from m22bol.cli.main import app
 
     return CliRunner().invoke(app(), ["--ledger", url, "--user", user, *args], input=input,
-                              catch_exceptions=False)
+                              env={"M22BOL_PASSWORD": password}, catch_exceptions=False)
 
 
 def store_fingerprint(url: str) -> list[tuple]:

@@ -24,13 +24,19 @@ def m22bol() -> str:
     return found
 
 
+# Everyone's password here: a script acting as a person gives it as M22BOL_PASSWORD.
+PASSWORD = "e2e passphrase 1"
+
+
 @pytest.fixture
 def run(tmp_path):
     ledger = f"sqlite:///{tmp_path}/course.sqlite"
 
-    def run(user: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([m22bol(), "--ledger", ledger, *args],
-                              env={**os.environ, "M22BOL_USER": user}, cwd=tmp_path,
+    def run(user: str, *args: str, code: int = 0,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run([m22bol(), "--ledger", ledger, *args], input=input,
+                              env={**os.environ, "M22BOL_USER": user,
+                                   "M22BOL_PASSWORD": PASSWORD}, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == code, done.stderr or done.stdout
         assert "Traceback" not in done.stderr
@@ -46,6 +52,7 @@ def test_a_full_course_through_the_installed_command(run):
 
     run("chief", "init")
     run("chief", "grant", "nurse", "data-manager")
+    run("chief", "reset-password", "nurse", "--password-stdin", input=PASSWORD + "\n")
     nurse("register", S, "--site", "S1", "--consent-date", "2025-01-02")
     nurse("assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",
@@ -98,6 +105,7 @@ def test_an_adverse_event_through_the_installed_command(run):
     """The printed action, the stored action, and a refused infusion naming the rule."""
     run("chief", "init")
     run("chief", "grant", "nurse", "data-manager")
+    run("chief", "reset-password", "nurse", "--password-stdin", input=PASSWORD + "\n")
     run("nurse", "register", S, "--site", "S1", "--consent-date", "2025-01-02")
     run("nurse", "assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
         "negative", "--prior-therapy", "none", "--distant-lesions", "1",

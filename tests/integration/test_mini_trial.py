@@ -48,6 +48,7 @@ import m22bol.cli.entry  # noqa: F401  (registers the entry commands and import)
 import m22bol.cli.queries  # noqa: F401
 import m22bol.cli.tallies  # noqa: F401  (registers endpoints, safety)
 from m22bol.cli.main import cli
+from tests.support import TEST_PASSWORD, new_ledger
 
 DATA = Path(__file__).parent.parent / "data" / "mini_trial.jsonl"
 CUTOFF = "2025-12-31"  # after every fact of the mini-trial
@@ -56,15 +57,13 @@ KM_NONE = {"12": None, "24": None, "60": None}
 
 def run(url: str, *args: str, user: str = "dm"):
     result = CliRunner().invoke(cli, ["--ledger", url, "--user", user, *args],
-                                catch_exceptions=False)
+                                env={"M22BOL_PASSWORD": TEST_PASSWORD}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
 
 
 def load(url: str, path: Path = DATA) -> None:
-    run(url, "init", user="admin")
-    run(url, "grant", "dm", "data-manager", user="admin")
-    run(url, "grant", "mon", "monitor", user="admin")
+    new_ledger(url).close()
     run(url, "import", str(path))
 
 
