@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from m22bol.domain.errors import NotPermitted
 from m22bol.ledger import access
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import documents, replay, stored
@@ -55,9 +56,16 @@ class Reader:
         document["signature"] = signature_of(self.ledger, subject, known_at=known_at)
         return document
 
-    def history(self, subject: str, *, known_at: datetime | None = None) -> dict[str, Any]:
-        """The subject's audit trail: every event, who, when, why and what it changed."""
+    def history(self, subject: str | None, *,
+                known_at: datetime | None = None) -> dict[str, Any]:
+        """The subject's audit trail: every event, who, when, why and what it changed; without
+        a subject, the trial's own (grants, passwords, security events, locks, seals)."""
         self.allow("history", subject=subject)
+        if subject is None:
+            if self.sites() is not None:
+                raise NotPermitted("history of the trial: a user limited to sites reads the "
+                                   "history of their subjects only", rule="access.site")
+            return replay.trial_history_view(self.ledger, known_at=known_at)
         return replay.history_view(self.ledger, subject, known_at=known_at)
 
     # --- the trial -----------------------------------------------------------------------------

@@ -118,6 +118,26 @@ def history_view(ledger: TrialLedger, subject: str, *,
             "signature": signature_status(patient) if patient else None}
 
 
+# Trial events' values not shown in its history: material for guessing passwords, and the
+# protocol file itself (its digest and version stay).
+_HIDDEN = {"password_hash", "protocol_text"}
+
+
+def trial_history_view(ledger: TrialLedger, *,
+                       known_at: datetime | None = None) -> dict[str, Any]:
+    """The trial's own audit trail: protocol versions, grants, passwords set, locks, seals and
+    every refused authentication, oldest first."""
+    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    entries = []
+    for event in trial.events:
+        row = _audit_row(f"trial#{event.originator_version}", event)
+        row["values"] = {k: v for k, v in row["values"].items() if k not in _HIDDEN}
+        row["superseded_by"] = None
+        entries.append(row)
+    return {"subject": None, "entries": entries, "signature": None,
+            "synthetic": trial.synthetic}
+
+
 def _audit_row(entry: str, event: Event) -> dict[str, Any]:
     return {
         "entry": entry,

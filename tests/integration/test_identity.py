@@ -15,6 +15,7 @@ from m22bol.cli.main import app
 from m22bol.domain.trial import LOCKOUT_AFTER
 from m22bol.ledger.identity import os_account
 from m22bol.ledger.signatures import hash_password
+from tests.integration.test_export import schemas, valid_odm  # noqa: F401  (fixture)
 from tests.support import TEST_PASSWORD, invoke, new_ledger, store_fingerprint
 
 CONTACT = ["contact", "M22-001", "--date", "2025-02-01"]
@@ -189,3 +190,39 @@ def test_a_global_option_wins_over_its_environment_variable(tmp_path, where):
     result = CliRunner().invoke(app(), args, env={"M22BOL_LEDGER": prod, "M22BOL_USER": None})
     assert result.exit_code == 0, result.output
     assert store_fingerprint(scratch) and not (tmp_path / "prod.sqlite").exists()
+
+
+def test_refused_attempts_show_in_the_trial_history_and_both_exports(url, tmp_path, schemas):
+
+    assert invoke(CONTACT, url=url, password="guessed wrongly").exit_code == 4
+
+    history = json.loads(invoke(["history", "--json"], url=url, user="aud").output)
+    (failed,) = [r for r in history["entries"] if r["event"] == "AuthenticationFailed"]
+    assert failed["values"]["user"] == "dm" and failed["values"]["attempt"] == "password"
+    assert all("password_hash" not in r["values"] for r in history["entries"])
+    assert invoke(["history"], url=url, user="aud").exit_code == 0
+
+    jsonl, odm = tmp_path / "trail.jsonl", tmp_path / "trail.xml"
+    for fmt, out in (("jsonl", jsonl), ("odm", odm)):
+        assert invoke(["audit", "export", "--format", fmt, "--out", str(out)], url=url,
+                      user="aud").exit_code == 0
+    assert any(json.loads(line)["event"] == "AuthenticationFailed"
+               for line in jsonl.read_text().splitlines())
+    root = valid_odm(schemas, odm)
+    records = [r for r in root.iter() if r.tag.endswith("AuditRecord")
+               and r.get("ID") == "AR." + failed["entry"].replace("#", ".")]
+    assert len(records) == 1
+    assert "failed password authentication as dm" in "".join(records[0].itertext())
+
+
+def test_a_synthetic_ledger_says_so_in_its_exports_and_report(tmp_path):
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    assert invoke(["demo", "--patients", "2", "--seed", "4"], url=url, user="alice"
+                  ).exit_code == 0
+    done = invoke(["audit", "export", "--format", "odm", "--out", str(tmp_path / "d.xml"),
+                   "--json"], url=url, user="alice")
+    assert json.loads(done.output)["synthetic"] is True
+    assert "SYNTHETIC DEMO DATA" in (tmp_path / "d.xml").read_text()
+    assert invoke(["report", "--out", str(tmp_path / "report")], url=url, user="alice"
+                  ).exit_code == 0
+    assert "SYNTHETIC DEMO DATA" in (tmp_path / "report" / "index.html").read_text()
