@@ -16,7 +16,7 @@ from m22bol.domain.trial import LOCKOUT_AFTER
 from m22bol.ledger.identity import os_account
 from m22bol.ledger.signatures import hash_password
 from tests.integration.test_export import schemas, valid_odm  # noqa: F401  (fixture)
-from tests.support import TEST_PASSWORD, invoke, new_ledger, store_fingerprint
+from tests.support import TEST_PASSWORD, invoke, new_ledger, open_ledger, store_fingerprint
 
 CONTACT = ["contact", "M22-001", "--date", "2025-02-01"]
 REGISTER = ["register", "M22-001", "--site", "S1", "--consent-date", "2025-01-02"]
@@ -34,9 +34,18 @@ def written_since(url: str, before: list) -> list[str]:
 
 
 def trial_events(url: str):
-    ledger = new_ledger.__globals__["open_ledger"](url)
+    ledger = open_ledger(url)
     try:
         return ledger.require_trial()
+    finally:
+        ledger.close()
+
+
+def account(url: str) -> str:
+    """Who the store authenticates: the OS account (SQLite), the session user (PostgreSQL)."""
+    ledger = open_ledger(url)
+    try:
+        return ledger.account
     finally:
         ledger.close()
 
@@ -53,7 +62,7 @@ def test_an_entry_as_another_user_without_their_password_writes_only_the_attempt
     assert written_since(url, before) == ["AuthenticationFailed"]
     failed = trial_events(url).events[-1]
     assert (failed.user, failed.actor, failed.account, failed.attempt) == (
-        "dm", os_account(), os_account(), "password")
+        "dm", account(url), account(url), "password")
     assert "password" not in failed.message.lower().replace("the password of", "")
 
 
@@ -121,7 +130,7 @@ def test_a_success_starts_the_count_again(url):
 
 def test_failed_signatures_count_towards_the_lockout(url):
     # The investigator at their own workstation: logged in by the OS, guessing at signing.
-    me = os_account()
+    me = account(url)
     assert invoke(["grant", me, "investigator"], url=url, user="admin").exit_code == 0
     assert invoke(["reset-password", me, "--password-stdin"], url=url, user="admin",
                   input=TEST_PASSWORD + "\n").exit_code == 0
@@ -192,7 +201,8 @@ def test_a_global_option_wins_over_its_environment_variable(tmp_path, where):
     assert store_fingerprint(scratch) and not (tmp_path / "prod.sqlite").exists()
 
 
-def test_refused_attempts_show_in_the_trial_history_and_both_exports(url, tmp_path, schemas):
+def test_refused_attempts_show_in_the_trial_history_and_both_exports(url, tmp_path,
+                                                                   schemas):  # noqa: F811
 
     assert invoke(CONTACT, url=url, password="guessed wrongly").exit_code == 4
 
