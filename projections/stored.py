@@ -57,6 +57,12 @@ def ensure_current(ledger: TrialLedger) -> None:
             # Still consistent, only behind (say, the database is read-only here): answer
             # from what is there, and say so.
             log.warning("warning: the read models are behind the ledger (%s)", error)
+        except Exception as error:
+            if getattr(getattr(error, "orig", None), "sqlstate", None) != "42501":
+                raise
+            # A reader login may not keep the read models; the next writer's entry will.
+            log.warning("warning: the read models are behind the ledger and this login may "
+                        "not bring them up to date")
 
 
 def _at_sites(sites: frozenset[str] | None, column: str = "site") -> tuple[str, tuple]:

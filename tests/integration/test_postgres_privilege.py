@@ -15,11 +15,12 @@ import pytest
 from psycopg import sql
 
 from m22bol.domain.commands import Grant
+from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.postgres import group_roles
 from m22bol.ledger.store import events_table
 from m22bol.projections import tables
 from tests.integration.test_access import ENROLLED, IMPORT_INPUT, SCENARIOS, _fill
-from tests.support import new_ledger
+from tests.support import Driver, new_ledger
 
 pytestmark = pytest.mark.postgres
 
@@ -148,6 +149,18 @@ def test_a_reader_login_runs_every_query_and_no_entry(site):
         error = json.loads(result.output)["error"]
         # The ledger role allows it: the database's grants are what refuse it.
         assert error["rule"] == "database.privilege", (command, error)
+
+
+def test_a_reader_login_answers_even_when_the_read_models_lag(site, caplog):
+    enrol(site, "M22-001")
+    bare = TrialLedger(site["url"])  # the owner, writing without keeping the read models
+    try:
+        Driver(bare).enrolled("M22-002")
+    finally:
+        bare.close()
+    result = cli(site["reader_url"], ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "may not bring them up to date" in caplog.text
 
 
 def test_an_open_reader_transaction_does_not_block_an_entry(site):
