@@ -151,6 +151,19 @@ def test_a_reader_login_runs_every_query_and_no_entry(site):
         assert error["rule"] == "database.privilege", (command, error)
 
 
+def test_an_admin_with_a_writer_login_rebuilds_the_read_models(site):
+    enrol(site, "M22-001")
+    owner = TrialLedger(site["url"])
+    try:
+        Driver(owner).do("grant", actor="admin", user=site["writer"], role="admin")
+    finally:
+        owner.close()
+    before = json.loads(cli(site["writer_url"], ["status", "--json"]).output)
+    result = cli(site["writer_url"], ["projections", "rebuild", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli(site["reader_url"], ["status", "--json"]).output) == before
+
+
 def test_a_reader_login_answers_even_when_the_read_models_lag(site, caplog):
     enrol(site, "M22-001")
     bare = TrialLedger(site["url"])  # the owner, writing without keeping the read models
