@@ -20,7 +20,7 @@ from m22bol.ledger.postgres import group_roles
 from m22bol.ledger.store import events_table
 from m22bol.projections import tables
 from tests.integration.test_access import ENROLLED, IMPORT_INPUT, SCENARIOS, _fill
-from tests.support import Driver, new_ledger
+from tests.support import Driver, invoke, new_ledger
 
 pytestmark = pytest.mark.postgres
 
@@ -195,3 +195,23 @@ def test_an_open_reader_transaction_does_not_block_an_entry(site):
         assert done and done[0].exit_code == 0, done and done[0].output
         assert time.monotonic() - started < 20
         dump.rollback()
+
+
+def test_ordinary_commands_run_no_ddl_even_as_the_owner(postgres_url):
+    """After `db setup`, opening the ledger, entries and queries issue no DDL at all: an event
+    trigger that refuses every DDL command stays silent."""
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'DDL during an ordinary command: %', tg_tag; "
+                     "END $$")
+        conn.execute("CREATE EVENT TRIGGER refuse_ddl ON ddl_command_start "
+                     "EXECUTE FUNCTION refuse_ddl()")
+    ledger = new_ledger(postgres_url)
+    try:
+        Driver(ledger).enrolled("M22-001")
+    finally:
+        ledger.close()
+    for args in (["status"], ["patient", "M22-001"], ["history"], ["endpoints"],
+                 ["contact", "M22-001", "--date", "2025-02-01"]):
+        result = invoke([*args, "--json"], url=postgres_url, user="dm")
+        assert result.exit_code == 0, (args, result.output)
