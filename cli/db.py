@@ -27,7 +27,7 @@ def setup(s: Session) -> None:
     Staff then log in as their own PostgreSQL users, members of one of the two roles:
     GRANT <database>_writer TO alice;  GRANT <database>_reader TO bob;
     """
-    if s.ledger_url.startswith("sqlite"):
+    if not s.ledger_url.startswith("postgres"):
         raise BadInput("db setup: PostgreSQL only; a SQLite ledger is made by its first "
                        "command", field="ledger")
     result = setup_database(s.ledger_url)

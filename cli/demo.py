@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -40,7 +41,6 @@ def demo(s: Session, patients: int, seed: int) -> None:
     radiotherapy, scans every 9-12 weeks, ctDNA and PET, progression, deaths and years of
     follow-up, deterministic for a seed. On a new ledger the acting user becomes admin.
     """
-    from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
     from m22bol.ledger import access
     from m22bol.synthetic.generator import DATA_CUTOFF, generate
 
@@ -51,8 +51,8 @@ def demo(s: Session, patients: int, seed: int) -> None:
                             "a new ledger, which it marks synthetic", rule="demo.real_ledger")
     if trial is not None:
         access.check(trial, s.user, "demo")
-    # The protocol `init` is about to register, or the one in force.
-    protocol = trial.protocol if trial else parse_protocol(bundled_protocol_text())
+    # The protocol in force; on a new ledger, the bundled one `init` is about to register.
+    protocol = trial.protocol if trial else None
     today = min(DATA_CUTOFF, ledger.clock().date())
     subjects_iter = generate(patients, seed, protocol=protocol, today=today)
     first = next(subjects_iter)
@@ -99,9 +99,9 @@ def _prepare(s: Session, trial) -> tuple[dict[str, Any], list]:
     return {"initialised": False}, []
 
 
-def _enter(ledger, user: str, batch: list, bar, first: list) -> int:
-    """One transaction for the setup and every subject; the bar moves one step per subject as
-    its last command is decided."""
+def _enter(ledger, user: str, batch: list, bar, first: Sequence[c.Command] = ()) -> int:
+    """One transaction for the setup (`first`) and every subject, all or nothing; the bar moves
+    one step per subject as its last command is decided. The entries made for the subjects."""
     commands = [*first, *(cmd for subject in batch for cmd in subject.commands)]
     ends: list[int] = []
     for subject in batch:
@@ -117,20 +117,12 @@ def _enter(ledger, user: str, batch: list, bar, first: list) -> int:
     try:
         ledger.execute_all(commands, user, progress=step)
     except LedgerError as error:
-        # Name the subject and the seed: the generator, not the person, made the command.
-        line = _line_of(error)
-        who = next((b.subject for b, end in zip(batch, ends, strict=True) if line <= end), None)
-        if who:
+        # Name the subject: the generator, not the person, made the command. A line within
+        # the setup (init, the grant) belongs to no subject.
+        if error.line is not None and error.line > len(first):
+            who = next(b.subject for b, end in zip(batch, ends, strict=True) if error.line <= end)
             error.message = f"demo subject {who}: {error.message}"
             error.args = (error.message,)
         raise
     bar.update(len(batch) - done[1])  # a retried transaction decides again without a bar
     return len(commands) - len(first)
-
-
-def _line_of(error: LedgerError) -> int:
-    head = error.message.split(":", 1)[0]
-    return int(head.removeprefix("line ")) if head.startswith("line ") else 1
-
-
-

@@ -59,8 +59,11 @@ def _params(model: type[c.Command]) -> list[click.Parameter]:
             params.append(click.Option([flag, name], is_flag=True, default=False,
                                        help=help_text))
         elif _is_many(field.annotation):
+            # A value-taking option that may also stand alone (`--serious`), as it once did.
+            alone = (field.json_schema_extra or {}).get("flag_value")
+            extra = {"is_flag": False, "flag_value": alone} if alone else {}
             params.append(click.Option([flag, name], multiple=True, help=help_text
-                                       + " (repeatable)", required=field.is_required()))
+                                       + " (repeatable)", required=field.is_required(), **extra))
         else:
             params.append(click.Option([flag, name], required=field.is_required(),
                                        help=help_text))

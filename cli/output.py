@@ -3,9 +3,7 @@ codes as spec/cli.md says."""
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import date, datetime
 from typing import Any
 
 import click
@@ -13,16 +11,12 @@ import click
 from m22bol.domain.errors import LedgerError
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def to_json(document: Any) -> str:
-    return json.dumps(document, default=_default, ensure_ascii=False, indent=2)
+    """The answer's JSON text (`m22bol.projections.document_json`): the form the read models
+    store, indented; for printing only, never the canonical form that is hashed."""
+    from m22bol.projections.document_json import to_json as document_json
+
+    return document_json(document, indent=True)
 
 
 def emit(document: Any, as_json: bool, text: str | None = None) -> None:

@@ -19,6 +19,7 @@ from m22bol.cli.main import (
     shared_options,
 )
 from m22bol.cli.output import emit, table
+from m22bol.projections import documents
 
 
 @cli.command()
@@ -27,7 +28,8 @@ from m22bol.cli.output import emit, table
 @shared_options
 @handled
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
-    """Endpoint tallies per basket (spec/endpoints.md); facts after --cutoff never count."""
+    """Endpoint tallies per basket with 95% CIs (docs/endpoints.md); facts after --cutoff never
+    count."""
     doc = s.reader.endpoints(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
     emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
@@ -46,26 +48,15 @@ def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
 # --- text -------------------------------------------------------------------------------------
 
 
-def _flatten(tallies: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    rows: dict[str, Any] = {}
-    for key, value in tallies.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.update(_flatten(value, f"{name} " if key != "km" else f"{prefix}KM "))
-        else:
-            rows[name] = value
-    return rows
-
-
 def endpoints_text(doc: dict[str, Any]) -> str:
     """One row per tally, one column per basket (and all): the baskets side by side."""
-    baskets = doc["baskets"]
-    flat = {b: _flatten(t) for b, t in baskets.items()}
-    names = list(next(iter(flat.values())))
-    rows = [{"tally": name.replace("_", " "), **{b: flat[b][name] for b in flat}}
-            for name in names]
+    shown = documents.endpoint_table(doc["baskets"])
+    rows = [{"tally": label, **dict(zip(shown["baskets"], cells, strict=True))}
+            for label, cells in shown["rows"]]
     head = f"endpoints at cutoff {doc['cutoff']}, as known at {doc['known_at']}"
-    return head + "\n\n" + table(rows, ["tally", *flat])
+    note = ("proportions: n/N (%, exact 95% CI); Kaplan-Meier estimates and medians with "
+            "their 95% CI (Greenwood, log-log)")
+    return head + "\n" + note + "\n\n" + table(rows, ["tally", *shown["baskets"]])
 
 
 def _safety_text(doc: dict[str, Any]) -> str:
@@ -73,11 +64,34 @@ def _safety_text(doc: dict[str, Any]) -> str:
     for basket, t in doc["baskets"].items():
         title = "all baskets" if basket == "all" else f"basket {basket}"
         parts.append(f"== {title}: {t['treated']} treated ==")
-        parts.append("treatment-emergent AEs by term (patients at worst grade):\n"
-                     + table(t["teae_by_term"]))
+        parts.append("treatment-emergent AEs by SOC and CTCAE term (patients at the worst "
+                     "grade inside the window; % of treated):\n" + _teae_table(t))
         if t["serious"]:
-            parts.append("serious AEs:\n" + table(t["serious"]))
+            parts.append("serious AEs (ICH E2A; reporting deadline from awareness):\n"
+                         + table([_sae_row(s) for s in t["serious"]]))
         graded = [row for row in t["clavien_dindo"] if row["complications"]]
         parts.append("Clavien-Dindo (complications within the window of a surgery):\n"
                      + table(graded))
     return "\n\n".join(parts)
+
+
+def _teae_table(t: dict[str, Any]) -> str:
+    """The SOC is named once, on the first row of its terms."""
+    rows, soc = [], None
+    for r in t["teae_by_term"]:
+        rows.append({"SOC": r["soc"] if r["soc"] != soc else "", "term": r["term"],
+                     "patients": f"{r['patients']} ({r['pct']}%)",
+                     **{f"G{g}": r[f"grade_{g}"] for g in range(1, 6)},
+                     "G>=3": r["grade_3plus"],
+                     "related": f"{r['related']} ({r['related_pct']}%)"})
+        soc = r["soc"]
+    return table(rows, ["SOC", "term", "patients", "G1", "G2", "G3", "G4", "G5", "G>=3",
+                        "related"])
+
+
+def _sae_row(s: dict[str, Any]) -> dict[str, Any]:
+    return {"subject": s["subject"], "basket": s["basket"], "ae_id": s["ae_id"],
+            "term": s["term"], "onset": s["onset"], "worst grade": s["worst_grade"],
+            "criteria": ", ".join(s["criteria"]), "report due": s["report_due"],
+            "entered": "late" if s["entered_late"] else "in time",
+            "TEAE": "yes" if s["treatment_emergent"] else "no"}

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from m22bol.domain.errors import BadInput
-from m22bol.domain.events import Lesion, NonTargetLesion
+from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -223,6 +223,8 @@ class Infuse(FactCommand):
     date: IsoDate
     weight_kg: float = Field(ge=25, le=300)
     dose_mg: float = Field(gt=0, le=10000)
+    duration_min: int | None = Field(None, ge=1, le=1440,
+                                     description="infusion duration in minutes")
 
 
 class Interrupt(ReasonedFact):
@@ -245,15 +247,40 @@ class Discontinue(ReasonedFact):
     help = "Discontinue treatment permanently."
 
 
+def _criteria(value: Any) -> Any:
+    # The flag of the first release (`--serious`, JSON `"serious": true`) said only "serious":
+    # ICH E2A's catch-all criterion.
+    if value is True:
+        return ("medically-important",)
+    if value is False or value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return value
+
+
 class AdverseEvent(FactCommand):
     name = "adverse-event"
-    help = "Report an adverse event (CTCAE v5.0); prints the AE id and the required action."
-    term: Text = Field(max_length=200)
+    help = ("Report an adverse event coded to CTCAE v5.0; prints the AE id, the coding and the "
+            "required action.")
+    term: Text = Field(max_length=200, description="CTCAE v5.0 term or a protocol synonym")
     grade: Grade
     onset: IsoDate
-    serious: bool = False
+    verbatim: Text | None = Field(None, max_length=200,
+                                  description="the investigator's own words (needed for "
+                                              "'Other, specify' terms)")
+    serious: Annotated[tuple[SeriousCriterion, ...], BeforeValidator(_criteria)] = Field(
+        (), description="ICH E2A criterion; alone: medically-important",
+        json_schema_extra={"flag_value": "medically-important"})
+    aware_date: IsoDate | None = Field(None, description="when the site became aware "
+                                                         "(default: the entry time)")
     related: bool | None = None
     id: Text | None = Field(None, max_length=40, description="AE id (default: assigned)")
+
+    @field_validator("serious")
+    @classmethod
+    def _once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
 
 
 class UpdateAdverseEvent(FactCommand):
@@ -345,6 +372,7 @@ class Pet(FactCommand):
     date: IsoDate
     percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
     sulpeak: float | None = Field(None, ge=0, le=1000)
+    new_lesions: bool = Field(False, description="new FDG-avid lesions (PERCIST PMD)")
 
 
 class Ctdna(FactCommand):
@@ -363,6 +391,14 @@ class Contact(FactCommand):
     name = "contact"
     help = "Record that the subject was known alive on a date."
     date: IsoDate
+
+
+class SubsequentTherapy(FactCommand):
+    name = "subsequent-therapy"
+    help = ("Record the start of a new anticancer therapy; progression-free survival is "
+            "censored at the last adequate assessment on or before it.")
+    date: IsoDate
+    therapy: Text = Field(max_length=200)
 
 
 class Death(FactCommand):
@@ -484,7 +520,8 @@ COMMANDS: dict[str, type[Command]] = {
         Init, Grant, Revoke, AmendProtocol, Lock, Unlock, Register, AssessEligibility, Enrol,
         Infuse, Interrupt, Resume, ReduceDose, Discontinue, AdverseEvent, UpdateAdverseEvent,
         ResolveAdverseEvent, Lvef, Surgery, Complication, Radiotherapy, CompleteLocalTreatment,
-        Pathology, Scan, Pet, Ctdna, Contact, Death, Withdraw, Correct, Retract,
+        Pathology, Scan, Pet, Ctdna, Contact, SubsequentTherapy, Death, Withdraw, Correct,
+        Retract,
     )
 }
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from m22bol.domain import commands as c
 from m22bol.domain import events as e
 from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
 from m22bol.domain.patient import Patient, apply_correction, entry_id, patient_id
 from m22bol.domain.protocol import Protocol, parse_protocol, protocol_digest
-from m22bol.domain.timeline import State, derive
+from m22bol.domain.timeline import derive
 from m22bol.domain.trial import TRIAL_ID, Trial, seal_digest
 
 
@@ -29,6 +29,32 @@ class Context:
     @property
     def today(self) -> date:
         return self.now.date()
+
+
+# (aggregate id, head version, SHA-256 of the head's stored bytes) of every chain.
+SealHeads = tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """What only the ledger can supply, because it reads files, checks passwords or reads the
+    store: the domain decides on these values and never on where they came from. A field is
+    None when the command needs none; a command that needs one the ledger did not give is a bug
+    in the ledger (TypeError), not a refusal."""
+
+    protocol_text: str | None = None  # init, amend-protocol: the protocol file as read
+    password_hash: str | None = None  # set-/reset-password: the salted hash of the new password
+    head_digest: str | None = None  # sign: the chain head's digest, once the password matched
+    seal_heads: SealHeads | None = None  # seal: every chain's head, as verified
+
+
+_T = TypeVar("_T")
+
+
+def _needed(value: _T | None, name: str, command: str) -> _T:
+    if value is None:
+        raise TypeError(f"{command}: the ledger must vouch for {name} before the domain decides")
+    return value
 
 
 @dataclass
@@ -51,13 +77,15 @@ def _envelope(aggregate_id, version: int, ctx: Context, command: c.Command, reas
 # --- the trial --------------------------------------------------------------------------------
 
 
-def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra) -> Decision:
-    """Trial-level commands. `extra` carries what the ledger read from files (protocol text)."""
+def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
+                 vouched: Vouched = Vouched()) -> Decision:
+    """Trial-level commands."""
     if isinstance(command, c.Init):
         if trial is not None:
             raise RuleViolation("the ledger is already initialised", rule="init.twice")
-        text = extra["protocol_text"]
+        text = _needed(vouched.protocol_text, "protocol_text", command.name)
         protocol = parse_protocol(text, source=command.protocol or "bundled protocol")
+        protocol.check_coding()
         event = e.TrialInitialised(
             **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
             protocol_digest=protocol_digest(text), protocol_version=protocol.version,
@@ -69,8 +97,9 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
     env = _envelope(TRIAL_ID, trial.version + 1, ctx, command, getattr(command, "reason", None))
     match command:
         case c.AmendProtocol():
-            text = extra["protocol_text"]
+            text = _needed(vouched.protocol_text, "protocol_text", command.name)
             new = parse_protocol(text, source=command.file)
+            new.check_coding()
             if any(v == new.version for v, _, _ in trial.protocol_texts):
                 raise RuleViolation(f"protocol version {new.version} is already registered",
                                     rule="protocol.version_exists", field="version")
@@ -96,18 +125,21 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
             event = e.RoleRevoked(**env, user=command.user, role=command.role, site=command.site)
             return Decision([event], {"user": command.user, "role": command.role})
         case c.Seal():
-            # The ledger read the store and vouched for it; `extra` carries the chain heads.
-            seal = e.Sealed(**env, digest="", note=command.note, event_count=extra["event_count"],
-                            heads=extra["heads"])
+            heads = _needed(vouched.seal_heads, "seal_heads", command.name)
+            # A head's version is the number of events in its chain.
+            seal = e.Sealed(**env, digest="", note=command.note, heads=heads,
+                            event_count=sum(version for _, version, _ in heads))
             seal = seal.model_copy(update={"digest": seal_digest(seal)})
             return Decision([seal], {"digest": seal.digest, "event_count": seal.event_count,
                                      "chains": len(seal.heads), "note": seal.note})
         case c.SetPassword():
             # Only the salted hash the ledger made crosses into the domain, never the password.
-            event = e.PasswordSet(**env, user=ctx.actor, password_hash=extra["password_hash"])
+            event = e.PasswordSet(**env, user=ctx.actor, password_hash=_needed(
+                vouched.password_hash, "password_hash", command.name))
             return Decision([event], {"user": ctx.actor, "password": "set"})
         case c.ResetPassword():
-            event = e.PasswordSet(**env, user=command.user, password_hash=extra["password_hash"])
+            event = e.PasswordSet(**env, user=command.user, password_hash=_needed(
+                vouched.password_hash, "password_hash", command.name))
             return Decision([event], {"user": command.user, "password": "reset"})
         case c.RecordAuthenticationFailure():
             event = e.AuthenticationFailed(**env, user=command.user, account=command.account,
@@ -134,7 +166,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context, **extra)
 
 # Command field -> event field, where the CLI's singular option names a list.
 _RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
-            "new_lesion": "new_lesions", "id": "ae_id"}
+            "new_lesion": "new_lesions", "id": "ae_id", "serious": "serious_criteria"}
 _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.AssessEligibility: e.EligibilityAssessed, c.Enrol: e.Enrolled, c.Infuse: e.InfusionGiven,
     c.Interrupt: e.TreatmentInterrupted, c.Resume: e.TreatmentResumed,
@@ -145,21 +177,17 @@ _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.Radiotherapy: e.RadiotherapyGiven, c.CompleteLocalTreatment: e.LocalTreatmentCompleted,
     c.Pathology: e.PathologyReported, c.Scan: e.ScanRecorded, c.Pet: e.PetRecorded,
     c.Ctdna: e.CtdnaRecorded, c.Contact: e.ContactRecorded, c.Death: e.DeathRecorded,
+    c.SubsequentTherapy: e.SubsequentTherapyStarted,
     c.Withdraw: e.Withdrawn,
 }
 _NOT_FACT_FIELDS = {"subject", "source", "deviation_reason", "reason"}
 
 
-def state_of(patient: Patient, protocol: Protocol, today: date) -> State:
-    return derive(patient.subject, patient.timeline(), protocol, today)
-
-
 def decide_subject(
     command: c.SubjectCommand, patient: Patient | None, protocol: Protocol, ctx: Context,
-    **extra,
+    vouched: Vouched = Vouched(),
 ) -> Decision:
-    """Subject-level commands. `extra` carries what only the ledger can supply: for `sign`, the
-    digest of the chain head being signed, once the password has been checked."""
+    """Subject-level commands."""
     if isinstance(command, c.Register):
         if patient is not None:
             raise RuleViolation(f"subject {command.subject} is already registered",
@@ -178,7 +206,8 @@ def decide_subject(
     entry = entry_id(patient.subject, version)
     env = _envelope(patient.id, version, ctx, command, getattr(command, "reason", None))
     if isinstance(command, c.Sign):
-        return _signature(command, patient, entry, env, extra["head_digest"])
+        return _signature(command, patient, entry, env,
+                          _needed(vouched.head_digest, "head_digest", command.name))
     timeline = patient.timeline()
 
     if isinstance(command, c.Correct):
@@ -301,6 +330,7 @@ def _retraction(command: c.Retract, patient: Patient, timeline, env):
 
 # Values the ledger computes and stores for the record: never corrected by hand.
 _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
-             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version"}
+             "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version",
+             "ctcae_term", "meddra_code", "soc", "coded_on_read"}
 # Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
 _RECORD_ONLY = {"response"}

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 
 class LedgerError(Exception):
-    """Base of every refusal. `code` is a stable machine-readable name."""
+    """Base of every refusal. `code` is a stable machine-readable name; `line` is the
+    command's line (from 1) when it came in a batch of several (an import)."""
 
     exit_code = 1
     code = "error"
 
-    def __init__(self, message: str, *, rule: str | None = None, field: str | None = None):
+    def __init__(self, message: str, *, rule: str | None = None, field: str | None = None,
+                 line: int | None = None):
         super().__init__(message)
         self.message = message
         self.rule = rule
         self.field = field
+        self.line = line
 
     def as_json(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, "rule": self.rule}}

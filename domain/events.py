@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 Result = Literal["detected", "not-detected"]
 
@@ -221,6 +221,7 @@ class InfusionGiven(Fact):
     dose_mg: float
     expected_dose_mg: float | None = None
     dose_level_mg_per_kg: float | None = None
+    duration_min: int | None = None
 
 
 class TreatmentInterrupted(Fact):
@@ -243,16 +244,47 @@ class TreatmentDiscontinued(Fact):
     date: date
 
 
+# ICH E2A seriousness criteria.
+SeriousCriterion = Literal["death", "life-threatening", "hospitalisation", "disability",
+                           "congenital-anomaly", "medically-important"]
+
+
 class AdverseEventReported(Fact):
+    """`term` is what was entered (a CTCAE term or a protocol synonym); the coding is derived
+    when the timeline is walked and stored with the entry for the record."""
+
     date_field = "onset"
+    class_version: ClassVar[int] = 2
     ae_id: str
     term: str
     grade: int
     onset: date
-    serious: bool = False
+    verbatim: str | None = None
+    serious: bool = False  # derived from the criteria, kept as version 1 stored it
+    serious_criteria: tuple[SeriousCriterion, ...] = ()
+    aware_date: date | None = None
     related: bool | None = None
     ctcae_version: str
+    ctcae_term: str | None = None
+    meddra_code: int | None = None
+    soc: str | None = None
+    # Stored before terms were coded (version 1): an unknown term is kept as entered rather
+    # than refused, since the entry was accepted when it was made.
+    coded_on_read: bool = False
     action: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serious_when_a_criterion_is_met(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "serious_criteria" in data:
+            data = {**data, "serious": bool(data["serious_criteria"])}
+        return data
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> dict[str, Any]:
+        # Version 1 had only the bare flag, which now means ICH E2A's "medically important".
+        criteria = ["medically-important"] if state.get("serious") else []
+        return {**state, "serious_criteria": criteria, "coded_on_read": True}
 
 
 class AdverseEventUpdated(Fact):
@@ -363,6 +395,7 @@ class PetRecorded(Fact):
     date: date
     percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
     sulpeak: float | None = None
+    new_lesions: bool = False
 
 
 class CtdnaRecorded(Fact):
@@ -379,6 +412,14 @@ class CtdnaRecorded(Fact):
 class ContactRecorded(Fact):
     date_field = "date"
     date: date
+
+
+class SubsequentTherapyStarted(Fact):
+    """A new anticancer therapy after this trial's treatment (censors progression-free time)."""
+
+    date_field = "date"
+    date: date
+    therapy: str
 
 
 class DeathRecorded(Fact):

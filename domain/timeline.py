@@ -34,7 +34,8 @@ from m22bol.domain.events import (
 )
 from m22bol.domain.protocol import Protocol
 
-# Facts that need an enrolled subject (spec/treatment.md, "Impossible facts").
+# Facts that need an enrolled subject (spec/treatment.md, "Impossible facts"); also the
+# facts the treatment read model lists.
 TREATMENT_FACTS = (
     InfusionGiven, TreatmentInterrupted, TreatmentResumed, DoseReduced, TreatmentDiscontinued,
     SurgeryPerformed, ComplicationRecorded, RadiotherapyGiven, LocalTreatmentCompleted,
@@ -57,7 +58,6 @@ class State:
     failed_criteria: tuple[str, ...] = ()
     basket: str | None = None
     enrolled: date | None = None
-    enrol_weight_kg: float | None = None
     death: date | None = None
     withdrawn: date | None = None
     last_fact_date: date | None = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from m22bol.domain.canonical import canonical
 from m22bol.domain.events import (
     AuthenticationFailed,
     AuthenticationSucceeded,
@@ -45,8 +45,7 @@ def seal_digest(seal: Sealed) -> str:
         "sealed_by": seal.actor,
         "trial_version": seal.originator_version,
     }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical(body)).hexdigest()
 
 
 @dataclass(frozen=True)

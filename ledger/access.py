@@ -12,7 +12,8 @@ ENTRY = frozenset({
     "register", "assess-eligibility", "enrol", "infuse", "adverse-event",
     "update-adverse-event", "resolve-adverse-event", "lvef", "interrupt", "resume",
     "reduce-dose", "discontinue", "surgery", "complication", "radiotherapy",
-    "complete-local-treatment", "pathology", "scan", "pet", "ctdna", "contact", "death",
+    "complete-local-treatment", "pathology", "scan", "pet", "ctdna", "contact",
+    "subsequent-therapy", "death",
     "withdraw", "correct", "retract", "import",
 })
 ADMIN = frozenset({"grant", "revoke", "reset-password", "amend-protocol", "lock", "unlock",
@@ -21,8 +22,6 @@ ADMIN = frozenset({"grant", "revoke", "reset-password", "amend-protocol", "lock"
 # person who failed may hold no role at all, and the attempt must still leave a trace.
 SECURITY_RECORDS = frozenset({"authentication-failed", "authentication-succeeded"})
 AUDIT = frozenset({"audit verify", "audit export"})
-
-ROLES = ("admin", "investigator", "data-manager", "monitor", "auditor")
 
 
 def roles_for(action: str) -> frozenset[str] | None:

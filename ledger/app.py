@@ -23,7 +23,14 @@ from eventsourcing.persistence import (
 )
 
 from m22bol.domain import commands as c
-from m22bol.domain.decide import Context, Decision, decide_subject, decide_trial
+from m22bol.domain.decide import (
+    Context,
+    Decision,
+    SealHeads,
+    Vouched,
+    decide_subject,
+    decide_trial,
+)
 from m22bol.domain.errors import (
     BadInput,
     ConcurrencyConflict,
@@ -64,8 +71,11 @@ class TrialLedger(Application):
             self._make_append_only()
 
     def _make_append_only(self) -> None:
+        statements = append_only_statements(self.url)
+        if not statements:  # a memory store has no datastore to put triggers in
+            return
         with self.recorder.datastore.transaction(commit=True) as cursor:
-            for statement in append_only_statements(self.url):
+            for statement in statements:
                 cursor.execute(statement)
 
     # --- reading aggregates -------------------------------------------------------------------
@@ -114,8 +124,9 @@ class TrialLedger(Application):
 
     # --- the write path -----------------------------------------------------------------------
 
-    def execute(self, command: c.Command, actor: str, **extra) -> dict:
-        return self.execute_all([command], actor, **extra)[0]
+    def execute(self, command: c.Command, actor: str, *,
+                seal_heads: SealHeads | None = None) -> dict:
+        return self.execute_all([command], actor, seal_heads=seal_heads)[0]
 
     def record_failure(self, actor: str, user: str, account: str, attempt: str,
                        message: str) -> None:
@@ -137,13 +148,14 @@ class TrialLedger(Application):
 
     def execute_all(
         self, commands: Sequence[c.Command], actor: str, *,
-        progress: Callable[[int], None] | None = None, **extra,
+        progress: Callable[[int], None] | None = None, seal_heads: SealHeads | None = None,
     ) -> list[dict]:
-        """Apply the commands in order, in one transaction; the outputs, one per command."""
+        """Apply the commands in order, in one transaction; the outputs, one per command.
+        `seal_heads` are the chain heads a `Seal` covers, read by the verification before it."""
         for attempt in range(MAX_ATTEMPTS):
-            batch = _Batch(self, actor, self.clock())
+            batch = _Batch(self, actor, self.clock(), seal_heads)
             try:
-                outputs = [batch.apply(command, where=_where(i, len(commands)), **extra)
+                outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
                            for i, command in _progressing(commands, progress)]
             except signatures.PasswordRefused as refused:
                 self.record_failure(actor, refused.user, self.account, refused.attempt,
@@ -184,10 +196,6 @@ class TrialLedger(Application):
         super().close()
 
 
-def _where(i: int, n: int) -> str:
-    return f"line {i + 1}: " if n > 1 else ""
-
-
 def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
     for i, command in enumerate(commands):
         yield i, command
@@ -198,27 +206,30 @@ def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
 class _Batch:
     """A unit of work: aggregates read once, changed in memory, saved together."""
 
-    def __init__(self, ledger: TrialLedger, actor: str, now: datetime):
+    def __init__(self, ledger: TrialLedger, actor: str, now: datetime,
+                 seal_heads: SealHeads | None = None):
         self.ledger = ledger
         self.ctx = Context(actor=actor, now=now)
+        self.seal_heads = seal_heads
         self.pending: list[Event] = []
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
 
-    def apply(self, command: c.Command, *, where: str = "", **extra) -> dict:
+    def apply(self, command: c.Command, *, line: int | None = None) -> dict:
         try:
-            decision = self._decide(command, **extra)
+            decision = self._decide(command)
         except LedgerError as error:
-            if where:
-                error.message = where + error.message
+            if line is not None:
+                error.line = line
+                error.message = f"line {line}: {error.message}"
                 error.args = (error.message,)
             raise
         self.pending.extend(decision.events)
         return decision.output
 
-    def _decide(self, command: c.Command, **extra) -> Decision:
+    def _decide(self, command: c.Command) -> Decision:
         if isinstance(command, c.Init):
-            decision = decide_trial(command, self._trial, self.ctx, **_protocol_text(command))
+            decision = decide_trial(command, self._trial, self.ctx, self._vouch(command))
             self._trial = project_trial(None, self._chain(decision, None))
             return decision
         trial = self.ledger.require_trial() if self._trial is None else self._trial
@@ -229,17 +240,25 @@ class _Batch:
             access.check(trial, self.ctx.actor, command.name, site=site)
             access.check_unlocked(trial, command.subject)
             decision = decide_subject(command, patient, trial.protocol, self.ctx,
-                                      **signatures.vouch(command, trial, self.ctx.actor, patient))
+                                      self._vouch(command, trial, patient))
             self._patients[patient_id(command.subject)] = project_patient(
                 patient, self._chain(decision, patient))
             return decision
         access.check_command(trial, self.ctx.actor, command)
-        if isinstance(command, c.AmendProtocol):
-            extra = {**extra, **_protocol_text(command)}
-        decision = decide_trial(command, trial, self.ctx, **extra,
-                                **signatures.vouch(command, trial, self.ctx.actor))
+        decision = decide_trial(command, trial, self.ctx, self._vouch(command, trial))
         self._trial = project_trial(trial, self._chain(decision, trial))
         return decision
+
+    def _vouch(self, command: c.Command, trial: Trial | None = None,
+               patient: Patient | None = None) -> Vouched:
+        """What the domain needs from outside it: a file read, a store verified, a password
+        checked. Asked only once the actor may run the command."""
+        if isinstance(command, (c.Init, c.AmendProtocol)):
+            return Vouched(protocol_text=_protocol_text(command))
+        if isinstance(command, c.Seal):
+            return Vouched(seal_heads=self.seal_heads)
+        assert trial is not None
+        return signatures.vouch(command, trial, self.ctx.actor, patient)
 
     @staticmethod
     def _chain(decision: Decision, aggregate) -> list[Event]:
@@ -262,13 +281,13 @@ class _Batch:
         return self._patients[key]
 
 
-def _protocol_text(command: c.Init | c.AmendProtocol) -> dict:
+def _protocol_text(command: c.Init | c.AmendProtocol) -> str:
     """The protocol file a command names, read here so the domain stays free of I/O."""
     if isinstance(command, c.AmendProtocol):
-        return {"protocol_text": read_text_file(command.file, "file")}
+        return read_text_file(command.file, "file")
     if command.protocol is None:
-        return {"protocol_text": bundled_protocol_text()}
-    return {"protocol_text": read_text_file(command.protocol, "protocol")}
+        return bundled_protocol_text()
+    return read_text_file(command.protocol, "protocol")
 
 
 def read_text_file(path: str, field: str) -> str:

@@ -29,9 +29,9 @@ def os_account() -> str:
 
 
 def account_of(ledger) -> str:
-    if not ledger.url.startswith("sqlite"):
+    if ledger.url.startswith("postgres"):
         return _database_login(ledger)[0]
-    return os_account()
+    return os_account()  # SQLite, and the memory store of the tests
 
 
 def _database_login(ledger) -> tuple[str, bool]:
@@ -55,7 +55,7 @@ def authenticate(ledger, claimed: str | None, password: Callable[[], str | None]
     account = ledger.account
     if claimed is None or claimed == account:
         return account
-    if not ledger.url.startswith("sqlite") and not _database_login(ledger)[1]:
+    if ledger.url.startswith("postgres") and not _database_login(ledger)[1]:
         message = (f"--user {claimed}: you are logged in to the database as {account}; "
                    "on PostgreSQL you act as your own login")
         ledger.record_failure(account, claimed, account, "session-user", message)

@@ -625,9 +625,7 @@ def seal(ledger, note: str, actor: str) -> dict[str, Any]:
         detail = f": {first.kind} {first.entry}" if first else ""
         raise IntegrityFailure(f"the ledger does not verify{detail}; run `m22bol audit verify`."
                                " Nothing was sealed.", rule="seal.unverified")
-    heads = tuple(report.heads)
-    output = ledger.execute(command, actor, heads=heads,
-                            event_count=sum(version for _, version, _ in heads))
+    output = ledger.execute(command, actor, seal_heads=tuple(report.heads))
     trial = ledger.require_trial()
     return {"entry": f"trial#{trial.version}", **output}
 

@@ -15,13 +15,13 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
 from typing import Any
 
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
 from m22bol.domain.events import Signed
-from m22bol.domain.patient import Patient, entry_id, project_patient
+from m22bol.domain.patient import Patient, entry_id
 from m22bol.domain.trial import LOCKOUT_AFTER, Trial
 from m22bol.ledger.store import event_hash
 
@@ -97,7 +97,7 @@ def check_password(trial: Trial, user: str, password: str | None, *, attempt: st
 
 
 def vouch(command: c.Command, trial: Trial, actor: str,
-          patient: Patient | None = None) -> dict[str, Any]:
+          patient: Patient | None = None) -> Vouched:
     """What a password-bearing command passes on to the domain once its password is dealt with:
     the new hash for `set-password` and `reset-password`, the signed head's digest for `sign`;
     nothing otherwise."""
@@ -106,14 +106,14 @@ def vouch(command: c.Command, trial: Trial, actor: str,
             current = command.current_password
             check_password(trial, actor, current.get_secret_value() if current else None,
                            attempt="current-password", what="set-password")
-        return {"password_hash": hash_password(command.password.get_secret_value())}
+        return Vouched(password_hash=hash_password(command.password.get_secret_value()))
     if isinstance(command, c.ResetPassword):
-        return {"password_hash": hash_password(command.password.get_secret_value())}
+        return Vouched(password_hash=hash_password(command.password.get_secret_value()))
     if isinstance(command, c.Sign) and patient is not None:
         check_password(trial, actor, command.password.get_secret_value(), attempt="signature",
                        what="sign")
-        return {"head_digest": event_hash(patient.events[-1])}
-    return {}
+        return Vouched(head_digest=event_hash(patient.events[-1]))
+    return Vouched()
 
 
 def signature_status(patient: Patient) -> dict[str, Any] | None:
@@ -136,15 +136,6 @@ def signature_status(patient: Patient) -> dict[str, Any] | None:
         "covers_current_data": event_hash(signed_head) == last.head_digest and not since,
         "changed_since": since,
     }
-
-
-def signature_of(ledger, subject: str, *, known_at: datetime | None = None) -> dict | None:
-    """`signature_status` of the subject, as the ledger showed it at `known_at` if given."""
-    patient = ledger.require_patient(subject)
-    if known_at is not None:
-        patient = project_patient(None, [ev for ev in patient.events
-                                         if ev.recorded_at <= known_at])
-    return signature_status(patient) if patient is not None else None
 
 
 def describe(status: dict | None) -> str:

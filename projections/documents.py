@@ -7,11 +7,11 @@ source fed it.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from m22bol.domain import coding
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules import endpoints
 from m22bol.domain.rules.endpoints import PatientFacts
@@ -43,16 +43,93 @@ def endpoints_document(r: Inputs | Replay) -> dict[str, Any]:
     }
 
 
+# One row per tally, in the order of the counting rules: (label, section, key). A key with a
+# `_ci95` sibling is a proportion of its denominator (`endpoints.PROPORTIONS`); `km:12` is the
+# Kaplan-Meier estimate at 12 months.
+_ENDPOINT_ROWS = [
+    ("enrolled", None, "enrolled"), ("treated", None, "treated"),
+    ("primary: responders (confirmed CR + ctDNA clearance, 1 y)", "primary", "responders"),
+    ("  confirmed radiologic CR", "primary", "radiologic_cr"),
+    ("  CR before local treatment", "primary", "radiologic_cr_before_local_treatment"),
+    ("  ctDNA cleared (1 y)", "primary", "ctdna_cleared"),
+    ("  ctDNA not informative", "primary", "ctdna_not_informative"),
+    *((f"{name}: {label}", section, key)
+      for name, section in (("PFS", "progression_free"), ("OS", "overall_survival"))
+      for label, key in (("events", "events"), ("censored", "censored"),
+                         ("median (months)", "median_months"), ("at 12 months", "km:12"),
+                         ("at 24 months", "km:24"), ("at 60 months", "km:60"))),
+    ("pCR / operated", "pathological_complete_response", "patients"),
+    ("metabolic response / PET evaluable", "metabolic_response", "patients"),
+    ("ctDNA clearance / baseline detected", "ctdna_clearance", "patients"),
+    ("TEAE: patients", "safety", "patients_with_teae"),
+    ("TEAE: grade >= 3", "safety", "grade3plus"),
+    ("TEAE: serious", "safety", "serious"),
+    ("TEAE: grade 5", "safety", "grade5"),
+    ("TEAE: pneumonitis", "safety", "pneumonitis"),
+    ("TEAE: related", "safety", "related"),
+    ("Clavien-Dindo >= IIIa", "safety", "clavien_dindo_3plus"),
+]
+
+
+def endpoint_table(baskets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The tallies as the text output and the report show them: one row per tally, one
+    cell per basket, each proportion as "n/N (x%, 95% CI a-b%)"."""
+    rows = []
+    for label, section, key in _ENDPOINT_ROWS:
+        rows.append((label, [_endpoint_cell(t, section, key) for t in baskets.values()]))
+    return {"baskets": list(baskets), "rows": rows}
+
+
+def _endpoint_cell(tallies: dict[str, Any], section: str | None, key: str) -> str:
+    values = tallies if section is None else tallies[section]
+    if key.startswith("km:"):
+        months = key.partition(":")[2]
+        return estimate_text(values["km"][months], values["km_ci95"][months], "{:.2f}")
+    if key == "median_months":
+        return estimate_text(values[key], values["median_months_ci95"], "{:.2f}",
+                             missing="not reached")
+    denominator = endpoints.PROPORTIONS.get((section, key))
+    if denominator is None:
+        return str(values[key])
+    total = values.get(denominator, tallies.get(denominator))
+    return proportion_text(values[key], total, values[f"{key}_ci95"])
+
+
+def proportion_text(n: int, total: int, ci: list[float] | None) -> str:
+    """`n/N (x%, 95% CI a-b%)`; just `n/N` when N is 0."""
+    if not total or ci is None:
+        return f"{n}/{total}"
+    return (f"{n}/{total} ({100 * n / total:.1f}%, 95% CI "
+            f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%)")
+
+
+def estimate_text(value: float | None, ci: list[float | None] | None, fmt: str,
+                  missing: str = "-") -> str:
+    """An estimate with its 95% interval; a bound never reached reads "not reached"."""
+    if value is None:
+        shown = missing
+        if ci is None or all(b is None for b in ci):
+            return shown
+    else:
+        shown = fmt.format(value)
+    if ci is None:
+        return shown
+    low, high = ("not reached" if b is None else fmt.format(b) for b in ci)
+    return f"{shown} (95% CI {low}-{high})"
+
+
 # --- safety -----------------------------------------------------------------------------------
 
 
 def safety_document(r: Inputs | Replay) -> dict[str, Any]:
-    """TEAEs by term and worst grade, serious AEs, and the Clavien-Dindo table, per basket.
+    """TEAEs by SOC and coded term, serious AEs, and the Clavien-Dindo table, per basket.
 
-    Counts are of treated patients: a patient counts once per term, at the worst grade that
-    term reached up to the cutoff. Treatment emergence is decided by `endpoints.py`, the one
-    home of that rule. Serious AEs are listed whether treatment-emergent or not (flagged), for
-    every enrolled subject; the counts take treatment-emergent ones only.
+    Counts are of treated patients: a patient counts once per coded term, at the worst grade
+    that term reached inside the TEAE window; rows go in MedDRA's SOC order, terms alphabetical
+    within a SOC, with the share of the treated. Treatment emergence and the window are decided
+    by `endpoints.py`, the one home of that rule. Serious AEs are listed whether
+    treatment-emergent or not (flagged), for every enrolled subject, with their ICH E2A
+    criteria and reporting deadline.
     """
     scopes = [b.id for b in r.protocol.baskets]
     tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
@@ -70,29 +147,42 @@ def safety_document(r: Inputs | Replay) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _TermRow:
+    soc: str | None
+    meddra_code: int | None
+    worst: dict[str, int] = field(default_factory=dict)  # subject -> worst grade in window
+    related: set[str] = field(default_factory=set)  # subjects with a related TEAE of the term
+
+
 class _SafetyTable:
     def __init__(self) -> None:
         self.treated = 0
-        # term -> subject -> worst grade
-        self.worst: dict[str, dict[str, int]] = defaultdict(dict)
+        self.terms: dict[str, _TermRow] = {}
         self.serious: list[dict[str, Any]] = []
         # grade -> (complications, subjects)
         self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
 
     def add(self, facts: PatientFacts, timeline, treated: bool, r: Inputs | Replay) -> None:
-        emergent = (endpoints.treatment_emergent_ae_ids(facts, r.protocol, r.cutoff)
-                    if treated else frozenset())
+        emergent = (endpoints.treatment_emergent_grades(facts, r.protocol, r.cutoff)
+                    if treated else {})
         for ae in facts.adverse_events:
             if ae.onset > r.cutoff:
                 continue
-            worst = max(g for d, g in ae.grades if d <= r.cutoff)
             if ae.ae_id in emergent:
-                subjects = self.worst[ae.term]
-                subjects[facts.subject] = max(worst, subjects.get(facts.subject, 0))
+                row = self.terms.setdefault(ae.term, _TermRow(ae.soc, ae.meddra_code))
+                row.worst[facts.subject] = max(emergent[ae.ae_id],
+                                               row.worst.get(facts.subject, 0))
+                if ae.related:
+                    row.related.add(facts.subject)
             if ae.serious:
                 self.serious.append({
                     "subject": facts.subject, "basket": facts.basket, "ae_id": ae.ae_id,
-                    "term": ae.term, "onset": ae.onset.isoformat(), "worst_grade": worst,
+                    "term": ae.term, "verbatim": ae.verbatim, "onset": ae.onset.isoformat(),
+                    "worst_grade": max(g for d, g in ae.grades if d <= r.cutoff),
+                    "criteria": list(ae.serious_criteria),
+                    "report_due": ae.report_due.isoformat() if ae.report_due else None,
+                    "entered_late": ae.entered_late,
                     "treatment_emergent": ae.ae_id in emergent})
         if not treated:
             return
@@ -106,13 +196,20 @@ class _SafetyTable:
             row[1].add(facts.subject)
 
     def document(self) -> dict[str, Any]:
+        def pct(n: int) -> float | None:
+            return round(100 * n / self.treated, 1) if self.treated else None
+
         by_term = []
-        for term in sorted(self.worst, key=str.casefold):
-            worst = self.worst[term].values()
+        order = sorted(self.terms.items(),
+                       key=lambda kv: (coding.soc_rank(kv[1].soc), kv[0].casefold()))
+        for term, row in order:
+            worst = row.worst.values()
             by_term.append({
-                "term": term, "patients": len(worst),
+                "soc": row.soc or "not coded", "term": term, "meddra_code": row.meddra_code,
+                "patients": len(worst), "pct": pct(len(worst)),
                 **{f"grade_{g}": sum(1 for w in worst if w == g) for g in CTCAE_GRADES},
-                "grade_3plus": sum(1 for w in worst if w >= 3)})
+                "grade_3plus": sum(1 for w in worst if w >= 3),
+                "related": len(row.related), "related_pct": pct(len(row.related))})
         return {
             "treated": self.treated,
             "teae_by_term": by_term,

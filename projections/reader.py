@@ -45,15 +45,13 @@ class Reader:
     def patient(self, subject: str, *, known_at: datetime | None = None,
                 cutoff: date | None = None) -> dict[str, Any]:
         """The subject's state and timeline (`patient --json`)."""
-        from m22bol.ledger.signatures import signature_of
-
         self.allow("patient", subject=subject)
         if known_at is None and cutoff is None:
             document = stored.patient(self.ledger, subject)
         else:
             document = replay.patient_view(self.ledger, subject, known_at=known_at,
                                            cutoff=cutoff)
-        document["signature"] = signature_of(self.ledger, subject, known_at=known_at)
+        document["signature"] = replay.signature_view(self.ledger, subject, known_at=known_at)
         return document
 
     def history(self, subject: str | None, *,

@@ -82,6 +82,15 @@ def _values(fact: Fact) -> dict[str, Any]:
     return {k: v for k, v in fact.facts().items() if v not in (None, [], {}, ())}
 
 
+def signature_view(ledger: TrialLedger, subject: str, *,
+                   known_at: datetime | None = None) -> dict[str, Any] | None:
+    """The subject's last signature and whether it covers the data, as shown at `known_at`."""
+    from m22bol.ledger.signatures import signature_status
+
+    patient = as_known_at(ledger.require_patient(subject), known_at)
+    return signature_status(patient) if patient else None
+
+
 def history_view(ledger: TrialLedger, subject: str, *,
                  known_at: datetime | None = None) -> dict[str, Any]:
     """The audit trail: every event, oldest first, with who, when, why and what it changed."""

@@ -13,59 +13,21 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-import orjson
-from pydantic import BaseModel
-
-from m22bol.domain.events import (
-    ComplicationRecorded,
-    CtdnaRecorded,
-    DoseReduced,
-    Fact,
-    InfusionGiven,
-    LocalTreatmentCompleted,
-    PathologyReported,
-    PetRecorded,
-    RadiotherapyGiven,
-    ScanRecorded,
-    SurgeryPerformed,
-    TreatmentDiscontinued,
-    TreatmentInterrupted,
-    TreatmentResumed,
-)
+from m22bol.domain.events import CtdnaRecorded, Fact, PetRecorded, ScanRecorded
 from m22bol.domain.patient import Patient
 from m22bol.domain.protocol import Protocol
-from m22bol.domain.timeline import State, derive, summary
+from m22bol.domain.timeline import TREATMENT_FACTS, State, derive, summary
 from m22bol.domain.trial import Trial
 from m22bol.projections import catalog
+from m22bol.projections.document_json import to_json
 
-TREATMENT_FACTS = (InfusionGiven, TreatmentInterrupted, TreatmentResumed, DoseReduced,
-                   TreatmentDiscontinued, SurgeryPerformed, ComplicationRecorded,
-                   RadiotherapyGiven, LocalTreatmentCompleted, PathologyReported)
 ASSESSMENT_FACTS = (ScanRecorded, PetRecorded, CtdnaRecorded)
 
 Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 1
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
-
-
-def to_json(value: Any) -> str:
-    """JSON text as `cli.output` would print it (dates ISO, key order kept)."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def plain(value: Any) -> Any:
-    """The value as it reads back from JSON text: what a stored document holds."""
-    return orjson.loads(to_json(value))
+VERSION = 3  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules
 
 
 @dataclass
@@ -186,7 +148,7 @@ def adverse_event_rows(d: Derived) -> Rows:
     rows = [
         {"subject": d.subject, "ae_id": ae["ae_id"], "term": ae["term"],
          "graded_as": ae.get("graded_as"), "onset": ae["onset"], "grade": ae.get("grade"),
-         "worst_grade": ae.get("worst_grade"), "serious": ae.get("serious"),
+         "worst_grade": ae.get("worst_grade"), "serious": bool(ae.get("serious")),
          "related": ae.get("related"), "resolved": ae.get("resolved"), "document": to_json(ae)}
         for ae in d.summary.get("adverse_events") or []
     ]

@@ -5,15 +5,25 @@ order a site enters them (clinical order; registration first, death last on its 
 no I/O: `cli/demo.py` feeds the lists to `TrialLedger.execute_all`, the one write path, so the
 rules judge every generated fact exactly as they judge a person's entry.
 
+The label's rules live in one place, the domain. While a subject's treatment course is built,
+each fact the course hangs on (screening, enrolment, infusions, the AEs, LVEF readings and
+decisions that change the course, local treatment) is decided at once by the pure domain
+(`domain.decide.decide_subject` on an in-memory Patient, with a clock fixed at `today`), and
+the story reads what the rules print to choose its next step: the expected dose, the dose
+level in force and the next due date of an infusion, the `action` and `treatment_state` after
+an AE or LVEF reading (interrupt, resume, resume one level lower, discontinue). The story
+proposes the clinical facts; the rules say what they mean for the course.
+
 The same (patients, seed, today) always gives the same commands: each subject draws from its
 own `random.Random` seeded by (seed, index), so no subject's story depends on another's.
 
-Every number the rules check comes from the protocol (dose levels, cycle length and window,
-cycle counts, lesion limits, LVEF thresholds, windows); the clinical colour (how often what
-happens, how lesions shrink) is this module's own. Where the story wants a protocol deviation
-(a late first cycle, a dose out of tolerance, an early cycle), the command carries a
-`deviation_reason`; no other command does, so a generator bug shows up as a refusal instead of
-being recorded as a deviation.
+Every number the story needs to aim at a rule's branch comes from the protocol (cycle length
+and window, lesion limits, windows); the clinical colour (how often what happens, how lesions
+shrink) is this module's own. Where the story wants a protocol deviation (a late first cycle,
+a dose out of tolerance, an early cycle), it names the rule and the reason; the command
+carries the reason only if the rules find that deviation, and a deviation the story did not
+ask for stops the generator as the ledger would refuse it, so a generator bug shows up as a
+refusal instead of being recorded as a deviation.
 
 How a subject's story is built (`_Story.build`), in this order because each step needs the
 dates of the one before:
@@ -23,14 +33,15 @@ dates of the one before:
    course (complete, partial, stable, early progression), a later relapse, death, withdrawal;
 3. the scan calendar from cycle 1 (every 9-12 weeks, sparser later), which fixes the date of
    the progression scan, the date treatment must stop;
-4. the treatment course, simulated window by window between infusions: delays, AEs and LVEF
-   readings that interrupt, resume, reduce or discontinue as the label's tables say, decisions
-   to interrupt or reduce, local treatment after the last neo-adjuvant cycle;
+4. the treatment course, decided fact by fact between infusions: delays, AEs and LVEF
+   readings whose consequences the rules decide, decisions to interrupt or reduce, local
+   treatment after the last neo-adjuvant cycle;
 5. the assessments (scan measurements follow the response course, surgery and radiotherapy),
-   PET, ctDNA, routine LVEF, non-interrupting AEs, contacts, death;
+   PET, ctDNA, routine LVEF, AEs the label's tables do not act on, contacts, death. These do
+   not change the course, so the ledger alone judges them;
 6. everything dated after today, after death, or after withdrawal (bar contacts and the death)
-   is dropped. Dropping later facts never invalidates earlier ones: the rules walk in
-   clinical order.
+   is dropped, and never decided. Dropping later facts never invalidates earlier ones: the
+   rules walk in clinical order.
 """
 
 from __future__ import annotations
@@ -40,13 +51,17 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Context, decide_subject
+from m22bol.domain.errors import DeviationRefused, LedgerError
 from m22bol.domain.events import Lesion, NonTargetLesion
-from m22bol.domain.protocol import Protocol, Regimen, Strata, bundled_protocol_text, parse_protocol
-from m22bol.domain.rules.eligibility import failed_criteria
+from m22bol.domain.patient import Patient, project_patient
+from m22bol.domain.protocol import Protocol, Regimen, bundled_protocol_text, parse_protocol
+from m22bol.domain.rules.safety import lvef_band
+from m22bol.domain.rules.treatment import COMPLETED, DISCONTINUED, INTERRUPTED, NOT_STARTED
 
 # A fixed data cut-off, so that a seed gives the same trial on any day after it; the CLI passes
 # an earlier date only when the ledger's clock is behind it.
@@ -172,27 +187,22 @@ class _Entry:
 
 
 @dataclass
-class _Window:
-    """What happened between two infusions: when the next infusion may be given, and whether
-    the course ended there (the dose level is kept on `_Course`)."""
+class _Treatment:
+    """The course as the story knows it: the dates it gave, and what the rules last printed of
+    it. Nothing here is derived by this module; the rules' outputs fill it."""
 
-    next_date: date
-    quiet_from: date  # the last date on which the course changed in this window
-    discontinued: date | None = None
-
-
-@dataclass
-class _Course:
     cycles: list[tuple[int, date]] = field(default_factory=list)
-    level: int = 0
-    discontinued: date | None = None
+    state: str = NOT_STARTED  # `treatment_state` as last printed
+    level: float | None = None  # `dose_level_mg_per_kg` in force, as last printed
+    next_due: date | None = None  # `next_cycle_due` of the last infusion
+    discontinued: date | None = None  # the date of the fact the rules discontinued it on
     completed: date | None = None
     local_complete: date | None = None
-    quiet_from: dict[int, date] = field(default_factory=dict)  # by cycle
+    quiet_from: dict[int, date] = field(default_factory=dict)  # by cycle: course steady since
 
     @property
     def over(self) -> bool:
-        return self.discontinued is not None or self.completed is not None
+        return self.state in (DISCONTINUED, COMPLETED)
 
     def date_of(self, cycle: int) -> date | None:
         return next((d for n, d in self.cycles if n == cycle), None)
@@ -200,6 +210,51 @@ class _Course:
     @property
     def last_infusion(self) -> date | None:
         return self.cycles[-1][1] if self.cycles else None
+
+    def told(self, when: date, output: dict[str, Any]) -> None:
+        """Take in what the rules printed for a fact dated `when`."""
+        if "dose_level_mg_per_kg" in output:
+            self.level = output["dose_level_mg_per_kg"]
+        if "next_cycle_due" in output:
+            self.next_due = output["next_cycle_due"]
+        if "treatment_state" not in output:
+            return
+        state = output["treatment_state"]
+        if state == DISCONTINUED and self.state != DISCONTINUED:
+            self.discontinued = when
+        if state == COMPLETED and self.state != COMPLETED:
+            self.completed = when
+        self.state = state
+
+
+class _Rules:
+    """The pure domain deciding one subject's commands in memory, as the ledger will: the same
+    `decide_subject`, the protocol in force, a clock fixed at the data cut-off."""
+
+    def __init__(self, subject: str, protocol: Protocol, today: date):
+        self.subject = subject
+        self.protocol = protocol
+        self.ctx = Context(actor="m22bol-demo", now=datetime.combine(today, time(12), UTC))
+        self.patient: Patient | None = None
+
+    def decide(self, command: c.SubjectCommand) -> dict[str, Any]:
+        """Decide and keep the fact; what the rules printed."""
+        decision = self._decision(command)
+        self.patient = project_patient(self.patient, decision.events)
+        return decision.output
+
+    def ask(self, command: c.SubjectCommand) -> dict[str, Any]:
+        """What the rules would print, without keeping the fact."""
+        return self._decision(command).output
+
+    def _decision(self, command: c.SubjectCommand):
+        try:
+            return decide_subject(command, self.patient, self.protocol, self.ctx)
+        except LedgerError as error:
+            # The generator, not a person, made the command: a bug in this module.
+            error.message = f"demo generator, subject {self.subject}: {error.message}"
+            error.args = (error.message,)
+            raise
 
 
 class _Story:
@@ -210,6 +265,8 @@ class _Story:
         self.protocol = protocol
         self.today = today
         self.consent = consent
+        self.rules = _Rules(subject, protocol, today)
+        self.course = _Treatment()
         self.entries: list[_Entry] = []
         self.ae_count = 0
         self.death: tuple[date, str] | None = None
@@ -221,45 +278,82 @@ class _Story:
     # --- recording ------------------------------------------------------------------------------
 
     def add(self, when: date, kind: type[c.Command], rank: int = 2, last: date | None = None,
-            **values: Any) -> None:
+            **values: Any) -> _Entry:
+        """A fact for the record; the ledger judges it with the rest."""
         values = {k: v for k, v in values.items() if v is not None}
-        self.entries.append(_Entry(when, rank, len(self.entries), kind, values, last or when))
+        entry = _Entry(when, rank, len(self.entries), kind, values, last or when)
+        self.entries.append(entry)
+        return entry
+
+    def decide(self, when: date, kind: type[c.Command], rank: int = 2, last: date | None = None,
+               deviations: dict[str, str] | None = None, **values: Any) -> dict[str, Any] | None:
+        """A fact the course hangs on: recorded and decided by the rules now; what they printed,
+        or None for a fact that falls outside the record (after today, death or withdrawal).
+
+        `deviations` maps each rule the story breaks on purpose to the reason the site gives;
+        the command carries the reasons of the deviations the rules find, and no other.
+        """
+        entry = self.add(when, kind, rank, last, **values)
+        if not self._recorded(entry):
+            return None
+        deviations = deviations or {}
+        reason = "; ".join(dict.fromkeys(deviations.values())) or None
+        given = {"deviation_reason": reason} if reason else {}
+        output = self.rules.decide(kind(subject=self.subject, **given, **entry.values))
+        found = [d["rule"] for d in output.get("deviations", ())]
+        if unasked := [rule for rule in found if rule not in deviations]:
+            raise DeviationRefused(f"demo generator, subject {self.subject}: {kind.name} on "
+                                   f"{when} breaks {', '.join(unasked)}, which the story did "
+                                   "not ask for", rule=unasked[0])
+        if found:
+            entry.values["deviation_reason"] = "; ".join(dict.fromkeys(deviations[r]
+                                                                       for r in found))
+        self.course.told(when, output)
+        return output
+
+    def _recorded(self, entry: _Entry) -> bool:
+        return entry.last <= self._horizon(entry.kind)
+
+    def _horizon(self, kind: type[c.Command]) -> date:
+        """The last date a fact of `kind` stays in the record on, as far as the story knows
+        yet: today, the death, and the withdrawal (bar contacts and the death)."""
+        ends = [self.today]
+        if self.death:
+            ends.append(self.death[0])
+        if self.withdrawal and kind not in (c.Contact, c.Death):
+            ends.append(self.withdrawal)
+        return min(ends)
 
     def new_ae(self, term: str, grade: int, onset: date, *, serious: bool = False,
-               related: bool | None = True) -> str:
+               related: bool | None = True, decide: bool = True) -> str:
         self.ae_count += 1
         ae_id = f"tmp{self.ae_count}"
-        self.add(onset, c.AdverseEvent, term=term, grade=grade, onset=onset, serious=serious,
-                 related=related, id=ae_id)
+        (self.decide if decide else self.add)(
+            onset, c.AdverseEvent, term=term, grade=grade, onset=onset, serious=serious,
+            related=related, id=ae_id)
         return ae_id
 
-    def update_ae(self, ae_id: str, when: date, grade: int) -> None:
-        self.add(when, c.UpdateAdverseEvent, ae_id=ae_id, date=when, grade=grade)
+    def update_ae(self, ae_id: str, when: date, grade: int, *, decide: bool = True) -> None:
+        (self.decide if decide else self.add)(when, c.UpdateAdverseEvent, ae_id=ae_id, date=when,
+                                              grade=grade)
 
-    def resolve_ae(self, ae_id: str, when: date) -> None:
-        self.add(when, c.ResolveAdverseEvent, ae_id=ae_id, date=when)
+    def resolve_ae(self, ae_id: str, when: date, *, decide: bool = True) -> None:
+        (self.decide if decide else self.add)(when, c.ResolveAdverseEvent, ae_id=ae_id,
+                                              date=when)
 
     def die(self, when: date, cause: str) -> None:
         if self.death is None or when < self.death[0]:
             self.death = (when, cause)
 
     def commands(self) -> list[c.Command]:
-        limit = self.today
         if self.death:
-            limit = min(limit, self.death[0])
             self.add(self.death[0], c.Death, rank=9, date=self.death[0], cause=self.death[1])
         if self.withdrawal:
             self.add(self.withdrawal, c.Withdraw, rank=8, date=self.withdrawal,
                      reason=self.rng.choice(("patient no longer wishes to take part",
                                              "moved abroad; consent withdrawn")))
-        kept = []
-        for e in sorted(self.entries, key=lambda e: (e.when, e.rank, e.seq)):
-            if e.last > limit:
-                continue
-            if (self.withdrawal and e.last > self.withdrawal
-                    and e.kind not in (c.Contact, c.Death)):
-                continue
-            kept.append(e)
+        kept = [e for e in sorted(self.entries, key=lambda e: (e.when, e.rank, e.seq))
+                if self._recorded(e)]
         # AE ids in the order the site reports them, as a site numbers its AE forms.
         ids: dict[str, str] = {}
         for e in kept:
@@ -284,8 +378,8 @@ class _Story:
         site, self.banding = _weighted(rng, [((s, b), w) for s, w, b in SITES])
         age = max(28, min(84, round(rng.gauss(55, 11))))
         sex = "male" if rng.random() < 0.01 else "female"
-        self.add(self.consent, c.Register, rank=0, site=site, consent_date=self.consent,
-                 birth_year=self.consent.year - age, sex=sex)
+        self.decide(self.consent, c.Register, rank=0, site=site, consent_date=self.consent,
+                    birth_year=self.consent.year - age, sex=sex)
         assessed = self.consent + _days(rng.randint(0, 10))
         if not self._screen(assessed):
             return self.commands()
@@ -319,34 +413,35 @@ class _Story:
                     values["lvef"] = float(rng.randint(38, 49))
                 else:
                     values["ecog"] = 2
-        self.add(assessed, c.AssessEligibility, date=assessed, **values)
+        output = self.decide(assessed, c.AssessEligibility, date=assessed, **values)
         # Whether the tumour sheds ctDNA is the patient's own: screening and baseline agree.
         self.ctdna_baseline = rng.random() < 0.86
         if rng.random() < 0.3:
             self._ctdna(assessed, self.ctdna_baseline)
-        failed = failed_criteria(self.protocol, consent_date=self.consent, date=assessed,
-                                 **values)
         self.eligibility = values
-        return not failed
+        return output is not None and output["eligible"]
 
     def _enrol(self, assessed: date) -> None:
         rng = self.rng
-        p = self.protocol
         e = self.eligibility
-        basket = p.basket_for(Strata(her2=e["her2"], er=e["er"], prior_therapy=e["prior_therapy"]))
-        self.regimen: Regimen = p.regimens[basket.regimen]
         self.de_novo = e["prior_therapy"] == "none"
         self.baseline_lvef = int(e["lvef"])
         self.enrolled = assessed + _days(rng.randint(1, 7))
         self.weight = self.enrol_weight = round(rng.uniform(48, 95), 1)
-        self.add(self.enrolled, c.Enrol, date=self.enrolled, weight_kg=self.weight)
+        output = self.decide(self.enrolled, c.Enrol, date=self.enrolled, weight_kg=self.weight)
+        if output is None:  # enrolled after the data cut-off
+            return
+        # The rules stratify: the regimen is the one of the basket they printed.
+        self.regimen: Regimen = self.protocol.regimen_of(output["basket"])
 
         reg = self.regimen
         window = reg.first_cycle_within_days_of_enrolment
         late_c1 = rng.random() < 0.015
         self.c1 = self.enrolled + _days(rng.randint(window + 1, window + 7) if late_c1
                                         else rng.randint(2, min(21, window)))
-        self.c1_reason = "first infusion postponed: no infusion-unit capacity" if late_c1 else None
+        self.c1_deviations = ({"schedule.first_cycle_late":
+                               "first infusion postponed: no infusion-unit capacity"}
+                              if late_c1 else {})
 
         self.course_kind = _weighted(rng, COURSES)
         self.lesions = self._disease(e["distant_lesions"])
@@ -379,11 +474,10 @@ class _Story:
             self.withdrawal = self.c1 + _days(rng.randint(30, 600))
 
         stop = min(filter(None, (self.pd_date, self.today + _days(1))))
-        self.course = _Course()
         self._treat(stop)
         if self.pd_date is not None and not self.course.over and self.course.cycles:
             when = self.pd_date + _days(rng.randint(1, 10))
-            self.add(when, c.Discontinue, date=when, reason="disease progression (RECIST 1.1)")
+            self.decide(when, c.Discontinue, date=when, reason="disease progression (RECIST 1.1)")
         self._baseline_assessments()
         self._scans()
         self._pets()
@@ -457,10 +551,14 @@ class _Story:
         return lesion.size * rng.uniform(0.82, 1.0)
 
     def _scan_calendar(self) -> list[date]:
-        """CT dates after cycle 1: every 9-12 weeks for two years, then 12-16, then 24-28."""
+        """CT dates after cycle 1: every 9-12 weeks for two years, then 12-16, then 24-28.
+
+        At least three, past today if need be: an early progression is found on the first or
+        second follow-up scan, which a data cut-off soon after enrolment has not reached yet.
+        """
         rng = self.rng
         dates = [self.c1 + _days(rng.randint(56, 70))]
-        while dates[-1] <= self.today:
+        while dates[-1] <= self.today or len(dates) < 3:
             years = (dates[-1] - self.c1).days / 365.25
             gap = (rng.randint(63, 84) if years < 2 else rng.randint(84, 112) if years < 3
                    else rng.randint(168, 196))
@@ -470,16 +568,19 @@ class _Story:
     # --- treatment ------------------------------------------------------------------------------
 
     def _treat(self, stop: date) -> None:
-        """Infusions up to the course's end, or up to `stop` (the progression scan)."""
+        """Infusions until the rules print the course as over, or up to `stop` (the
+        progression scan)."""
         rng = self.rng
         reg = self.regimen
         course = self.course
         self.stop = stop
-        due = self.c1
-        for cycle in range(1, reg.total_cycles + 1):
+        while not course.over:
+            cycle = len(course.cycles) + 1
             prev = course.last_infusion
-            reason = self.c1_reason if cycle == 1 else None
-            if cycle == reg.neoadjuvant_cycles + 1:
+            deviations: dict[str, str] = {}
+            if prev is None:
+                due, deviations = self.c1, self.c1_deviations
+            elif cycle == reg.neoadjuvant_cycles + 1:
                 done = self._local(prev)
                 if done is None:
                     return
@@ -487,50 +588,51 @@ class _Story:
                 due = max(done + _days(rng.randint(7, 21)),
                           prev + _days(reg.min_days_between_cycles))
                 course.quiet_from[cycle] = done
-            elif prev is not None:
-                due = prev + _days(reg.cycle_length_days)
+            else:
+                due = course.next_due  # the next_cycle_due the last infusion printed
                 roll = rng.random()
                 if roll < 0.1:
                     due += _days(rng.randint(2, 10))  # a delay: holidays, logistics
                 elif roll < 0.14:
-                    due -= _days(reg.cycle_length_days - reg.min_days_between_cycles)
+                    due = prev + _days(reg.min_days_between_cycles)  # the earliest on time
                 elif roll < 0.142:
                     due = prev + _days(reg.min_days_between_cycles - rng.randint(1, 2))
-                    reason = "given early before the patient's planned travel"
-                window = self._window(prev, due, cycle)
-                course.quiet_from[cycle] = window.quiet_from
-                if window.discontinued is not None:
-                    course.discontinued = window.discontinued
-                    self._after_early_stop(window.discontinued)
+                    deviations = {"schedule.too_early":
+                                  "given early before the patient's planned travel"}
+                due, course.quiet_from[cycle] = self._window(prev, due)
+                if course.over:
+                    self._after_early_stop(course.discontinued)
                     return
-                due = window.next_date
-                if (due - prev).days >= reg.min_days_between_cycles:
-                    reason = None  # pushed back into the window: no longer early
-            if due >= stop or due > self.today:
+            if due >= stop or due > self._horizon(c.Infuse):
                 return
-            self._infuse(cycle, due, reason)
-        course.completed = course.last_infusion
+            self._infuse(cycle, due, deviations)
 
-    def _infuse(self, cycle: int, when: date, reason: str | None) -> None:
+    def _infuse(self, cycle: int, when: date, deviations: dict[str, str]) -> None:
         rng = self.rng
-        reg = self.regimen
         drift = min(4.0, max(-8.0, self.weight - self.enrol_weight + rng.gauss(0, 0.6)))
         self.weight = round(self.enrol_weight + drift, 1)
-        level = reg.dose_levels_mg_per_kg[self.course.level]
-        expected = level * self.weight
+        # A site prepares the dose the rules expect for this day and weight (some round it to
+        # 10 mg). Asked with a placeholder dose under a placeholder reason, so that the
+        # question itself is not refused; the answer is not kept.
+        asked = self.rules.ask(c.Infuse(subject=self.subject, cycle=cycle, date=when,
+                                        weight_kg=self.weight, dose_mg=1.0,
+                                        deviation_reason="asking for the expected dose"))
+        expected = asked["expected_dose_mg"]
         dose = round(expected / 10) * 10 if self.banding else round(expected)
         if rng.random() < 0.004:
             dose = round(expected * rng.uniform(1.06, 1.09))
-            reason = "dose prepared for the screening weight (pharmacy error, reported)"
-        self.add(when, c.Infuse, cycle=cycle, date=when, weight_kg=self.weight,
-                 dose_mg=float(dose), deviation_reason=reason)
-        self.course.cycles.append((cycle, when))
+            deviations = {**deviations, "dose.out_of_tolerance":
+                          "dose prepared for the screening weight (pharmacy error, reported)"}
+        if self.decide(when, c.Infuse, cycle=cycle, date=when, weight_kg=self.weight,
+                       dose_mg=float(dose), deviations=deviations) is not None:
+            self.course.cycles.append((cycle, when))
 
-    def _window(self, prev: date, due: date, cycle: int) -> _Window:
-        """At most one event that changes the course between two infusions (the label's
-        tables decide what it does); the next infusion comes after the course is free again."""
+    def _window(self, prev: date, due: date) -> tuple[date, date]:
+        """At most one event that changes the course between two infusions; the rules decide
+        what it does (interrupt, resume at the same or a lower level, discontinue). Returns
+        the date the next infusion may be given and the date since which the course is
+        steady."""
         rng = self.rng
-        reg = self.regimen
         course = self.course
         onset = prev + _days(rng.randint(6, 15))
         event = None
@@ -541,37 +643,35 @@ class _Story:
                 break
             roll -= chance
         if event is None or onset >= self.stop:
-            return _Window(due, prev)
-        last_level = course.level + 1 >= len(reg.dose_levels_mg_per_kg)
-        free: date  # the date the course is free again
-        reduce = False
-
-        def restart(free: date) -> date:
-            return max(due, free + _days(rng.randint(1, 5)))
+            return due, prev
+        free = onset  # the last date on which the story changed the course
 
         if event.startswith(("neutropenia", "platelets")):
             grade = int(event[-1])
             term = "Neutrophil count decreased" if event[0] == "n" else "Platelet count decreased"
-            recovered = 2 if term.startswith("Neutrophil") else 1
             ae = self.new_ae(term, grade, onset, related=True)
-            free = onset + _days(rng.randint(5, 12))
-            self.update_ae(ae, free, recovered)
+            # Counts recover a grade at a time, until the label's table lets the course go on.
+            free += _days(rng.randint(5, 9))
+            while True:
+                grade -= 1
+                self.update_ae(ae, free, grade)
+                if grade == 1 or course.state != INTERRUPTED:
+                    break
+                free += _days(rng.randint(3, 6))
             self.resolve_ae(ae, free + _days(rng.randint(5, 20)))
-            reduce = grade == 4
         elif event == "febrile-neutropenia":
             ae = self.new_ae("Febrile neutropenia", 3, onset, serious=True, related=True)
-            free = onset + _days(rng.randint(4, 10))
+            free += _days(rng.randint(4, 10))
             self.resolve_ae(ae, free)
-            reduce = True
         elif event == "pneumonitis-1":
             ae = self.new_ae("Interstitial lung disease" if rng.random() < 0.3
                              else "Pneumonitis", 1, onset, related=True)
+            # Resolved on either side of the protocol's window for the same dose.
             within = self.protocol.safety.pneumonitis_grade1_same_dose_within_days
             late = rng.random() < 0.35
-            free = onset + _days(rng.randint(within + 4, within + 20) if late
-                                 else rng.randint(10, within - 4))
+            free += _days(rng.randint(within + 4, within + 20) if late
+                          else rng.randint(10, within - 4))
             self.resolve_ae(ae, free)
-            reduce = late
         elif event in ("pneumonitis-2", "pneumonitis-3", "pneumonitis-5"):
             grade = int(event[-1])
             ae = self.new_ae("Pneumonitis", min(grade, 3), onset, serious=grade >= 3,
@@ -584,55 +684,51 @@ class _Story:
                 better = onset + _days(rng.randint(14, 35))
                 self.update_ae(ae, better, 1)
                 self.resolve_ae(ae, better + _days(rng.randint(14, 60)))
-            return _Window(due, onset, discontinued=onset)
         elif event == "heart-failure":
-            reading = float(rng.randint(32, 39))
-            self.add(onset, c.Lvef, rank=1, date=onset, percent=reading, symptomatic=True)
+            self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.randint(32, 39)),
+                        symptomatic=True)
             ae = self.new_ae("Heart failure", 2, onset, serious=True, related=True)
             self.resolve_ae(ae, onset + _days(rng.randint(30, 90)))
-            return _Window(due, onset, discontinued=onset)
         elif event == "lvef-recover":
-            # 40-45 % with a drop of 10-20 points: interrupt, repeat within the window.
-            low, high = max(41, self.baseline_lvef - 19), min(44, self.baseline_lvef - 11)
-            if low > high:
-                return _Window(due, prev)
-            self.add(onset, c.Lvef, rank=1, date=onset, percent=float(rng.randint(low, high)))
+            # A reading in the row of the label's LVEF table that interrupts until a repeat
+            # comes back within 10 points of baseline.
+            base = self.baseline_lvef
+            low = _lvef_row(range(30, 60), base, "recover")
+            if not low:
+                return due, prev
+            self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.choice(low)))
             if rng.random() < 0.4:
                 ae = self.new_ae("Ejection fraction decreased", 2, onset, related=True)
                 self.resolve_ae(ae, onset + _days(rng.randint(20, 60)))
-            repeat = onset + _days(rng.randint(7, self.protocol.safety.lvef_repeat_within_days
-                                               - 3))
-            if rng.random() < 0.7:
-                self.add(repeat, c.Lvef, rank=1, date=repeat,
-                         percent=float(max(46, self.baseline_lvef - rng.randint(1, 8))))
-                free = repeat
-            else:
-                self.add(repeat, c.Lvef, rank=1, date=repeat, percent=float(rng.randint(low, high)))
-                return _Window(due, repeat, discontinued=repeat)
+            free += _days(rng.randint(7, self.protocol.safety.lvef_repeat_within_days - 3))
+            # Most come back within 10 points of baseline, the label's way out.
+            back = _lvef_row(range(base - 8, base), base, "continue")
+            repeat = rng.choice(back if rng.random() < 0.7 else low)
+            self.decide(free, c.Lvef, rank=1, date=free, percent=float(repeat))
         elif event == "lvef-confirm":
-            self.add(onset, c.Lvef, rank=1, date=onset, percent=float(rng.randint(34, 39)))
-            repeat = onset + _days(rng.randint(7, 18))
-            self.add(repeat, c.Lvef, rank=1, date=repeat, percent=float(rng.randint(33, 39)))
-            return _Window(due, repeat, discontinued=repeat)
+            # A reading in the row that interrupts until a repeat confirms or clears it; the
+            # repeat confirms it.
+            low = _lvef_row(range(33, 40), self.baseline_lvef, "confirm")
+            self.decide(onset, c.Lvef, rank=1, date=onset, percent=float(rng.choice(low)))
+            free += _days(rng.randint(7, 18))
+            self.decide(free, c.Lvef, rank=1, date=free, percent=float(rng.choice(low)))
         elif event == "decision-interrupt":
             why = rng.choice(("intercurrent COVID-19 infection", "patient request: family event",
                               "dental surgery"))
-            self.add(onset, c.Interrupt, date=onset, reason=why)
-            free = onset + _days(rng.randint(7, 20))
-            self.add(free, c.Resume, date=free, reason="recovered; treatment resumed")
-        else:  # decision-reduce
-            if last_level:
-                return _Window(due, prev)
-            self.add(onset, c.ReduceDose, date=onset,
-                     reason=rng.choice(("persistent grade 2 fatigue", "persistent grade 2 nausea",
-                                        "weight loss and poor appetite")))
-            course.level += 1
-            return _Window(due, onset)
-        if reduce:
-            if last_level:  # a reduction below the last level ends the course
-                return _Window(due, free, discontinued=free)
-            course.level += 1
-        return _Window(restart(free), free)
+            self.decide(onset, c.Interrupt, date=onset, reason=why)
+            free += _days(rng.randint(7, 20))
+            self.decide(free, c.Resume, date=free, reason="recovered; treatment resumed")
+        else:  # decision-reduce, when the regimen has a lower level to go to
+            if course.level == self.regimen.dose_levels_mg_per_kg[-1]:
+                return due, prev
+            self.decide(onset, c.ReduceDose, date=onset,
+                        reason=rng.choice(("persistent grade 2 fatigue",
+                                           "persistent grade 2 nausea",
+                                           "weight loss and poor appetite")))
+            return due, onset
+        if course.over:
+            return due, free
+        return max(due, free + _days(rng.randint(1, 5))), free
 
     def _after_early_stop(self, stopped: date) -> None:
         """Toxicity ended the course before local treatment: most still go on to it."""
@@ -676,17 +772,17 @@ class _Story:
         for when, location, removed in surgeries:
             if when >= self.stop:
                 break
-            self.add(when, c.Surgery, date=when,
-                     site="primary" if removed[0].site in ("primary", "axilla") else "metastasis",
-                     location=location)
+            self.decide(when, c.Surgery, date=when,
+                        site="primary" if removed[0].site in ("primary", "axilla")
+                        else "metastasis", location=location)
             for lesion in removed:
                 lesion.removed = when
             self._pathology(when, removed)
             if rng.random() < 0.18:
                 grade, _, description = _weighted(rng, [(x, x[1]) for x in COMPLICATIONS])
                 on = when + _days(rng.randint(1, 21))
-                self.add(on, c.Complication, date=on, clavien_dindo=grade,
-                         description=description)
+                self.decide(on, c.Complication, date=on, clavien_dindo=grade,
+                            description=description)
             ends.append(when)
         rt_start = (max(ends) + _days(rng.randint(21, 35))) if ends else start
         if self.conserving:
@@ -699,8 +795,8 @@ class _Story:
             if lesion.site == "primary":
                 location = f"{self.side} breast (whole breast after breast-conserving surgery)"
             end = begin + _days(_rt_days(fractions, daily=fractions > 5))
-            self.add(begin, c.Radiotherapy, start=begin, end=end, location=location,
-                     dose_gy=dose, fractions=fractions, last=end)
+            self.decide(begin, c.Radiotherapy, start=begin, end=end, location=location,
+                        dose_gy=dose, fractions=fractions, last=end)
             if lesion.removed is None:
                 lesion.irradiated = begin
                 lesion.gone_after_rt = rng.random() < 0.6
@@ -711,7 +807,7 @@ class _Story:
         done = max(ends) + _days(rng.randint(1, 10))
         if done >= self.stop:
             return None
-        self.add(done, c.CompleteLocalTreatment, date=done)
+        self.decide(done, c.CompleteLocalTreatment, date=done)
         return done
 
     def _rt_plan(self, lesion: _Lesion) -> tuple[float, int, str]:
@@ -745,7 +841,8 @@ class _Story:
         else:
             ypt, ypn = "not-resected", "not-resected"
             viable = "no" if self.pcr or rng.random() < 0.3 else "yes"
-        self.add(when, c.Pathology, date=when, ypt=ypt, ypn=ypn, viable_metastatic_tumour=viable)
+        self.decide(when, c.Pathology, date=when, ypt=ypt, ypn=ypn,
+                    viable_metastatic_tumour=viable)
 
     # --- assessments ----------------------------------------------------------------------------
 
@@ -937,10 +1034,11 @@ class _Story:
 
     def _routine_lvef(self) -> None:
         """LVEF every four cycles before the infusion, at the end of treatment and six months
-        on; each reading within the label's 'continue' band, so it changes nothing."""
+        on; each reading in the row of the label's LVEF table that lets the course go on, so
+        it changes nothing."""
         rng = self.rng
         base = self.baseline_lvef
-        low, high = int(max(46, base - 15)), int(min(80, base + 4))
+        steady = _lvef_row(range(base - 15, min(80, base + 4) + 1), base, "continue")
         for cycle in (5, 9, 13):
             when = self.course.date_of(cycle)
             if when is None:
@@ -948,12 +1046,12 @@ class _Story:
             when = max(self.course.quiet_from.get(cycle, when) + _days(1),
                        when - _days(rng.randint(0, 5)))
             when = min(when, self.course.date_of(cycle))
-            self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.randint(low, high)))
+            self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.choice(steady)))
         end = self._treatment_end()
         if end:
             for gap in (rng.randint(14, 35), rng.randint(170, 200)):
                 when = end + _days(gap)
-                self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.randint(low, high)))
+                self.add(when, c.Lvef, rank=1, date=when, percent=float(rng.choice(steady)))
 
     def _mild_aes(self) -> None:
         """Adverse events the label's tables do not act on, from cycle 1 on."""
@@ -968,18 +1066,20 @@ class _Story:
             onset = c1 + _days(rng.randint(1, 10) if term not in ("Alopecia", "Anemia")
                                else rng.randint(25, 70))
             grade = _weighted(rng, list(grades))
-            ae = self.new_ae(term, grade, onset, serious=False,
+            ae = self.new_ae(term, grade, onset, serious=False, decide=False,
                              related=term not in ("Constipation",) or rng.random() < 0.5)
             if term == "Alopecia":
                 if grade == 1 and rng.random() < 0.3:
-                    self.update_ae(ae, onset + _days(rng.randint(30, 60)), 2)
-                self.resolve_ae(ae, max(end, onset + _days(90)) + _days(rng.randint(90, 200)))
+                    self.update_ae(ae, onset + _days(rng.randint(30, 60)), 2, decide=False)
+                self.resolve_ae(ae, max(end, onset + _days(90)) + _days(rng.randint(90, 200)),
+                                decide=False)
             elif term in ("Vomiting", "Diarrhea", "Stomatitis", "Constipation"):
-                self.resolve_ae(ae, onset + _days(rng.randint(3, 21)))
+                self.resolve_ae(ae, onset + _days(rng.randint(3, 21)), decide=False)
             else:
                 if grade >= 2 and rng.random() < 0.5:
-                    self.update_ae(ae, onset + _days(rng.randint(7, 30)), grade - 1)
-                self.resolve_ae(ae, onset + _days(rng.randint(40, 240)))
+                    self.update_ae(ae, onset + _days(rng.randint(7, 30)), grade - 1,
+                                   decide=False)
+                self.resolve_ae(ae, onset + _days(rng.randint(40, 240)), decide=False)
 
     def _contacts(self) -> None:
         """Telephone follow-up every three months once treatment is over; after withdrawal,
@@ -1007,6 +1107,12 @@ def _rt_days(fractions: int, *, daily: bool) -> int:
         return 2 * (fractions - 1)
     weeks, rest = divmod(fractions - 1, 5)
     return 7 * weeks + rest
+
+
+def _lvef_row(readings: Iterable[int], baseline: int, row: str) -> list[int]:
+    """The readings the label's LVEF table puts in `row` for this baseline (the domain's
+    table, so the story aims at the row the rules will read)."""
+    return [p for p in readings if lvef_band(p, baseline) == row]
 
 
 def _weighted(rng: random.Random, options: list[tuple[Any, float]] | tuple) -> Any:

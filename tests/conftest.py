@@ -1,6 +1,10 @@
-"""Suite-wide pytest setup: ledger URLs for each storage backend, markers, hypothesis profiles.
+"""Suite-wide pytest setup: ledger URLs for each store, markers, hypothesis profiles.
 
-Tests that should hold for every backend take ``ledger_url`` and run once per backend.
+Tests that take ``ledger_url`` or ``ledger`` (or ``driver``) run once per store: SQLite and
+PostgreSQL unless the test or its module says otherwise with ``@pytest.mark.stores(...)``.
+The rule tests run on ``memory`` (the same write path with an in-memory store: no database,
+no read models, read by replay) and mark a handful of their tests to run end to end on
+``sqlite`` and ``postgres``.
 PostgreSQL comes from the server named by ``M22BOL_TEST_POSTGRES`` (``make test`` starts a
 throw-away one with scripts/postgres.sh); without it those cases are skipped, not failed,
 so a plain ``pytest`` still works on a laptop without PostgreSQL.
@@ -9,21 +13,24 @@ so a plain ``pytest`` still works on a laptop without PostgreSQL.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from functools import partial
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
-from psycopg import sql
 
-from m22bol.cli.db import setup_database
 from m22bol.ledger import signatures
-from m22bol.ledger.postgres import group_roles
-
-POSTGRES_ENV = "M22BOL_TEST_POSTGRES"
+from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.store import MEMORY_URL
+from tests.support import Driver, new_ledger, open_ledger
+from tests.support.databases import (
+    POSTGRES_ENV,
+    copy_sqlite_ledger,
+    fresh_postgres_database,
+    sqlite_url,
+)
 
 # CI must be reproducible: the same examples on every run, and no flaky timing failures on
 # slow shared runners. Locally keep random exploration (that is what finds bugs) but drop
@@ -38,8 +45,10 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # The production scrypt cost (2**15, 32 MiB, ~0.1 s a hash) buys nothing in a test and is paid
-# for every password set and every --user checked; the cost is stored with each hash, so
-# checking reads it back. test_identity pins the production cost.
+# for every password set, every --user checked and every signature checked; 2**10 is ~30 times
+# cheaper. The cost is stored with each hash, so checking reads it back; test_signatures and
+# test_identity pin the production cost. Session scope: hypothesis refuses function-scoped
+# fixtures around its examples, and the template ledgers are made with the cheap cost too.
 TEST_SCRYPT_LOG2_N = 10
 
 
@@ -51,70 +60,67 @@ def cheap_password_hashing() -> Iterator[None]:
         yield
 
 
+DATABASES = ("sqlite", "postgres")
+STORES = ("memory", *DATABASES)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Registered so `-m "not postgres"` / `-m e2e` work and typos in marker names are visible.
     config.addinivalue_line(
         "markers", f"postgres: needs the PostgreSQL server named by {POSTGRES_ENV}"
     )
     config.addinivalue_line("markers", "e2e: end-to-end test through the CLI (slower)")
+    config.addinivalue_line(
+        "markers", f"stores(*names): the stores a ledger test runs on, of {STORES} "
+                   f"(default {DATABASES})"
+    )
 
 
-def _sqlite(tmp_path) -> str:
-    # tmp_path is absolute, so this yields the four-slash form SQLAlchemy expects.
-    return f"sqlite:///{tmp_path}/ledger.sqlite"
-
-
-def _fresh_postgres_database() -> Iterator[str]:
-    """Yield the URL of a brand-new, empty database; drop it afterwards.
-
-    One database per test keeps tests independent without any cleanup code in the tests,
-    and CREATE DATABASE from template1 costs only a few milliseconds.
-    """
-    server_url = os.environ.get(POSTGRES_ENV)
-    if not server_url:
-        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV} or run make test")
-
-    # psycopg wants a libpq URL; the server URL is in SQLAlchemy form (postgresql+psycopg://).
-    parts = urlsplit(server_url)
-    admin_conninfo = parts._replace(scheme="postgresql").geturl()
-    name = f"t_{uuid.uuid4().hex}"
-    ident = sql.Identifier(name)
-
-    # CREATE/DROP DATABASE cannot run inside a transaction block, hence autocommit.
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    url = parts._replace(path=f"/{name}").geturl()
-    try:
-        # As a site's owner would: ordinary commands create nothing (`m22bol db setup`).
-        setup_database(url)
-        yield url
-    finally:
-        # FORCE: a test that leaked a connection or pool must not make teardown fail.
-        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-            for role in group_roles(url):  # roles are the server's, not the database's
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """SQLAlchemy URL of an empty ledger, once per backend."""
-    if request.param == "sqlite":
-        yield _sqlite(tmp_path)
-    else:
-        yield from _fresh_postgres_database()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One run per store the closest `stores` marker names (the test's, else its module's)."""
+    if "store" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("stores")
+    stores = marker.args if marker else DATABASES
+    unknown = set(stores) - set(STORES)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown stores {unknown}")
+    metafunc.parametrize(
+        "store",
+        [pytest.param(s, marks=pytest.mark.postgres) if s == "postgres" else s for s in stores],
+        indirect=True,
+    )
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    """SQLAlchemy URL of an empty SQLite ledger, for tests that need only one backend."""
-    return _sqlite(tmp_path)
+def store(request: pytest.FixtureRequest) -> str:
+    """The store of this run: memory, sqlite or postgres (see `pytest_generate_tests`)."""
+    return request.param
+
+
+@pytest.fixture
+def ledger_url(store: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of an empty ledger on the store of this run."""
+    if store == "memory":
+        yield MEMORY_URL
+    elif store == "sqlite":
+        yield sqlite_url(request.getfixturevalue("tmp_path"))
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(name="sqlite_url")
+def sqlite_url_fixture(tmp_path) -> str:
+    """URL of an empty SQLite ledger, for tests that need only one backend."""
+    return sqlite_url(tmp_path)
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """SQLAlchemy URL of an empty PostgreSQL database (skipped when none is configured)."""
-    yield from _fresh_postgres_database()
+    """URL of an empty PostgreSQL database (skipped when none is configured)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 # Make the postgres-only fixture carry the marker too, so `-m "not postgres"` deselects it.
@@ -124,18 +130,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+# Initialising a ledger (init and four grants, each kept in the read models) costs more than
+# most tests that start from one: each database gets one initialised ledger a session, copied.
+@pytest.fixture(scope="session")
+def initialised_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = sqlite_url(tmp_path_factory.mktemp("initialised"))
+    new_ledger(url).close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def initialised_postgres() -> Iterator[str]:
+    """The name of the database; CREATE DATABASE ... TEMPLATE copies it."""
+    with fresh_postgres_database() as url:
+        new_ledger(url).close()
+        yield urlsplit(url).path.lstrip("/")
+
+
 @pytest.fixture
-def ledger(ledger_url: str):
-    """An initialised ledger (admin `admin`; `dm`, `inv`, `mon`, `aud`), on each backend."""
-    from tests.support import new_ledger
-
-    ledger = new_ledger(ledger_url)
-    yield ledger
-    ledger.close()
+def ledger(store: str, request: pytest.FixtureRequest) -> Iterator[TrialLedger]:
+    """An initialised ledger (admin `admin`; `dm`, `inv`, `mon`, `aud`), on each store."""
+    with ExitStack() as stack:
+        if store == "memory":
+            ledger = new_ledger(MEMORY_URL)
+        elif store == "sqlite":
+            ledger = open_ledger(copy_sqlite_ledger(request.getfixturevalue("initialised_sqlite"),
+                                                    request.getfixturevalue("tmp_path")))
+        else:
+            template = request.getfixturevalue("initialised_postgres")
+            ledger = open_ledger(stack.enter_context(fresh_postgres_database(template)))
+        stack.callback(ledger.close)
+        yield ledger
 
 
 @pytest.fixture
-def driver(ledger):
-    from tests.support import Driver
-
+def driver(ledger: TrialLedger) -> Driver:
     return Driver(ledger)

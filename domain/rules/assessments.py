@@ -17,7 +17,11 @@ Readings of `spec/recist.md` and `spec/cli.md` this module makes:
   decided event stores for the record; derivations never read it back.
 - PET: a PET dated on or before the first infusion is a baseline PET and must carry no PERCIST
   category; a PET after it must carry one. A late-entered earlier infusion that turns a
-  category-less PET into a follow-up PET is refused with the same rule.
+  category-less PET into a follow-up PET is refused with the same rule. When the baseline PET
+  and the follow-up both give SULpeak, the category must agree with PERCIST 1.0
+  (`pet.percist_sulpeak`, exit 3): CMR/PMR need a fall of at least 30% and 0.8 SUL units, PMD
+  a rise of at least 30% and 0.8 units or new lesions, SMD neither. The comparison is exact on
+  the decimals as written, so a fall of exactly 30% qualifies.
 - ctDNA baseline: the latest sample on or before the first infusion (before any infusion, the
   latest sample so far). Samples on the baseline day are read together: one `detected` makes the
   baseline detected (a negative the same day does not undo it), as `endpoints.py` counts it.
@@ -39,12 +43,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 from m22bol.domain.errors import RuleViolation
 from m22bol.domain.events import CtdnaRecorded, PetRecorded, ScanRecorded
-from m22bol.domain.rules import recist, treatment
+from m22bol.domain.rules import endpoints, followup, recist, treatment
 
 PART = "assessments"
 
@@ -149,14 +154,52 @@ def _pet(state, entry: str, fact: PetRecorded) -> None:
             f"{entry}: the PET of {fact.date} is after the first infusion ({day0}) and needs "
             "a PERCIST category (CMR, PMR, SMD or PMD)", rule="pet.category_required",
             field="percist")
-    part(state).pets.append((entry, fact))
     base = baseline_pet(part(state).pets, day0)
+    if not baseline and base is not None:
+        _check_percist(entry, fact, base)
+    part(state).pets.append((entry, fact))
     state.outputs[entry] = {
         "pet": "baseline" if baseline else "follow-up",
         "percist": fact.percist,
         "sulpeak": fact.sulpeak,
         "baseline_sulpeak": base.sulpeak if base is not None and not baseline else None,
     }
+
+
+_PERCIST_FRACTION = Fraction(30, 100)
+_PERCIST_SUL_UNITS = Fraction(8, 10)
+
+
+def percist_from_sulpeak(baseline: float, now: float, new_lesions: bool) -> str:
+    """The PERCIST 1.0 class the SULpeak change allows: "response" (CMR or PMR), "PMD" or
+    "SMD"."""
+    base, value = Fraction(repr(float(baseline))), Fraction(repr(float(now)))
+    change = value - base
+    if new_lesions or (change >= _PERCIST_SUL_UNITS and change >= base * _PERCIST_FRACTION):
+        return "PMD"
+    if -change >= _PERCIST_SUL_UNITS and -change >= base * _PERCIST_FRACTION:
+        return "response"
+    return "SMD"
+
+
+def _check_percist(entry: str, fact: PetRecorded, base: PetRecorded) -> None:
+    if base.sulpeak is None or fact.sulpeak is None:
+        if fact.new_lesions and fact.percist != "PMD":
+            raise RuleViolation(
+                f"{entry}: the PET of {fact.date} shows new lesions, which PERCIST 1.0 scores "
+                f"PMD (given {fact.percist})", rule="pet.percist_sulpeak", field="percist")
+        return
+    allowed = percist_from_sulpeak(base.sulpeak, fact.sulpeak, fact.new_lesions)
+    given = "response" if fact.percist in ("CMR", "PMR") else fact.percist
+    if given != allowed:
+        shown = "CMR or PMR" if allowed == "response" else allowed
+        raise RuleViolation(
+            f"{entry}: PERCIST {fact.percist} does not agree with SULpeak {fact.sulpeak:g} "
+            f"against the baseline {base.sulpeak:g} of {base.date}"
+            + (" with new lesions" if fact.new_lesions else "")
+            + f": PERCIST 1.0 makes it {shown} (PMR/CMR: a fall of at least 30% and 0.8 SUL "
+            "units; PMD: a rise of at least 30% and 0.8 units, or new lesions)",
+            rule="pet.percist_sulpeak", field="percist")
 
 
 def baseline_pet(pets: Sequence[tuple[str, PetRecorded]], day0: date | None) -> PetRecorded | None:
@@ -220,11 +263,11 @@ HANDLERS = {ScanRecorded: _scan, PetRecorded: _pet, CtdnaRecorded: _ctdna}
 def summarise(state) -> dict[str, Any]:
     """Response, PET, ctDNA and survival status for `patient`; keys merged into its JSON.
 
-    Survival status follows spec/endpoints.md for one patient, up to the last fact walked
-    (a `patient --cutoff` view walks only the facts up to its cutoff): progression-free
-    event = first overall PD or death, whichever comes first, else censored at the later of
-    day 0 and the last scan; overall survival event = death, else censored at the last date the
-    patient was known alive. Both are null for a subject not treated.
+    Survival status is the tallies' own rule for one patient, up to the last fact walked (a
+    `patient --cutoff` view walks only the facts up to its cutoff): progression-free survival
+    from `endpoints.progression_free` (with `why`: the event, or why it is censored where it
+    is); overall survival event = death, else censored at the last date the patient was known
+    alive. Both are null for a subject not treated.
     """
     day0 = first_infusion(state)
     responses = scan_responses(state)
@@ -259,21 +302,19 @@ def summarise(state) -> dict[str, Any]:
         "ctdna_baseline": None if ctdna.baseline_date is None else {
             "date": ctdna.baseline_date, "detected": ctdna.baseline_detected},
         "ctdna_cleared_on": ctdna.cleared_on,
-        **_survival_status(state, day0, rows, first_pd),
+        "subsequent_therapy": followup.subsequent_therapy(state),
+        **_survival_status(state, day0, rows),
     }
 
 
-def _survival_status(state, day0: date | None, rows, first_pd: date | None) -> dict[str, Any]:
+def _survival_status(state, day0: date | None, rows) -> dict[str, Any]:
     if day0 is None:
         return {"progression_free": None, "overall_survival": None}
-    pfs_events = [(d, why) for d, why in ((first_pd, "progression"), (state.death, "death"))
-                  if d is not None]
-    if pfs_events:
-        when, why = min(pfs_events, key=lambda e: e[0])
-        pfs = {"status": "event", "event": why, "date": when}
-    else:
-        last_scan = max((r.date for r in rows), default=day0)
-        pfs = {"status": "censored", "event": None, "date": max(day0, last_scan)}
+    when, event, why = endpoints.progression_free(
+        day0, [(r.date, r.overall_response) for r in rows], state.death,
+        followup.subsequent_therapy(state), state.protocol)
+    pfs = {"status": "event" if event else "censored", "event": why if event else None,
+           "date": when, "why": why}
     if state.death is not None:
         os_ = {"status": "event", "event": "death", "date": state.death}
     else:

@@ -1,12 +1,26 @@
-"""Eligibility (spec/trial.md) and basket stratification, read from the protocol."""
+"""Eligibility (spec/trial.md) and basket stratification, read from the protocol.
+
+Every criterion of the protocol in force must be assessed: an assessment without a value the
+protocol judges (baseline LVEF, ECOG) is bad input (exit 2) naming what is missing, never
+passed by default.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 
-from m22bol.domain.errors import RuleViolation
+from m22bol.domain.errors import BadInput, RuleViolation
 from m22bol.domain.events import EligibilityAssessed, Enrolled, Registered
 from m22bol.domain.protocol import STRATUM_FIELDS, Protocol, Strata
+
+
+def missing_criteria(protocol: Protocol, *, lvef: float | None,
+                     ecog: int | None) -> tuple[str, ...]:
+    """The criteria of the protocol that an assessment leaves unassessed."""
+    rules = protocol.eligibility
+    return tuple(name for name, judged, value in (
+        ("lvef", rules.min_baseline_lvef_pct is not None, lvef),
+        ("ecog", rules.max_ecog is not None, ecog)) if judged and value is None)
 
 
 def failed_criteria(
@@ -34,9 +48,10 @@ def failed_criteria(
     if not all_lesions_curable:
         failures.append("all_lesions_curable: not every distant lesion is amenable to "
                         "curative-intent local treatment")
-    if lvef is not None and lvef < rules.min_baseline_lvef_pct:
+    if lvef is not None and rules.min_baseline_lvef_pct is not None and (
+            lvef < rules.min_baseline_lvef_pct):
         failures.append(f"lvef: {lvef:g}% below {rules.min_baseline_lvef_pct:g}%")
-    if ecog is not None and ecog > rules.max_ecog:
+    if ecog is not None and rules.max_ecog is not None and ecog > rules.max_ecog:
         failures.append(f"ecog: {ecog} above {rules.max_ecog}")
     if consent_date > date:
         failures.append(f"consent: dated {consent_date}, after the assessment")
@@ -61,6 +76,11 @@ def _assessed(state, entry: str, fact: EligibilityAssessed) -> None:
             f"{entry}: eligibility assessed after enrolment ({state.enrolled})",
             rule="eligibility.after_enrolment", field="date",
         )
+    if missing := missing_criteria(state.protocol, lvef=fact.lvef, ecog=fact.ecog):
+        raise BadInput(
+            f"{entry}: eligibility criteria not assessed: {', '.join(missing)} (protocol "
+            f"{state.protocol.version} judges every one; give --{' and --'.join(missing)})",
+            rule="eligibility.not_assessed", field=missing[0])
     state.eligibility = fact
     state.failed_criteria = failed_criteria(
         state.protocol, consent_date=state.consent_date, date=fact.date, her2=fact.her2,
@@ -87,7 +107,6 @@ def _enrolled(state, entry: str, fact: Enrolled) -> None:
         )
     state.enrolled = fact.date
     state.basket = basket_of(state.protocol, state.eligibility)
-    state.enrol_weight_kg = fact.weight_kg
     state.outputs[entry] = {"basket": state.basket}
 
 

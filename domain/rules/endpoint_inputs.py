@@ -26,7 +26,7 @@ from m22bol.domain.events import (
     RadiotherapyGiven,
     SurgeryPerformed,
 )
-from m22bol.domain.rules import assessments, safety, treatment
+from m22bol.domain.rules import assessments, followup, safety, treatment
 from m22bol.domain.rules.endpoints import AdverseEventFacts, PatientFacts
 
 
@@ -54,15 +54,17 @@ def patient_facts(state, facts: Iterable[tuple[str, Fact]] | Iterable[Fact]) -> 
                         if isinstance(f, PathologyReported)),
         complications=tuple((f.date, f.clavien_dindo) for f in walked
                             if isinstance(f, ComplicationRecorded)),
-        adverse_events=adverse_events(walked),
+        adverse_events=adverse_events(state, walked),
         death=state.death,
         treatment_ended=treatment.treatment_ended(state),
-        last_known_alive=state.last_fact_date,
+        fact_dates=tuple(sorted({f.clinical_date for f in walked})),
+        subsequent_therapy=followup.subsequent_therapy(state),
     )
 
 
-def adverse_events(walked: Sequence[Fact]) -> tuple[AdverseEventFacts, ...]:
-    """Each AE with its grade history: the onset grade, then each update in walk order."""
+def adverse_events(state, walked: Sequence[Fact]) -> tuple[AdverseEventFacts, ...]:
+    """Each AE with its grade history (the onset grade, then each update in walk order) and
+    the coding and SAE deadline the walk derived."""
     reported: dict[str, AdverseEventReported] = {}
     grades: dict[str, list[tuple[date, int]]] = {}
     for f in walked:
@@ -71,8 +73,15 @@ def adverse_events(walked: Sequence[Fact]) -> tuple[AdverseEventFacts, ...]:
             grades[f.ae_id] = [(f.onset, f.grade)]
         elif isinstance(f, AdverseEventUpdated) and f.ae_id in grades:
             grades[f.ae_id].append((f.date, f.grade))
-    return tuple(
-        AdverseEventFacts(ae_id=ae_id, term=safety.canonical_term(ae.term), onset=ae.onset,
-                          serious=ae.serious, grades=tuple(grades[ae_id]))
-        for ae_id, ae in reported.items()
-    )
+    walked_aes = safety.adverse_events(state)
+    result = []
+    for ae_id, fact in reported.items():
+        ae = walked_aes[ae_id]
+        result.append(AdverseEventFacts(
+            ae_id=ae_id, term=ae.graded_as, onset=fact.onset, serious=fact.serious,
+            grades=tuple(grades[ae_id]), related=fact.related,
+            soc=ae.coded.soc if ae.coded else None,
+            meddra_code=ae.coded.meddra_code if ae.coded else None, verbatim=fact.verbatim,
+            serious_criteria=fact.serious_criteria, report_due=ae.report_due,
+            entered_late=ae.entered_late))
+    return tuple(result)

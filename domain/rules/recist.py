@@ -29,6 +29,8 @@ each one):
   even when every target node is still below 10 mm.
 - "After a CR" means after any earlier assessment whose *target* response was CR; from then on
   a non-nodal target above 0 mm or a target node at >= `node_normal_below_mm` is PD.
+- After an overall CR every non-target lesion was absent; one recorded `present` again later
+  has reappeared, which is PD (RECIST 1.1: in the setting of CR, reappearance of any lesion).
 - Non-target response: PD if any lesion is in unequivocal progression; otherwise NE if any
   baseline non-target lesion was not assessed (a missing lesion could still be progressing);
   otherwise non-CR/non-PD if any is present; otherwise CR. Non-target nodes carry no
@@ -37,9 +39,10 @@ each one):
   new lesion).
 - Percentages are rounded half away from zero to one decimal; the change from a nadir of 0 mm
   has no percentage (None), though PD by +5 mm still applies.
-- Confirmation of a CR/PR: any later assessment at least `confirmation_min_days` after it with
-  CR or PR; assessments in between may be anything but PD. The confirmed level is the worse of
-  the two, so CR then PR is a confirmed PR. Only assessments up to the first PD count: a PD
+- Confirmation of a CR/PR: a later assessment at least `confirmation_min_days` after it with
+  the same or a better response (CR confirms a PR; PR does not confirm a CR); assessments in
+  between may be anything but PD. A CR followed only by PR is not a confirmed CR (the PR may
+  be confirmed on its own by a later PR or CR). Only assessments up to the first PD count: a PD
   before the first assessment or between the two rules the pair out (as `spec/endpoints.md`
   states for the primary endpoint).
 - BOR, from the first infusion up to and including the first overall PD: CR if a CR is
@@ -296,13 +299,17 @@ def target_response(baseline: Assessment, a: Assessment, nadir_mm: Fraction,
     return SD, full_sum
 
 
-def non_target_response(baseline: Assessment, a: Assessment) -> str | None:
-    """Non-target response of `a`; None ("n/a") when the baseline had no non-target lesion."""
+def non_target_response(baseline: Assessment, a: Assessment,
+                        after_cr: bool = False) -> str | None:
+    """Non-target response of `a`; None ("n/a") when the baseline had no non-target lesion.
+
+    `after_cr`: an earlier assessment was an overall CR, so a lesion present now reappeared.
+    """
     if not baseline.non_targets:
         return None
     entered = {nt.lesion_id: nt.status for nt in a.non_targets}
     statuses = [entered.get(nt.lesion_id) for nt in baseline.non_targets]
-    if PROGRESSION in statuses:
+    if PROGRESSION in statuses or (after_cr and PRESENT in statuses):
         return PD
     if None in statuses:
         return NE
@@ -346,21 +353,23 @@ def evaluate(assessments: Sequence[Assessment], first_infusion: date | None,
         new_lesions=False, overall_response=None))
 
     nadir = base_sum
-    after_cr = False
+    after_cr = after_overall_cr = False
     for a in ordered[b + 1:]:
         validate_followup(baseline, a)
         tr, full_sum = (target_response(baseline, a, nadir, after_cr, params)
                         if nadir is not None else (None, None))
-        ntr = non_target_response(baseline, a)
+        ntr = non_target_response(baseline, a, after_overall_cr)
         new = bool(a.new_lesions)
+        overall = overall_response(tr, ntr, new)
         out.append(AssessmentResponse(
             date=a.date, is_baseline=False, target_sum_mm=_float(full_sum),
             baseline_sum_mm=_float(base_sum), nadir_sum_mm=_float(nadir),
             change_from_baseline_pct=_pct(full_sum, base_sum),
             change_from_nadir_pct=_pct(full_sum, nadir),
             target_response=tr, non_target_response=ntr, new_lesions=new,
-            overall_response=overall_response(tr, ntr, new)))
+            overall_response=overall))
         after_cr = after_cr or tr == CR
+        after_overall_cr = after_overall_cr or overall == CR
         if full_sum is not None and nadir is not None and full_sum < nadir:
             nadir = full_sum
     return out
@@ -381,7 +390,7 @@ def on_study(responses: Sequence[AssessmentResponse]) -> list[AssessmentResponse
 
 
 def confirmed(responses: Sequence[AssessmentResponse], params: Response) -> list[Confirmation]:
-    """Every CR or PR confirmed before the first PD, with its best confirmed level.
+    """Every CR or PR confirmed (by the same or better) before the first PD.
 
     For a window (a year, before local treatment) pass only the responses dated inside it.
     """
@@ -390,20 +399,15 @@ def confirmed(responses: Sequence[AssessmentResponse], params: Response) -> list
     for i, first in enumerate(rows):
         if first.overall_response not in (CR, PR):
             continue
-        best: str | None = None
-        best_on: date | None = None
-        for later in rows[i + 1:]:
-            if later.overall_response not in (CR, PR):
-                continue
-            if (later.date - first.date).days < params.confirmation_min_days:
-                continue
-            level = min(first.overall_response, later.overall_response, key=GOODNESS.__getitem__)
-            # Strictly better only, so the earliest confirming assessment is the one reported.
-            if best is None or GOODNESS[level] > GOODNESS[best]:
-                best, best_on = level, later.date
-        if best is not None and best_on is not None:
-            found.append(Confirmation(date=first.date, response=first.overall_response,
-                                      confirmed_as=best, confirmed_on=best_on))
+        level = first.overall_response
+        confirming = next((later for later in rows[i + 1:]
+                           if later.overall_response in (CR, PR)
+                           and GOODNESS[later.overall_response] >= GOODNESS[level]
+                           and (later.date - first.date).days >= params.confirmation_min_days),
+                          None)
+        if confirming is not None:
+            found.append(Confirmation(date=first.date, response=level, confirmed_as=level,
+                                      confirmed_on=confirming.date))
     return found
 
 

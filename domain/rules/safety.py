@@ -1,18 +1,27 @@
-"""CTCAE v5.0 terms and grades, the T-DXd label's AE table and its LVEF table.
+"""Adverse events coded to CTCAE v5.0, the drug's AE table, SAE reporting, the LVEF table.
 
-See spec/treatment.md ("Rules triggered by adverse events and LVEF"). The tables decide here;
-the course they act on (interruptions, dose level, discontinuation) belongs to `treatment.py`.
+See docs/safety.md. The tables decide here; the course they act on (interruptions, dose level,
+discontinuation) belongs to `treatment.py`. The AE table is data: the rules of the drug of the
+subject's basket (`Protocol.ae_table`), keyed by the coded CTCAE term.
 
 Readings of the spec kept here:
-- A grade that does not exist for a known term is bad input (exit 2, "value out of range"),
-  like a grade outside 1-5. Terms the engine does not know accept grades 1-5.
+- Coding happens when the timeline is walked, with the synonyms of the protocol in force and
+  of the subject's drug at that point; the coding printed at entry is stored for the record.
+  An AE stored before coding existed (`coded_on_read`) whose term codes to nothing is kept as
+  entered: it is shown, tallied under its own words and acts on nothing.
+- A grade the CTCAE term list does not define for the term is bad input (exit 2).
+- Before treatment (no infusion walked yet) an AE is a baseline condition: it acts on nothing.
+  An update or resolution dated once the course has started is judged by the table like any.
 - Grade 5: the AE is accepted at once (it is usually entered before the death), treatment is
   discontinued and the output reminds that the death must be recorded with the AE's date. A
   death dated otherwise, or a second grade-5 AE on another date, is refused (exit 3) when the
   timeline is checked, whichever is entered first.
-- An interruption's episode: neutrophils or platelets that reached grade 4 while interrupted
-  lead to a reduction when the interruption ends, even if the grade went back to 3 first.
-- Pneumonitis grade 1: "within 28 days of onset" counts resolution date - onset <= 28 days.
+- An interruption's episode: a rule that reduces (neutrophils at grade 4) decides the end of
+  the interruption even if the grade went back down (to 3) first.
+- "Resolved within 28 days of onset" counts resolution date - onset <= 28 days.
+- SAE awareness: the entry time, or the end of `--aware-date` (a date without a time gives the
+  site the whole day); the deadline is awareness + the protocol's hours; the entry is late when
+  recorded after it. Awareness before the onset, or after the entry, is impossible (exit 3).
 - LVEF bands partition the plane: > 45 %, 40-45 % (both ends included), < 40 %; drops
   < 10, 10-20 (both ends included), > 20 points. "Back within 10 points" is a drop < 10, the
   band the table lets continue.
@@ -25,15 +34,16 @@ Readings of the spec kept here:
   before the first infusion. With no baseline at all only the absolute bands apply (40-45 %:
   continue and repeat; < 40 %: interrupt and confirm).
 - `lvef --symptomatic` is symptomatic heart failure: discontinue permanently (the label row
-  that the AE table carries as "Heart failure (symptomatic) >= 2").
+  that the AE table carries as "Heart failure >= 2").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from m22bol.domain import coding
 from m22bol.domain.errors import BadInput, RuleViolation
 from m22bol.domain.events import (
     AdverseEventReported,
@@ -41,6 +51,7 @@ from m22bol.domain.events import (
     AdverseEventUpdated,
     LvefMeasured,
 )
+from m22bol.domain.protocol import AeRule
 from m22bol.domain.rules import treatment
 
 CONTINUE = "continue"
@@ -50,62 +61,34 @@ DISCONTINUE = "discontinue"
 RESUME = "resume"
 RESUME_REDUCED = "resume-reduced"
 
-PNEUMONITIS = "Pneumonitis"
-NEUTROPHILS = "Neutrophil count decreased"
-FEBRILE_NEUTROPENIA = "Febrile neutropenia"
-PLATELETS = "Platelet count decreased"
-HEART_FAILURE = "Heart failure"
-
-# CTCAE v5.0 grades that exist for the terms the engine knows.
-GRADES: dict[str, range] = {
-    PNEUMONITIS: range(1, 6),
-    NEUTROPHILS: range(1, 5),
-    FEBRILE_NEUTROPENIA: range(3, 6),
-    PLATELETS: range(1, 5),
-    HEART_FAILURE: range(1, 6),
-    "Alopecia": range(1, 3),
-    "Nausea": range(1, 4),
-    "Fatigue": range(1, 4),
-    "Ejection fraction decreased": range(2, 5),
-}
-ALIASES = {"interstitial lung disease": PNEUMONITIS}
-_KNOWN = {term.casefold(): term for term in GRADES}
-
 LVEF = "LVEF"
-
-
-def canonical_term(term: str) -> str:
-    """The CTCAE term a reported term is graded as; unknown terms come back as given."""
-    key = " ".join(term.split()).casefold()
-    return ALIASES.get(key) or _KNOWN.get(key) or term.strip()
-
-
-def check_grade(term: str, grade: int) -> None:
-    allowed = GRADES.get(canonical_term(term), range(1, 6))
-    if grade not in allowed:
-        graded = canonical_term(term)
-        raise BadInput(
-            f"grade: {grade} does not exist for {graded} in CTCAE v5.0 "
-            f"(grades {allowed.start}-{allowed.stop - 1})", field="grade",
-        )
 
 
 @dataclass
 class AdverseEvent:
     ae_id: str
-    term: str
-    graded_as: str
+    term: str  # as entered
+    coded: coding.Term | None  # None only for an uncodable AE stored before coding
+    verbatim: str | None
     onset: date
-    serious: bool
+    serious: tuple[str, ...]
     related: bool | None
     grades: list[tuple[date, int]]
+    baseline: bool  # onset before the course started
+    report_due: datetime | None = None
+    entered_late: bool | None = None
     resolved: date | None = None
-    # Reached grade 4 during the interruption now open: reduce when it ends.
+    # The rule holding the interruption now open, and whether it ends with a reduction.
+    hold: AeRule | None = None
     reduce_on_end: bool = False
 
     @property
     def grade(self) -> int:
         return self.grades[-1][1]
+
+    @property
+    def graded_as(self) -> str:
+        return self.coded.term if self.coded else self.term
 
 
 @dataclass
@@ -130,7 +113,26 @@ def _part(state) -> Safety:
     return state.part("safety", Safety)
 
 
+def adverse_events(state) -> dict[str, AdverseEvent]:
+    """The subject's AEs as walked, by id: coded, graded, with any SAE deadline."""
+    return _part(state).events
+
+
 # --- adverse events ---------------------------------------------------------------------------
+
+
+def code(state, fact: AdverseEventReported) -> coding.Coded | None:
+    """The CTCAE coding of a reported AE under the protocol in force and the subject's drug."""
+    try:
+        coded = coding.code(fact.term, state.protocol.synonyms(state.basket),
+                            verbatim=fact.verbatim)
+    except BadInput:
+        if fact.coded_on_read:
+            return None
+        raise
+    if not fact.coded_on_read:
+        coding.check_grade(coded.term, fact.grade)
+    return coded
 
 
 def _reported(state, entry: str, fact: AdverseEventReported) -> None:
@@ -138,11 +140,49 @@ def _reported(state, entry: str, fact: AdverseEventReported) -> None:
     if fact.ae_id in part.events:
         raise RuleViolation(f"{entry}: AE id {fact.ae_id} is already used for this subject",
                             rule="ae.id_exists", field="ae_id")
-    check_grade(fact.term, fact.grade)
-    ae = AdverseEvent(fact.ae_id, fact.term, canonical_term(fact.term), fact.onset, fact.serious,
-                      fact.related, [(fact.onset, fact.grade)])
+    coded = code(state, fact)
+    ae = AdverseEvent(fact.ae_id, fact.term, coded.term if coded else None, fact.verbatim,
+                      fact.onset, fact.serious_criteria, fact.related, [(fact.onset, fact.grade)],
+                      baseline=not _started(state))
+    if ae.serious:
+        _sae_deadline(state, entry, ae, fact)
     part.events[ae.ae_id] = ae
-    _respond(state, entry, ae, fact.onset, _graded(state, ae, fact.onset))
+    outcome = _baseline(state, ae, fact.onset) if ae.baseline else _graded(state, ae,
+                                                                            fact.onset)
+    _respond(state, entry, ae, fact.onset, outcome, **_coding_output(ae, coded))
+
+
+def _coding_output(ae: AdverseEvent, coded: coding.Coded | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ctcae_term": coded.term.term if coded else None,
+        "meddra_code": coded.term.meddra_code if coded else None,
+        "soc": coded.term.soc if coded else None,
+        "coded_as": str(coded.term) if coded else f"not coded ({ae.term!r} as entered)",
+    }
+    if ae.baseline:
+        out["baseline"] = True
+    if ae.serious:
+        out.update(serious=list(ae.serious), report_due=ae.report_due,
+                   entered_late=ae.entered_late)
+    return out
+
+
+def _sae_deadline(state, entry: str, ae: AdverseEvent, fact: AdverseEventReported) -> None:
+    hours = state.protocol.adverse_events.sae_report_within_hours
+    if fact.aware_date is None:
+        aware = fact.recorded_at
+    else:
+        if fact.aware_date < fact.onset:
+            raise RuleViolation(f"{entry}: aware date {fact.aware_date} is before the onset "
+                                f"{fact.onset}", rule="ae.aware_before_onset",
+                                field="aware_date")
+        if fact.aware_date > fact.recorded_at.astimezone(UTC).date():
+            raise RuleViolation(f"{entry}: aware date {fact.aware_date} is after the entry was "
+                                f"made ({fact.recorded_at:%Y-%m-%d})",
+                                rule="ae.aware_after_entry", field="aware_date")
+        aware = datetime.combine(fact.aware_date + timedelta(days=1), time(), UTC)
+    ae.report_due = aware + timedelta(hours=hours)
+    ae.entered_late = fact.recorded_at > ae.report_due
 
 
 def _known(state, entry: str, ae_id: str, when: date) -> AdverseEvent:
@@ -156,11 +196,18 @@ def _known(state, entry: str, ae_id: str, when: date) -> AdverseEvent:
     return ae
 
 
+def _started(state) -> bool:
+    return bool(treatment.course(state).cycles)
+
+
 def _updated(state, entry: str, fact: AdverseEventUpdated) -> None:
     ae = _known(state, entry, fact.ae_id, fact.date)
-    check_grade(ae.term, fact.grade)
+    if ae.coded is not None:
+        coding.check_grade(ae.coded, fact.grade)
     ae.grades.append((fact.date, fact.grade))
-    _respond(state, entry, ae, fact.date, _graded(state, ae, fact.date))
+    outcome = _graded(state, ae, fact.date) if _started(state) else _baseline(state, ae,
+                                                                             fact.date)
+    _respond(state, entry, ae, fact.date, outcome)
 
 
 def _resolved(state, entry: str, fact: AdverseEventResolved) -> None:
@@ -179,57 +226,67 @@ class _Outcome:
     note: str | None = None
 
 
+def _grade5(state, ae: AdverseEvent, on: date) -> str:
+    _part(state).grade5.append((ae.ae_id, on))
+    return (f"grade 5: the death is recorded on {state.death}" if state.death == on else
+            f"grade 5: record the subject's death dated {on}")
+
+
+def _baseline(state, ae: AdverseEvent, on: date) -> _Outcome:
+    """Before the first infusion an AE is medical history: it acts on no course."""
+    note = "baseline condition (before the first infusion): no action on the course"
+    if ae.grade == 5:
+        note = _grade5(state, ae, on)
+    return _Outcome(note=note)
+
+
 def _graded(state, ae: AdverseEvent, on: date) -> _Outcome:
-    """The label's AE table for the AE's grade as of this fact."""
-    grade, term, name = ae.grade, ae.graded_as, f"{ae.ae_id} {ae.graded_as} grade {ae.grade}"
+    """The drug's AE table for the AE's grade as of this fact."""
+    grade, name = ae.grade, f"{ae.ae_id} {ae.graded_as} grade {ae.grade}"
     if grade == 5:
-        _part(state).grade5.append((ae.ae_id, on))
-        treatment.discontinue(state, on, f"{name}")
-        note = (f"grade 5: the death is recorded on {state.death}" if state.death == on else
-                f"grade 5: record the subject's death dated {on}")
+        note = _grade5(state, ae, on)
+        treatment.discontinue(state, on, name)
         return _Outcome(discontinue=True, note=note)
-    if term in (PNEUMONITIS, HEART_FAILURE) and grade >= 2:
+    table = state.protocol.ae_table(state.basket)
+    rule = table.rule_for(ae.graded_as, grade) if table and ae.coded else None
+    if rule is not None and rule.action == "discontinue":
         treatment.discontinue(state, on, f"{name}: discontinue permanently")
         return _Outcome(discontinue=True)
-    if term == PNEUMONITIS:
-        within = state.protocol.safety.pneumonitis_grade1_same_dose_within_days
-        treatment.interrupt(state, ae.ae_id, name, on,
-                            f"{ae.ae_id} resolved (the same dose if within {within} days of "
-                            f"onset, else one level lower)")
+    if rule is not None and rule.action == "record-lvef":
+        return _Outcome(note="record the LVEF with `lvef`: the LVEF table decides")
+    if rule is not None and rule.action == "interrupt":
+        if not _held(state, ae):
+            ae.reduce_on_end = False
+        ae.hold = rule
+        ae.reduce_on_end |= rule.then == "reduce"
+        treatment.interrupt(state, ae.ae_id, name, on, _ends_when(ae, rule))
         return _Outcome()
-    if term in (NEUTROPHILS, PLATELETS):
-        recovered = 2 if term == NEUTROPHILS else 1
-        if grade >= 3:
-            if not _held(state, ae):
-                ae.reduce_on_end = False
-            ae.reduce_on_end |= grade == 4
-            then = "one level lower" if ae.reduce_on_end else "the same dose"
-            treatment.interrupt(state, ae.ae_id, name, on,
-                                f"{ae.ae_id} at grade <= {recovered} or resolved, then {then}")
-            return _Outcome()
-        if grade <= recovered:
-            return _release(state, ae, on, reduce=ae.reduce_on_end)
-        return _Outcome()
-    if term == FEBRILE_NEUTROPENIA:
-        treatment.interrupt(state, ae.ae_id, name, on,
-                            f"{ae.ae_id} resolved, then one level lower")
-        return _Outcome()
+    if ae.hold is not None and ae.hold.until_grade is not None and grade <= ae.hold.until_grade:
+        return _release(state, ae, on, reduce=ae.reduce_on_end)
     return _Outcome()
 
 
+def _ends_when(ae: AdverseEvent, rule: AeRule) -> str:
+    then = "one level lower" if ae.reduce_on_end else "the same dose"
+    if rule.same_dose_if_resolved_within_days:
+        then = (f"the same dose if within {rule.same_dose_if_resolved_within_days} days of "
+                f"onset, else one level lower")
+    until = "resolved" if rule.until_grade is None else (
+        f"at grade <= {rule.until_grade} or resolved")
+    return f"{ae.ae_id} {until}, then {then}"
+
+
 def _recovered(state, ae: AdverseEvent, on: date) -> _Outcome:
-    """The label's AE table when the AE resolves."""
-    if ae.graded_as == PNEUMONITIS:
-        within = state.protocol.safety.pneumonitis_grade1_same_dose_within_days
-        days = (on - ae.onset).days
-        outcome = _release(state, ae, on, reduce=days > within)
-        if outcome.ended:
-            outcome.note = (f"resolved {days} days after onset "
-                            f"({'within' if days <= within else 'more than'} {within} days)")
-        return outcome
-    if ae.graded_as == FEBRILE_NEUTROPENIA:
-        return _release(state, ae, on, reduce=True)
-    return _release(state, ae, on, reduce=ae.reduce_on_end)
+    """The drug's AE table when the AE resolves."""
+    within = ae.hold.same_dose_if_resolved_within_days if ae.hold else None
+    if within is None:
+        return _release(state, ae, on, reduce=ae.reduce_on_end)
+    days = (on - ae.onset).days
+    outcome = _release(state, ae, on, reduce=ae.reduce_on_end and days > within)
+    if outcome.ended:
+        outcome.note = (f"resolved {days} days after onset "
+                        f"({'within' if days <= within else 'more than'} {within} days)")
+    return outcome
 
 
 def _held(state, ae: AdverseEvent) -> bool:
@@ -239,7 +296,7 @@ def _held(state, ae: AdverseEvent) -> bool:
 def _release(state, ae: AdverseEvent, on: date, *, reduce: bool) -> _Outcome:
     if not treatment.end_interruption(state, ae.ae_id):
         return _Outcome()
-    ae.reduce_on_end = False
+    ae.reduce_on_end, ae.hold = False, None
     if reduce and not treatment.reduce(state, on, f"{ae.ae_id} {ae.graded_as}"):
         return _Outcome(discontinue=True, ended=True, reduced=True)
     return _Outcome(ended=True, reduced=reduce)
@@ -388,9 +445,13 @@ def summarise(state) -> dict[str, Any]:
     grade5 = part.grade5[0][1] if part.grade5 else None
     return {
         "adverse_events": [
-            {"ae_id": ae.ae_id, "term": ae.term, "graded_as": ae.graded_as, "onset": ae.onset,
-             "grade": ae.grade, "worst_grade": max(g for _, g in ae.grades),
-             "serious": ae.serious, "related": ae.related, "resolved": ae.resolved}
+            {"ae_id": ae.ae_id, "term": ae.term, "verbatim": ae.verbatim,
+             "graded_as": ae.graded_as, "meddra_code": ae.coded.meddra_code if ae.coded else None,
+             "soc": ae.coded.soc if ae.coded else None, "onset": ae.onset,
+             "baseline": ae.baseline, "grade": ae.grade,
+             "worst_grade": max(g for _, g in ae.grades), "serious": list(ae.serious),
+             "report_due": ae.report_due, "entered_late": ae.entered_late,
+             "related": ae.related, "resolved": ae.resolved}
             for ae in part.events.values()
         ],
         "lvef": {

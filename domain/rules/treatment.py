@@ -261,7 +261,15 @@ def _infusion(state, entry: str, fact: InfusionGiven) -> None:
         "dose_level_mg_per_kg": level,
         "next_cycle_due": None if last else fact.date + timedelta(days=reg.cycle_length_days),
         "treatment_state": treatment_state(state),
+        "duration_min": fact.duration_min,
+        "expected_duration_min": expected_duration(reg, fact.cycle),
     }
+
+
+def expected_duration(reg: Regimen, cycle: int) -> int | None:
+    """The regimen's infusion duration for a cycle: the first one longer, later ones shorter
+    if tolerated. Recorded and shown beside the duration given, never enforced."""
+    return reg.first_infusion_minutes if cycle == 1 else reg.later_infusion_minutes
 
 
 def _check_state(state, entry: str, fact: InfusionGiven) -> None:

@@ -1,14 +1,15 @@
 """The report's figures, drawn with matplotlib as SVG (text stays text, and the bytes are
 reproducible: a fixed hash salt and no date in the metadata).
 
-Each function takes plain rows and a path; none reads the ledger.
+Each function takes plain rows and a path; none reads the ledger. The survival curves come from
+the estimator the endpoint tallies use (`m22bol.domain.rules.survival`), in the tallies' months,
+so a curve and the table beside it cannot disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import matplotlib
@@ -16,12 +17,15 @@ import matplotlib
 matplotlib.use("Agg")  # no display here, and none wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
+from m22bol.domain.rules import survival  # noqa: E402
+from m22bol.domain.rules.endpoints import DAYS_PER_MONTH  # noqa: E402
+
 plt.rcParams.update({"svg.hashsalt": "m22bol", "font.size": 9, "axes.spines.top": False,
                      "axes.spines.right": False})
 
 RESPONSE_COLOURS = {"CR": "#1a9850", "PR": "#91cf60", "SD": "#fee08b", "non-CR/non-PD": "#d9ef8b",
                     "NE": "#bdbdbd", "PD": "#d73027", None: "#e0e0e0"}
-MONTH = 30.4375
+MONTH = DAYS_PER_MONTH  # the tallies' month, so the figures' months are the table's
 
 
 @dataclass
@@ -131,34 +135,66 @@ class SurvivalRow:
 
 
 def kaplan_meier(rows: Sequence[SurvivalRow], title: str, path: Path) -> str:
-    """Product-limit curves per basket with numbers at risk, from lifelines."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
+    """Product-limit curves per basket, censorings ticked, numbers at risk under the axis."""
+    fig = km_figure(rows, title)
+    return _save(fig, path)
 
+
+def km_figure(rows: Sequence[SurvivalRow], title: str):
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    fitters = []
-    for basket in sorted({r.basket for r in rows}, key=_basket_order):
-        mine = [r for r in rows if r.basket == basket]
-        fitter = KaplanMeierFitter(label=f"basket {basket}")
-        fitter.fit([r.months for r in mine], [r.event for r in mine])
-        fitter.plot_survival_function(ax=ax, ci_show=False, show_censors=True,
-                                      censor_styles={"ms": 4, "marker": "|"})
-        fitters.append(fitter)
-    if fitters:
-        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
-    else:
-        ax.text(0.5, 0.5, "no treated patient yet", transform=ax.transAxes, ha="center")
+    groups = {b: [r for r in rows if r.basket == b]
+              for b in sorted({r.basket for r in rows}, key=_basket_order)}
+    for basket, mine in groups.items():
+        curve = survival.kaplan_meier([r.months for r in mine], [r.event for r in mine])
+        (line,) = ax.step(*km_steps(curve), where="post", linewidth=1.2,
+                          label=f"basket {basket}")
+        censored = sorted(r.months for r in mine if not r.event)
+        ax.plot(censored, [curve.survival_at(t) for t in censored], linestyle="none",
+                marker="|", markersize=6, color=line.get_color())
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("months from first infusion")
+    ax.set_xlim(left=0)
     ax.set_ylabel("probability")
     ax.set_title(title)
-    return _save(fig, path)
+    if groups:
+        ax.legend(fontsize=7, frameon=False, loc="lower left")
+        _at_risk(ax, groups)
+    else:
+        ax.text(0.5, 0.5, "no treated patient yet", transform=ax.transAxes, ha="center")
+        ax.set_xlabel("months from first infusion")
+    return fig
+
+
+def km_steps(curve: survival.KMCurve) -> tuple[list[float], list[float]]:
+    """The corners of the step function, drawn "post": 1 from time 0, each step's value from
+    its event time, held to the last follow-up (after which the curve says nothing)."""
+    if curve.last_follow_up is None:
+        return [], []
+    xs = [0.0, *curve.times, curve.last_follow_up]
+    ys = [1.0, *(float(s) for s in curve.steps), curve.survival_at(curve.last_follow_up)]
+    return xs, ys
+
+
+def at_risk(rows: Sequence[SurvivalRow], t: float) -> int:
+    """Subjects still followed at `t`: neither an event nor a censoring before it."""
+    return sum(r.months >= t for r in rows)
+
+
+def _at_risk(ax, groups: dict[str, list[SurvivalRow]]) -> None:
+    """A row of numbers at risk per basket at each tick, in the axes' own x coordinates."""
+    left, right = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if left <= t <= right]
+    ax.set_xticks(ticks)
+    ax.set_xlabel("months from first infusion")
+    below = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    ax.text(-0.03, -0.2, "Number at risk", transform=ax.transAxes, fontsize=7,
+            fontweight="bold", ha="right")
+    for i, (basket, mine) in enumerate(groups.items()):
+        y = -0.27 - 0.06 * i
+        ax.text(-0.03, y, f"basket {basket}", transform=ax.transAxes, fontsize=7, ha="right")
+        for t in ticks:
+            ax.text(t, y, str(at_risk(mine, t)), transform=below, fontsize=7, ha="center")
 
 
 def _basket_order(basket: str) -> tuple[int, str]:
     numerals = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
     return numerals.get(basket, 99), basket
-
-
-def days_between(start: date, end: date) -> int:
-    return (end - start).days

@@ -1,5 +1,11 @@
-"""A full course for one subject through the installed `m22bol` command, in a subprocess:
-8 neo-adjuvant cycles, surgery, local treatment complete, 8 adjuvant cycles."""
+"""A full course for one subject through the command line: 8 neo-adjuvant cycles, surgery,
+local treatment complete, 8 adjuvant cycles; and an adverse event through the installed `m22bol`
+command, in a subprocess.
+
+The course's forty commands run in-process (the same click command the installed script
+runs): a subprocess each cost about a second of interpreter start and imports, and what the
+process boundary adds (exit status, stdout and stderr apart, the M22BOL_* variables, no
+traceback) is checked by the subprocess tests here and in test_installed_command.py."""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TEST_PASSWORD, invoke
+from tests.support.databases import sqlite_url
+
 pytestmark = pytest.mark.e2e
 
 S = "M22-001"
@@ -24,19 +33,29 @@ def m22bol() -> str:
     return found
 
 
-# Everyone's password here: a script acting as a person gives it as M22BOL_PASSWORD.
-PASSWORD = "e2e passphrase 1"
+@pytest.fixture
+def in_process(tmp_path):
+    ledger = sqlite_url(tmp_path)
+
+    def run(user: str, *args: str, code: int = 0, input: str | None = None):
+        done = invoke(list(args), url=ledger, user=user, input=input)
+        assert done.exit_code == code, done.output
+        return done
+
+    return run
 
 
 @pytest.fixture
 def run(tmp_path):
+    """The installed command in a subprocess, as a script acting as a person runs it: the
+    user and their password in M22BOL_USER and M22BOL_PASSWORD."""
     ledger = f"sqlite:///{tmp_path}/course.sqlite"
 
     def run(user: str, *args: str, code: int = 0,
             input: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run([m22bol(), "--ledger", ledger, *args], input=input,
                               env={**os.environ, "M22BOL_USER": user,
-                                   "M22BOL_PASSWORD": PASSWORD}, cwd=tmp_path,
+                                   "M22BOL_PASSWORD": TEST_PASSWORD}, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == code, done.stderr or done.stdout
         assert "Traceback" not in done.stderr
@@ -45,18 +64,19 @@ def run(tmp_path):
     return run
 
 
-def test_a_full_course_through_the_installed_command(run):
+def test_a_full_course_through_the_command_line(in_process):
     def nurse(*args: str, code: int = 0) -> dict:
-        done = run("nurse", *args, "--json", code=code)
+        done = in_process("nurse", *args, "--json", code=code)
         return json.loads(done.stdout)
 
-    run("chief", "init")
-    run("chief", "grant", "nurse", "data-manager")
-    run("chief", "reset-password", "nurse", "--password-stdin", input=PASSWORD + "\n")
+    in_process("chief", "init")
+    in_process("chief", "grant", "nurse", "data-manager")
+    in_process("chief", "reset-password", "nurse", "--password-stdin",
+               input=TEST_PASSWORD + "\n")
     nurse("register", S, "--site", "S1", "--consent-date", "2025-01-02")
     nurse("assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",
-          "--all-lesions-curable", "yes", "--lvef", "62")
+          "--all-lesions-curable", "yes", "--lvef", "62", "--ecog", "0")
     assert nurse("enrol", S, "--date", "2025-01-06", "--weight-kg", "64")["basket"] == "I"
 
     def infuse(cycle: int, day: date, dose: float, *extra: str, code: int = 0) -> dict:
@@ -105,11 +125,11 @@ def test_an_adverse_event_through_the_installed_command(run):
     """The printed action, the stored action, and a refused infusion naming the rule."""
     run("chief", "init")
     run("chief", "grant", "nurse", "data-manager")
-    run("chief", "reset-password", "nurse", "--password-stdin", input=PASSWORD + "\n")
+    run("chief", "reset-password", "nurse", "--password-stdin", input=TEST_PASSWORD + "\n")
     run("nurse", "register", S, "--site", "S1", "--consent-date", "2025-01-02")
     run("nurse", "assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
         "negative", "--prior-therapy", "none", "--distant-lesions", "1",
-        "--all-lesions-curable", "yes", "--lvef", "60")
+        "--all-lesions-curable", "yes", "--lvef", "60", "--ecog", "0")
     run("nurse", "enrol", S, "--date", "2025-01-06", "--weight-kg", "60")
     run("nurse", "infuse", S, "--cycle", "1", "--date", "2025-01-08", "--weight-kg", "60",
         "--dose-mg", "324")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TEST_PASSWORD
+
 pytestmark = pytest.mark.e2e
 
 
@@ -18,8 +20,8 @@ def m22bol_path() -> str:
     return found
 
 
-# Everyone's password here: a script acting as a person gives it as M22BOL_PASSWORD.
-PASSWORD = "e2e passphrase 1"
+# A script acting as a person gives the person's password as M22BOL_PASSWORD.
+PASSWORD = TEST_PASSWORD
 
 
 def run(tmp_path, user, *args, check=True, input=None):
@@ -39,7 +41,8 @@ def test_screening_and_enrolment_through_the_installed_command(tmp_path):
     run(tmp_path, "nurse", "register", "M22-001", "--site", "S1", "--consent-date", "2025-01-02")
     run(tmp_path, "nurse", "assess-eligibility", "M22-001", "--date", "2025-01-03", "--her2",
         "positive", "--er", "negative", "--prior-therapy", "chemo-anti-her2",
-        "--distant-lesions", "3", "--all-lesions-curable", "yes", "--lvef", "61")
+        "--distant-lesions", "3", "--all-lesions-curable", "yes", "--lvef", "61",
+        "--ecog", "0")
     enrol = run(tmp_path, "nurse", "enrol", "M22-001", "--date", "2025-01-06", "--weight-kg",
                 "64", "--json")
     assert json.loads(enrol.stdout) == {"entry": "M22-001#3", "basket": "IV"}

@@ -9,13 +9,13 @@ import json
 import pytest
 
 from m22bol.ledger.access import roles_for
-from tests.support import PEOPLE, TEST_PASSWORD, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, PEOPLE, TEST_PASSWORD, invoke, new_ledger, store_fingerprint
 
 ENROLLED = [
     ["register", "{s}", "--site", "S1", "--consent-date", "2025-01-02"],
     ["assess-eligibility", "{s}", "--date", "2025-01-03", "--her2", "positive", "--er",
      "positive", "--prior-therapy", "none", "--distant-lesions", "2",
-     "--all-lesions-curable", "yes", "--lvef", "60"],
+     "--all-lesions-curable", "yes", "--lvef", "60", "--ecog", "0"],
     ["enrol", "{s}", "--date", "2025-01-10", "--weight-kg", "60"],
 ]
 TREATED = [*ENROLLED, ["infuse", "{s}", "--cycle", "1", "--date", "2025-01-15",
@@ -60,6 +60,8 @@ SCENARIOS = {
     "pet": (ENROLLED, ["pet", "{s}", "--date", "2025-01-12", "--sulpeak", "7.5"]),
     "ctdna": (ENROLLED, ["ctdna", "{s}", "--date", "2025-01-12", "--result", "detected"]),
     "contact": (ENROLLED, ["contact", "{s}", "--date", "2025-02-01"]),
+    "subsequent-therapy": (ENROLLED, ["subsequent-therapy", "{s}", "--date", "2025-02-01",
+                                      "--therapy", "capecitabine"]),
     "death": (TREATED, ["death", "{s}", "--date", "2025-03-01"]),
     "withdraw": (TREATED, ["withdraw", "{s}", "--date", "2025-03-01", "--reason", "moved"]),
     "correct": (ENROLLED, ["correct", "{s}", "{s}#3", "--reason", "scale was off", "--set",
@@ -87,6 +89,7 @@ def _fill(args, subject):
     return [a.format(s=subject) for a in args]
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("command", sorted(SCENARIOS))
 def test_role_matrix(url, command):
     allowed = roles_for(command)

@@ -11,11 +11,8 @@ from datetime import date, timedelta
 
 from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import LedgerError
-from tests.integration.test_projections import (
-    assert_agrees_with_replay,
-    assert_rebuild_changes_nothing,
-)
 from tests.support import new_ledger, open_ledger
+from tests.support.read_models import assert_agrees_with_replay, assert_rebuild_changes_nothing
 
 PROCESSES = 4
 ENTRIES = 200

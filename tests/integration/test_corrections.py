@@ -10,7 +10,9 @@ import pytest
 
 from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
 from m22bol.projections.replay import history_view, patient_view
-from tests.support import invoke, store_fingerprint
+from tests.support import IN_MEMORY, ON_DATABASES, invoke, store_fingerprint
+
+pytestmark = IN_MEMORY
 
 S = "M22-001"
 
@@ -29,6 +31,7 @@ def history(driver, subject: str = S, user: str = "mon") -> dict:
     return json.loads(result.output)
 
 
+@ON_DATABASES
 @pytest.mark.parametrize("args", [
     ["correct", S, f"{S}#2", "--set", "er=negative"],
     ["correct", S, f"{S}#2", "--set", "er=negative", "--reason", "   "],
@@ -45,6 +48,7 @@ def test_a_change_without_a_reason_is_refused_and_nothing_is_written(enrolled, a
     assert store_fingerprint(enrolled.ledger.url) == before
 
 
+@ON_DATABASES
 def test_an_imported_change_needs_a_reason_too(enrolled, tmp_path):
     before = store_fingerprint(enrolled.ledger.url)
     path = tmp_path / "changes.jsonl"
@@ -58,6 +62,7 @@ def test_an_imported_change_needs_a_reason_too(enrolled, tmp_path):
     assert store_fingerprint(enrolled.ledger.url) == before
 
 
+@ON_DATABASES
 def test_history_shows_old_value_new_value_who_when_and_why(enrolled):
     result = invoke(["correct", S, f"{S}#2", "--set", "er=negative", "--reason",
                      "ER transcribed from the wrong report"], url=enrolled.ledger.url,
@@ -111,6 +116,7 @@ def test_a_retraction_keeps_and_shows_what_it_withdrew(enrolled):
     assert patient_view(enrolled.ledger, S)["last_known_alive"].isoformat() == "2025-01-10"
 
 
+@ON_DATABASES
 def test_correcting_er_on_the_eligibility_entry_moves_the_subject_to_another_basket(enrolled):
     url = enrolled.ledger.url
     assert patient_view(enrolled.ledger, S)["basket"] == "I"
@@ -143,6 +149,7 @@ def test_correcting_lvef_at_screening_turns_a_screened_subject_into_a_screen_fai
     assert view["failed_criteria"] == ["lvef: 45% below 50%"]
 
 
+@ON_DATABASES
 @pytest.mark.parametrize("entry, change, rule", [
     ("#2", "her2=negative", "enrol.ineligible"),
     ("#1", "consent_date=2025-01-05", "date.before_consent"),

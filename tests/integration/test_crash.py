@@ -16,8 +16,8 @@ from pathlib import Path
 
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import runner
-from tests.integration.test_projections import snapshot
 from tests.support import TEST_PASSWORD, new_ledger, open_ledger
+from tests.support.read_models import snapshot
 
 SUBJECTS_PER_IMPORT = 250
 CONSENT = date(2025, 1, 6)

@@ -1,17 +1,28 @@
-"""The synthetic trial (`ledger/demo.py`, `m22bol demo`): the real rules accept every command
-it generates, the same seed gives the same trial, and the trial has what the demo promises."""
+"""The synthetic trial (`synthetic/generator.py`, `m22bol demo`): the real rules accept every
+command it generates, the same seed gives the same trial, and the trial has what the demo
+promises."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
+import click
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from m22bol.cli.demo import _enter as enter_demo
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Context, decide_subject
+from m22bol.domain.errors import RuleViolation
 from m22bol.domain.events import Fact
+from m22bol.domain.patient import project_patient
 from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
 from m22bol.domain.rules.eligibility import failed_criteria
 from m22bol.ledger.app import TrialLedger
@@ -38,23 +49,89 @@ def _contents(ledger: TrialLedger) -> list[dict]:
             for _, event in ledger.stored_events()]
 
 
-def _deviations_only_where_reasoned(ledger: TrialLedger) -> None:
-    """A deviation reason is given exactly where the story wants a deviation: a generator bug
-    would otherwise be recorded as a deviation instead of being refused."""
-    for _, event in ledger.stored_events():
-        if isinstance(event, Fact):
-            assert bool(event.deviations) == bool(event.deviation_reason), event
+def _deviations_only_where_reasoned(commands: list[c.Command], facts: list[Fact]) -> None:
+    """A command gives a deviation reason exactly where the rules find a deviation: a
+    generator bug would otherwise be recorded as a deviation instead of being refused."""
+    assert len(commands) == len(facts)
+    for command, fact in zip(commands, facts, strict=True):
+        reason = getattr(command, "deviation_reason", None)
+        assert bool(fact.deviations) == bool(reason), (command, fact.deviations)
+
+
+def _stored_facts(ledger: TrialLedger) -> list[Fact]:
+    return [e for _, e in ledger.stored_events() if isinstance(e, Fact)]
+
+
+def _all_commands(subjects: list[DemoSubject]) -> list[c.Command]:
+    return [cmd for s in subjects for cmd in s.commands]
 
 
 def test_every_generated_command_is_accepted(ledger_url):
     subjects = list(generate(N, seed=5))
     ledger = _enter(ledger_url, subjects)
     try:
-        stored = sum(1 for _, e in ledger.stored_events() if isinstance(e, Fact))
-        assert stored == sum(len(s.commands) for s in subjects)
-        _deviations_only_where_reasoned(ledger)
+        _deviations_only_where_reasoned(_all_commands(subjects), _stored_facts(ledger))
     finally:
         ledger.close()
+
+
+def _decided_in_memory(subject: DemoSubject, today: date = DATA_CUTOFF) -> list[Fact]:
+    """The subject's commands decided by the pure domain in the order a site enters them, on
+    the cut-off day: the facts the ledger would store."""
+    ctx = Context(actor="dm", now=datetime.combine(today, time(12), UTC))
+    patient = None
+    for command in subject.commands:
+        patient = project_patient(patient, decide_subject(command, patient, PROTOCOL,
+                                                          ctx).events)
+    return patient.events
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32), first=st.integers(0, 400))
+def test_for_any_seed_the_rules_accept_the_stories_with_reasons_only_where_they_deviate(
+        seed, first):
+    """The stories were built reading the rules fact by fact, out of the order a site enters
+    them; entered in that order, the rules accept them and agree on every deviation."""
+    for subject in generate(4, seed, first=first):
+        _deviations_only_where_reasoned(subject.commands, _decided_in_memory(subject))
+
+
+@pytest.mark.parametrize("today", [date(2021, 3, 1), date(2022, 6, 1), date(2024, 12, 30)])
+def test_a_cutoff_during_accrual_gives_a_trial_up_to_that_day(today):
+    """The CLI passes the ledger's date when its clock is behind the fixed cut-off: stories
+    are cut there, early progressions not yet seen included."""
+    subjects = list(generate(20, seed=7, today=today))
+    assert len(subjects) == 20
+    for subject in subjects:
+        facts = _decided_in_memory(subject, today)
+        assert max(f.clinical_date for f in facts) <= today
+        _deviations_only_where_reasoned(subject.commands, facts)
+
+
+def test_a_refused_demo_names_the_subject_and_line_and_writes_nothing(tmp_path):
+    """One transaction from init to the last subject: a refusal names the subject the line
+    falls in, and leaves the ledger as it was, its init and grant included."""
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    first, second = generate(2, seed=5)
+    consent = second.commands[0].consent_date
+    # A contact before consent: impossible whoever enters it.
+    broken = DemoSubject(second.subject, [
+        *second.commands, c.Contact(subject=second.subject, date=consent - timedelta(days=1))])
+    setup = [c.Init(synthetic=True), c.Grant(user="admin", role="data-manager")]
+    line = len(setup) + len(first.commands) + len(broken.commands)
+    ledger = open_ledger(url)
+    try:
+        before = store_fingerprint(url)
+        bar = click.progressbar(length=2, file=io.StringIO())
+        with pytest.raises(RuleViolation) as refused:
+            enter_demo(ledger, "admin", [first, broken], bar, setup)
+        assert ledger.trial() is None
+    finally:
+        ledger.close()
+    assert refused.value.line == line
+    assert refused.value.rule == "date.before_consent"
+    assert refused.value.message.startswith(f"demo subject {second.subject}: line {line}: ")
+    assert store_fingerprint(url) == before == []
 
 
 def _features(subject: DemoSubject) -> set[str]:
@@ -75,11 +152,17 @@ def _features(subject: DemoSubject) -> set[str]:
     return found
 
 
-def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url):
+@pytest.fixture(scope="module")
+def default_trial() -> list[DemoSubject]:
+    """`m22bol demo`'s default trial, generated once: each subject's course asks the rules."""
+    return list(generate(400, seed=1))
+
+
+def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url, default_trial):
     """One subject for every kind of event the default trial holds: the paths twelve subjects
     rarely reach (grade 4 neutropenia, pneumonitis, an LVEF drop, death) meet the rules too."""
     chosen: dict[str, DemoSubject] = {}
-    for subject in generate(400, seed=1):
+    for subject in default_trial:
         for feature in _features(subject):
             # The shortest story with the feature: the rules' cost grows with a timeline.
             if feature not in chosen or len(subject.commands) < len(chosen[feature].commands):
@@ -92,7 +175,7 @@ def test_the_rare_turns_of_400_subjects_are_accepted(sqlite_url):
     subjects = list({s.subject: s for s in chosen.values()}.values())
     ledger = _enter(sqlite_url, subjects)
     try:
-        _deviations_only_where_reasoned(ledger)
+        _deviations_only_where_reasoned(_all_commands(subjects), _stored_facts(ledger))
     finally:
         ledger.close()
 
@@ -131,8 +214,8 @@ def test_seeds_differ_and_slices_agree():
     assert list(generate(10, seed=4, first=20)) == whole[20:]
 
 
-def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries():
-    subjects = list(generate(400, seed=1))
+def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries(default_trial):
+    subjects = default_trial
     counts = describe(subjects)
     assert counts["subjects"] == 400
     assert counts["commands"] >= 20_000
@@ -244,7 +327,7 @@ def test_cli_demo_prints_the_endpoint_table(tmp_path):
     result = invoke(["demo", "--patients", "2", "--seed", "9"], url=url, user="alice")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("demo: 2 subjects")
-    assert "primary responders" in result.stdout
+    assert "primary: responders" in result.stdout
 
 
 def test_an_admin_without_an_entry_role_is_granted_one(tmp_path):

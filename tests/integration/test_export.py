@@ -16,7 +16,7 @@ import xmlschema
 from odmlib import schema_manager
 
 from m22bol.domain import commands as c
-from tests.support import TEST_PASSWORD, invoke, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
 
 S = "M22-001"
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
@@ -201,6 +201,7 @@ def test_the_whole_demo_trial_exports_to_valid_odm(demo_trial, tmp_path, schemas
     assert 0 < trial_events < events  # subject events only; grants and the like are not ODM
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("user, code", [("aud", 0), ("mon", 0), ("admin", 0), ("dm", 4),
                                         ("inv", 4)])
 def test_who_may_export(corrected, tmp_path, user, code):

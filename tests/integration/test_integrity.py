@@ -20,7 +20,7 @@ from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import integrity
 from m22bol.ledger.store import events_table
-from tests.support import TEST_PASSWORD, Driver, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, Driver, invoke, new_ledger, store_fingerprint
 
 
 @pytest.fixture
@@ -73,6 +73,15 @@ def test_a_seal_is_one_digest_over_every_chain_head_and_the_event_count(trial):
     assert event.prev_hash == heads[str(TRIAL_ID)][1]
 
 
+def test_a_seal_asked_of_the_ledger_without_verified_heads_is_a_bug_and_writes_nothing(trial):
+    stored = store_fingerprint(trial.ledger.url)
+
+    with pytest.raises(TypeError, match="audit seal: the ledger must vouch for seal_heads"):
+        trial.ledger.execute(c.Seal(note="no verification"), "admin")
+
+    assert store_fingerprint(trial.ledger.url) == stored
+
+
 def test_verify_rechecks_every_seal_and_a_digest_received_earlier(trial):
     first = seal(trial)
     trial.do("contact", subject="M22-001", date="2025-03-01")  # after a seal: still fine
@@ -92,6 +101,7 @@ def test_verify_rechecks_every_seal_and_a_digest_received_earlier(trial):
     assert [(f["kind"], f["entry"]) for f in doc["failures"]] == [("seal", "-")]
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("user, action, allowed", [
     ("admin", "seal", True), ("dm", "seal", False), ("inv", "seal", False),
     ("aud", "seal", False), ("mon", "seal", False),

@@ -10,6 +10,9 @@ from __future__ import annotations
 import pytest
 
 from m22bol.domain.errors import DeviationRefused, RuleViolation
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 S = "M22-001"
 DOSE = {5.4: 324.0, 4.4: 264.0, 3.2: 192.0}
@@ -120,6 +123,7 @@ def test_pneumonitis_grade_2_or_more_makes_any_later_infusion_a_deviation(starte
     discontinued_for_good(started, ae(started, term, grade, "2025-01-25"), 2, "2025-02-05")
 
 
+@ON_DATABASES
 def test_pneumonitis_worsening_from_grade_1_to_2_discontinues(started):
     ae(started, "Pneumonitis", 1, "2025-01-25")
     out = update(started, "AE1", "2025-02-01", 2)
@@ -215,6 +219,7 @@ def test_heart_failure_grade_1_is_asymptomatic_and_continues(started):
     accepted_only_at(started, 2, "2025-02-05", 5.4)
 
 
+@ON_DATABASES
 def test_grade_5_discontinues_and_the_death_must_have_the_same_date(started):
     out = ae(started, "Sepsis", 5, "2025-02-01", serious=True)
     assert out["action"] == "discontinue"
@@ -317,6 +322,7 @@ def test_lvef_below_40_repeated_in_the_10_to_20_band_stays_interrupted(started):
     accepted_only_at(started, 2, "2025-03-02", 5.4)
 
 
+@ON_DATABASES
 def test_lvef_drop_over_20_points_interrupts_and_confirmed_discontinues(driver):
     driver.enrolled(S, lvef=70)
     infuse(driver, 1, "2025-01-15")
@@ -355,6 +361,7 @@ def test_lvef_interruption_is_not_lifted_by_a_decision_to_resume(started):
 # --- several causes at once -------------------------------------------------------------------
 
 
+@ON_DATABASES
 def test_a_reduction_while_another_cause_holds_prints_reduce(started):
     ae(started, "Neutrophil count decreased", 4, "2025-02-01")
     lvef(started, "2025-02-02", 38)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.support import TEST_PASSWORD, invoke, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
 
 S, OTHER = "M22-001", "M22-002"
 ENTRIES = [
@@ -104,6 +104,7 @@ def test_lock_and_unlock_are_audited_with_who_when_and_why(two, tmp_path):
     assert all(r["envelope"]["recorded_at"] for r in records)
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("user", ["dm", "inv", "mon", "aud"])
 def test_only_an_admin_locks_and_unlocks(two, user):
     assert run(two, "lock", "--reason", "x", user=user).exit_code == 4

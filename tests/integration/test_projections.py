@@ -13,45 +13,18 @@ from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import BadInput
 from m22bol.ledger.app import TrialLedger, _Batch
 from m22bol.projections import catalog, runner, stored, tables
-from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, sqlalchemy_url
-from m22bol.projections.replay import patient_view, status_by_replay, subjects
-from m22bol.projections.rows import plain
-from tests.integration.test_protocol_amendment import amendment
+from m22bol.projections.document_json import plain
+from m22bol.projections.recorder import ProjectionTracking, ReadModelStore
+from m22bol.projections.replay import subjects
 from tests.support import invoke, open_ledger
+from tests.support.protocols import amendment
+from tests.support.read_models import (
+    assert_agrees_with_replay,
+    assert_rebuild_changes_nothing,
+    snapshot,
+)
 
-# --- helpers shared by the other projection tests -------------------------------------------
-
-
-def snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every read-model row, table by table, in primary-key order; positions under `_tracking`."""
-    engine = sa.create_engine(sqlalchemy_url(url))
-    try:
-        with engine.connect() as conn:
-            found = {}
-            for table in tables.metadata.sorted_tables:
-                key = "_tracking" if table is tables.tracking else table.name
-                found[key] = [tuple(r) for r in conn.execute(
-                    sa.select(table).order_by(*table.primary_key.columns))]
-            return found
-    finally:
-        engine.dispose()
-
-
-def assert_agrees_with_replay(ledger: TrialLedger) -> None:
-    """The projections are at the head of the log, and say what replaying the events says."""
-    head = ledger.recorder.max_notification_id()
-    assert set(runner.read_models(ledger).positions().values()) == {head}
-    assert stored.status(ledger) == status_by_replay(ledger)
-    for subject in subjects(ledger):
-        assert stored.patient(ledger, subject) == plain(patient_view(ledger, subject))
-
-
-def assert_rebuild_changes_nothing(ledger: TrialLedger) -> dict[str, list[tuple]]:
-    kept = snapshot(ledger.url)
-    runner.rebuild(ledger)
-    rebuilt = snapshot(ledger.url)
-    assert rebuilt == kept
-    return rebuilt
+# --- helpers ----------------------------------------------------------------------------------
 
 
 def append_without_projecting(ledger: TrialLedger, command: str, **values: Any) -> None:
@@ -67,7 +40,8 @@ def screening(driver) -> None:
     driver.enrolled("P-2", er="negative")  # basket II
     driver.do("register", subject="P-3", site="S2", consent_date="2025-01-05")
     driver.do("assess-eligibility", subject="P-3", date="2025-01-06", her2="positive",
-              er="positive", prior_therapy="none", distant_lesions=9, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=9, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     driver.do("register", subject="P-4", site="S1", consent_date="2025-01-07")
     driver.do("ctdna", subject="P-1", date="2025-01-09", result="detected")
     driver.do("contact", subject="P-2", date="2025-03-01")
@@ -126,7 +100,8 @@ def test_a_protocol_amendment_rederives_subjects_it_does_not_touch(driver, tmp_p
     ledger = driver.ledger
     driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
-              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert stored.patient(ledger, "M22-101")["status"] == "screen-failed"
 
     driver.do("amend-protocol", actor="admin", file=amendment(tmp_path), reason="basket V")

@@ -14,12 +14,9 @@ from hypothesis import strategies as st
 
 from m22bol.domain.commands import parse_command
 from m22bol.domain.errors import LedgerError
-from tests.conftest import _fresh_postgres_database
-from tests.integration.test_projections import (
-    assert_agrees_with_replay,
-    assert_rebuild_changes_nothing,
-)
-from tests.support import new_ledger
+from tests.support import open_ledger
+from tests.support.databases import copy_sqlite_ledger, fresh_postgres_database
+from tests.support.read_models import assert_agrees_with_replay, assert_rebuild_changes_nothing
 
 SUBJECTS = ("H-0", "H-1", "H-2")
 BASE = date(2025, 1, 1)
@@ -102,12 +99,13 @@ def histories(draw) -> list[list[tuple[str, dict]]]:
 
 
 @contextmanager
-def fresh_url(store: str) -> Iterator[str]:
-    if store == "sqlite":
+def copy_of(initialised: str) -> Iterator[str]:
+    """A fresh copy of the session's initialised ledger (a SQLite URL or a database name)."""
+    if initialised.startswith("sqlite"):
         with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/ledger.sqlite"
+            yield copy_sqlite_ledger(initialised, folder)
     else:
-        with contextmanager(_fresh_postgres_database)() as url:
+        with fresh_postgres_database(template=initialised) as url:
             yield url
 
 
@@ -122,9 +120,9 @@ def apply(ledger, batch: list[tuple[str, dict]]) -> None:
         event(f"accepted {name}")  # --hypothesis-show-statistics: what the examples reach
 
 
-def check(store: str, steps: list[list[tuple[str, dict]]]) -> None:
-    with fresh_url(store) as url:
-        ledger = new_ledger(url)
+def check(initialised: str, steps: list[list[tuple[str, dict]]]) -> None:
+    with copy_of(initialised) as url:
+        ledger = open_ledger(url)
         try:
             for batch in steps:
                 apply(ledger, batch)
@@ -136,12 +134,12 @@ def check(store: str, steps: list[list[tuple[str, dict]]]) -> None:
 
 @settings(max_examples=30)
 @given(steps=histories())
-def test_incremental_equals_rebuild_sqlite(steps):
-    check("sqlite", steps)
+def test_incremental_equals_rebuild_sqlite(initialised_sqlite, steps):
+    check(initialised_sqlite, steps)
 
 
 @pytest.mark.postgres
 @settings(max_examples=20)
 @given(steps=histories())
-def test_incremental_equals_rebuild_postgres(steps):
-    check("postgres", steps)
+def test_incremental_equals_rebuild_postgres(initialised_postgres, steps):
+    check(initialised_postgres, steps)

@@ -3,38 +3,14 @@
 import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
-from m22bol.domain.protocol import bundled_protocol_text
-
-BASKET_V = """
-[regimens.datod]
-drug = "datopotamab deruxtecan"
-dose_levels_mg_per_kg = [6.0, 4.0, 3.0]
-dose_tolerance_pct = 5
-cycle_length_days = 21
-min_days_between_cycles = 18
-first_cycle_within_days_of_enrolment = 28
-neoadjuvant_cycles = 6
-total_cycles = 12
-
-[[baskets]]
-id = "V"
-description = "de novo oligo-metastatic, ER+/HER2-negative"
-regimen = "datod"
-strata = { her2 = "negative", er = "positive", prior_therapy = "none" }
-"""
-
-
-def amendment(tmp_path, version="2.0", extra=BASKET_V):
-    text = bundled_protocol_text().replace('version = "1.0"', f'version = "{version}"') + extra
-    path = tmp_path / f"m22bol-{version}.toml"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+from tests.support.protocols import BASKET_V, amendment
 
 
 def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
     before = driver.do("register", subject="M22-101", site="S1", consent_date="2025-01-02")
     driver.do("assess-eligibility", subject="M22-101", date="2025-01-03", her2="negative",
-              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes")
+              er="positive", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert before["entry"] == "M22-101#1"
     with pytest.raises(RuleViolation, match="not eligible"):
         driver.do("enrol", subject="M22-101", date="2025-01-04", weight_kg=70)
@@ -46,7 +22,7 @@ def test_amendment_adds_basket_v_and_new_subjects_enter_it(driver, tmp_path):
     driver.do("register", subject="M22-102", site="S1", consent_date="2025-02-02")
     assessed = driver.do("assess-eligibility", subject="M22-102", date="2025-02-03",
                          her2="negative", er="positive", prior_therapy="none",
-                         distant_lesions=2, all_lesions_curable="yes")
+                         distant_lesions=2, all_lesions_curable="yes", lvef=60, ecog=0)
     assert assessed["eligible"] is True
     assert driver.do("enrol", subject="M22-102", date="2025-02-04", weight_kg=70)["basket"] == "V"
     # Subjects of the first version keep their baskets.

@@ -1,6 +1,7 @@
 """`scan`, `pet` and `ctdna` through the ledger: the worked examples of spec/recist.md, the
 `scan --json` shape of spec/cli.md, refusals, and responses that follow late entries,
-corrections and retractions. Every test runs on SQLite and PostgreSQL."""
+corrections and retractions. The rules run on the memory store; the CLI tests run end to end
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 
 from m22bol.domain.errors import RuleViolation
 from m22bol.projections.replay import patient_view
-from tests.support import invoke
+from tests.support import IN_MEMORY, ON_DATABASES, invoke
+
+pytestmark = IN_MEMORY
 
 SUBJECT = "M22-001"
 SCAN_KEYS = {"entry", "target_sum_mm", "baseline_sum_mm", "nadir_sum_mm",
@@ -91,6 +94,7 @@ def test_worked_example_through_the_ledger(treated, base_targets, base_nodes, na
     assert stored.new_lesions == (("liver segment 7",) if new else ())
 
 
+@ON_DATABASES
 def test_scan_json_has_exactly_the_keys_of_the_cli_spec(treated):
     url = treated.ledger.url
     base = invoke(["scan", SUBJECT, "--date", "2025-01-08", "--target", "L1:liver:30",
@@ -114,6 +118,7 @@ def test_scan_json_has_exactly_the_keys_of_the_cli_spec(treated):
                                                              "PD")
 
 
+@ON_DATABASES
 def test_text_output_names_the_response(treated):
     url = treated.ledger.url
     scan(treated, "2025-01-08", ["L1:liver:30"])
@@ -127,6 +132,7 @@ def test_text_output_names_the_response(treated):
     assert "change_from_baseline_pct: -33.3" in result.output
 
 
+@ON_DATABASES
 @pytest.mark.parametrize("args, rule", [
     (["--target", "L1:liver:30", "--target", "L2:liver:30", "--target", "L3:liver:30"],
      "recist.max_targets_per_organ"),
@@ -185,6 +191,7 @@ def test_late_entry_correction_and_retraction_rederive_later_responses(treated):
         "overall_response"] == "SD"
 
 
+@ON_DATABASES
 def test_pet_rules_through_the_ledger(treated):
     base = treated.do("pet", subject=SUBJECT, date="2025-01-09", sulpeak=7.5)
     infuse(treated, 1, "2025-01-13")
@@ -202,6 +209,7 @@ def test_pet_rules_through_the_ledger(treated):
     assert json.loads(result.output)["error"]["rule"] == "pet.baseline_category"
 
 
+@ON_DATABASES
 def test_patient_json_shows_bor_ctdna_status_and_survival_status(treated):
     url = treated.ledger.url
     scan(treated, "2025-01-08", ["L1:liver:30"])
@@ -220,7 +228,7 @@ def test_patient_json_shows_bor_ctdna_status_and_survival_status(treated):
     assert doc["best_overall_response"] == "CR"
     assert doc["ctdna_status"] == "cleared"
     assert doc["progression_free"] == {"status": "censored", "event": None,
-                                       "date": "2025-04-01", "days": 78}
+                                       "date": "2025-04-01", "days": 78, "why": "no event"}
     assert doc["overall_survival"]["status"] == "censored"
 
     early = json.loads(invoke(["patient", SUBJECT, "--json", "--cutoff", "2025-03-31"],

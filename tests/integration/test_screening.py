@@ -3,6 +3,9 @@
 import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 STRATA = [  # (ER, prior therapy) -> basket, spec/trial.md
     ("positive", "none", "I"),
@@ -20,12 +23,14 @@ def test_each_stratum_combination_lands_in_its_basket(driver, er, prior, basket)
 
 def _assess(driver, subject, **overrides):
     values = dict(subject=subject, date="2025-02-01", her2="positive", er="positive",
-                  prior_therapy="none", distant_lesions=2, all_lesions_curable="yes")
+                  prior_therapy="none", distant_lesions=2, all_lesions_curable="yes", lvef=60,
+                  ecog=0)
     values.update(overrides)
     driver.do("register", subject=subject, site="S1", consent_date="2025-01-30")
     return driver.do("assess-eligibility", **values)
 
 
+@ON_DATABASES
 def test_her2_negative_is_a_screen_failure_with_that_reason(driver):
     out = _assess(driver, "M22-002", her2="negative")
     assert out["eligible"] is False
@@ -62,10 +67,12 @@ def test_screen_failure_cannot_be_enrolled(driver):
 def test_a_later_assessment_decides(driver):
     _assess(driver, "M22-006", distant_lesions=4)
     driver.do("assess-eligibility", subject="M22-006", date="2025-02-03", her2="positive",
-              er="negative", prior_therapy="none", distant_lesions=3, all_lesions_curable="yes")
+              er="negative", prior_therapy="none", distant_lesions=3, all_lesions_curable="yes",
+              lvef=60, ecog=0)
     assert driver.do("enrol", subject="M22-006", date="2025-02-04", weight_kg=70)["basket"] == "II"
 
 
+@ON_DATABASES
 def test_subject_ids_are_unique(driver):
     driver.do("register", subject="M22-007", site="S1", consent_date="2025-01-02")
     with pytest.raises(RuleViolation) as refused:
@@ -73,6 +80,7 @@ def test_subject_ids_are_unique(driver):
     assert refused.value.rule == "register.exists"
 
 
+@ON_DATABASES
 def test_enrolment_twice_and_before_assessment_are_refused(driver):
     driver.do("register", subject="M22-008", site="S1", consent_date="2025-01-02")
     with pytest.raises(RuleViolation, match="no eligibility assessment"):
@@ -95,7 +103,7 @@ def test_dates_before_consent_or_in_the_future_are_impossible(driver):
 def _assess_on(driver, subject, when):
     return driver.do("assess-eligibility", subject=subject, date=when, her2="positive",
                      er="positive", prior_therapy="none", distant_lesions=1,
-                     all_lesions_curable="yes")
+                     all_lesions_curable="yes", lvef=60, ecog=0)
 
 
 def test_unknown_subject_is_bad_input(driver):

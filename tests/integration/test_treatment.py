@@ -8,6 +8,9 @@ import pytest
 
 from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
 from m22bol.projections.replay import patient_view
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 S = "M22-001"
 
@@ -45,6 +48,7 @@ def enrolled(driver):
     return driver
 
 
+@ON_DATABASES
 def test_infusion_prints_expected_dose_level_and_next_due_date(enrolled):
     out = infuse(enrolled, 1, "2025-01-15", dose=345.6, weight=64)
     assert out["expected_dose_mg"] == 345.6
@@ -155,6 +159,7 @@ def test_a_neoadjuvant_cycle_after_local_treatment_is_complete_is_a_deviation(en
     deviation(enrolled, "schedule.neoadjuvant_after_local", 3, "2025-02-26")
 
 
+@ON_DATABASES
 def test_interrupt_and_resume_by_decision(enrolled):
     infuse(enrolled, 1, "2025-01-15")
     out = enrolled.do("interrupt", subject=S, date="2025-02-01", reason="patient travelling")
@@ -228,6 +233,7 @@ def test_withdrawal_ends_the_course(enrolled):
         infuse(enrolled, 2, "2025-02-05", deviation_reason="no")
 
 
+@ON_DATABASES
 def test_states_before_and_after_the_first_infusion(driver):
     driver.do("register", subject=S, site="S1", consent_date="2025-01-02")
     doc = view(driver)
@@ -236,7 +242,7 @@ def test_states_before_and_after_the_first_infusion(driver):
     assert doc["dose_level_mg_per_kg"] is None
     driver.do("assess-eligibility", subject=S, date="2025-01-02", her2="positive",
               er="negative", prior_therapy="none", distant_lesions=1, all_lesions_curable="yes",
-              lvef=60)
+              lvef=60, ecog=0)
     driver.do("enrol", subject=S, date="2025-01-10", weight_kg=60)
     doc = view(driver)
     assert (doc["treatment_state"], doc["dose_level_mg_per_kg"]) == ("not started", 5.4)
@@ -256,6 +262,7 @@ def test_a_corrected_weight_changes_the_expected_dose_of_later_judgements(enroll
     assert refusal.value.rule == "dose.out_of_tolerance"
 
 
+@ON_DATABASES
 def test_a_backdated_ae_makes_a_recorded_infusion_a_deviation(enrolled):
     infuse(enrolled, 1, "2025-01-15")
     infuse(enrolled, 2, "2025-02-05")

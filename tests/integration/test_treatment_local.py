@@ -8,6 +8,9 @@ import pytest
 
 from m22bol.domain.errors import BadInput, RuleViolation
 from m22bol.projections.replay import patient_view
+from tests.support import IN_MEMORY, ON_DATABASES
+
+pytestmark = IN_MEMORY
 
 S = "M22-001"
 
@@ -19,6 +22,7 @@ def treated(driver):
     return driver
 
 
+@ON_DATABASES
 def test_surgery_radiotherapy_and_completion_are_shown(treated):
     out = treated.do("surgery", subject=S, date="2025-03-01", site="primary",
                      location="left breast")
@@ -82,6 +86,7 @@ def test_local_treatment_before_enrolment_is_impossible(driver):
     ("not-resected", "not-resected", "not-resected", None),
 ])
 def test_pathology_derives_pcr(treated, ypt, ypn, viable, pcr):
+    treated.do("surgery", subject=S, date="2025-03-01", site="primary")
     out = treated.do("pathology", subject=S, date="2025-03-05", ypt=ypt, ypn=ypn,
                      viable_metastatic_tumour=viable)
     assert out["pcr"] is pcr
@@ -89,7 +94,9 @@ def test_pathology_derives_pcr(treated, ypt, ypn, viable, pcr):
     assert patient_view(treated.ledger, S)["pcr"] is pcr
 
 
+@ON_DATABASES
 def test_pcr_needs_every_report_to_qualify(treated):
+    treated.do("surgery", subject=S, date="2025-03-01", site="primary")
     treated.do("pathology", subject=S, date="2025-03-05", ypt="T0", ypn="N0",
                viable_metastatic_tumour="not-resected")
     assert patient_view(treated.ledger, S)["pcr"] is True
@@ -113,6 +120,7 @@ def test_clavien_dindo_grades_that_do_not_exist_are_bad_input(treated, grade):
         treated.do("complication", subject=S, date="2025-03-02", clavien_dindo=grade)
 
 
+@ON_DATABASES
 def test_a_complication_needs_a_surgery_within_30_days(treated):
     with pytest.raises(RuleViolation) as refusal:
         treated.do("complication", subject=S, date="2025-03-02", clavien_dindo="II")

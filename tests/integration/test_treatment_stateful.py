@@ -2,8 +2,9 @@
 
 After each step: the cycles stored run 1..n in clinical order; an infusion accepted while
 treatment was interrupted or discontinued carries the deviation that says so; the dose level
-never rises; the state derived from the stored events equals the state after a replay by a
-fresh ledger on the same database. SQLite only, and bounded: it replays the subject often.
+never rises; the state derived from the stored events equals the state after a replay, and
+what the last command printed agrees with it. The many sequences run on the memory store; a few
+run on SQLite, where the replay is by a fresh ledger on the same file.
 """
 
 from __future__ import annotations
@@ -16,28 +17,36 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from m22bol.domain import coding
 from m22bol.domain.errors import DeviationRefused, LedgerError
 from m22bol.domain.events import InfusionGiven
-from m22bol.domain.rules.safety import GRADES, canonical_term
+from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
 from m22bol.domain.timeline import derive, summary
+from m22bol.ledger.store import MEMORY_URL
 from tests.support import Driver, new_ledger, open_ledger
+from tests.support.databases import sqlite_url
 
 S = "M22-001"
 TODAY = date(2026, 11, 26)
 LEVELS = (5.4, 4.4, 3.2)
-TERMS = ("Pneumonitis", "Interstitial lung disease", "Neutrophil count decreased",
-         "Febrile neutropenia", "Platelet count decreased", "Heart failure", "Nausea")
+TERMS = ("Pneumonitis", "Interstitial lung disease", "ILD", "Neutrophil count decreased",
+         "neutropenia", "Febrile neutropenia", "Platelet count decreased", "Thrombocytopenia",
+         "Heart failure", "Nausea")
+SYNONYMS = parse_protocol(bundled_protocol_text()).synonyms("I")
 # Grade 5 is left out: it needs the death, which ends the sequence.
-GRADE = {term: [g for g in GRADES[canonical_term(term)] if g < 5] for term in TERMS}
+GRADE = {term: sorted(g for g in coding.code(term, SYNONYMS).term.grades if g < 5)
+         for term in TERMS}
 
 gaps = st.integers(min_value=0, max_value=30)
 
 
 class TreatmentCourse(RuleBasedStateMachine):
+    on_file = False  # the memory store: it lives and dies with self.ledger
+
     def __init__(self):
         super().__init__()
-        self.folder = tempfile.mkdtemp()
-        self.url = f"sqlite:///{self.folder}/ledger.sqlite"
+        self.folder = tempfile.mkdtemp() if self.on_file else None
+        self.url = sqlite_url(self.folder) if self.on_file else MEMORY_URL
         self.ledger = new_ledger(self.url)
         self.driver = Driver(self.ledger)
         self.driver.enrolled(S, enrol="2025-01-10", lvef=60)
@@ -49,7 +58,8 @@ class TreatmentCourse(RuleBasedStateMachine):
 
     def teardown(self):
         self.ledger.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -139,6 +149,8 @@ class TreatmentCourse(RuleBasedStateMachine):
     def lvef(self, gap, percent):
         self.accepted("lvef", date=self.when(gap), percent=percent)
 
+    # Local treatment before cycle 1 is a deviation, which this machine does not exercise.
+    @precondition(lambda self: self.now()["cycles_given"] > 0)
     @rule(gap=gaps)
     def surgery(self, gap):
         self.accepted("surgery", date=self.when(gap), site="primary")
@@ -168,13 +180,16 @@ class TreatmentCourse(RuleBasedStateMachine):
 
     @invariant()
     def stored_state_equals_replayed_state(self):
-        fresh = open_ledger(self.url)
+        # A memory store cannot be opened twice: there this ledger reads its stored events
+        # again (the repository keeps no aggregate between reads), which is what now() does.
+        fresh = open_ledger(self.url) if self.on_file else self.ledger
         try:
             patient = fresh.patient(S)
             replayed = summary(derive(S, patient.timeline(), fresh.require_trial().protocol,
                                       TODAY))
         finally:
-            fresh.close()
+            if fresh is not self.ledger:
+                fresh.close()
         assert replayed == self.now()
         # What the last command printed, decided before it was stored, agrees with the replay:
         # every fact here is dated on or after the ones before it.
@@ -183,7 +198,15 @@ class TreatmentCourse(RuleBasedStateMachine):
                 assert self.last_output[key] == replayed[key], key
 
 
+class TreatmentCourseOnSQLite(TreatmentCourse):
+    on_file = True
+
+
 TreatmentCourse.TestCase.settings = settings(
     max_examples=25, stateful_step_count=20, deadline=None,
 )
+TreatmentCourseOnSQLite.TestCase.settings = settings(
+    max_examples=5, stateful_step_count=20, deadline=None,
+)
 test_treatment_course = TreatmentCourse.TestCase
+test_treatment_course_on_sqlite = TreatmentCourseOnSQLite.TestCase

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -12,63 +12,10 @@ from hypothesis import strategies as st
 
 from m22bol.domain import events as ev
 from m22bol.domain.errors import RuleViolation
-from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
 from m22bol.domain.rules import assessments
 from m22bol.domain.rules.assessments import RESPONSE_KEYS, ctdna_summary
-from m22bol.domain.timeline import derive, summary
-
-PROTOCOL = parse_protocol(bundled_protocol_text())
-TODAY = date(2026, 11, 26)
-DAY0 = date(2025, 1, 13)  # cycle 1 of every subject below
-WEIGHT = 60.0
-DOSE = 324.0  # 5.4 mg/kg x 60 kg
-
-
-def day(n: int) -> date:
-    return DAY0 + timedelta(days=n)
-
-
-class Subject:
-    """A subject's timeline built fact by fact, walked with `derive` like the ledger does."""
-
-    def __init__(self, name: str = "S1"):
-        self.name = name
-        self.entries: list[tuple[str, ev.Fact]] = []
-        self._envelope = {"originator_id": uuid4(), "actor": "dm",
-                          "recorded_at": datetime(2026, 1, 1, tzinfo=UTC)}
-        self.add(ev.Registered, subject=name, site="S1", consent_date=date(2025, 1, 2))
-        self.add(ev.EligibilityAssessed, date=date(2025, 1, 2), her2="positive", er="positive",
-                 prior_therapy="none", distant_lesions=2, all_lesions_curable=True, lvef=60,
-                 ecog=0)
-        self.add(ev.Enrolled, date=date(2025, 1, 10), weight_kg=WEIGHT)
-
-    def add(self, cls: type[ev.Fact], **values) -> str:
-        entry = f"{self.name}#{len(self.entries) + 1}"
-        self.entries.append((entry, cls(originator_version=len(self.entries) + 1,
-                                        **self._envelope, **values)))
-        return entry
-
-    def infuse(self, cycle: int, when: date) -> str:
-        return self.add(ev.InfusionGiven, cycle=cycle, date=when, weight_kg=WEIGHT, dose_mg=DOSE)
-
-    def scan(self, when: date, targets: dict[str, float | None] | None = None,
-             nodes: dict[str, float | None] | None = None,
-             non_targets: dict[str, str] | None = None, new: tuple[str, ...] = ()) -> str:
-        return self.add(
-            ev.ScanRecorded, date=when,
-            targets=tuple(ev.Lesion(lesion_id=i, organ="liver" if i != "L2" else "lung", mm=mm)
-                          for i, mm in (targets or {}).items()),
-            nodes=tuple(ev.Lesion(lesion_id=i, organ="axilla", mm=mm)
-                        for i, mm in (nodes or {}).items()),
-            non_targets=tuple(ev.NonTargetLesion(lesion_id=i, organ="bone", status=s)
-                              for i, s in (non_targets or {}).items()),
-            new_lesions=new)
-
-    def state(self):
-        return derive(self.name, self.entries, PROTOCOL, TODAY)
-
-    def output(self, entry: str) -> dict:
-        return self.state().outputs[entry]
+from m22bol.domain.timeline import summary
+from tests.support.timelines import DAY0, Subject, day
 
 
 def rule_of(exc: pytest.ExceptionInfo[RuleViolation]) -> str | None:
@@ -383,7 +330,7 @@ def test_summary_of_a_confirmed_responder():
     assert doc["last_assessment"]["date"] == day(70)
     assert doc["first_progression"] is None
     assert doc["progression_free"] == {"status": "censored", "event": None, "date": day(70),
-                                       "days": 70}
+                                       "days": 70, "why": "no event"}
     assert doc["overall_survival"]["status"] == "censored"
 
 
@@ -399,7 +346,7 @@ def test_summary_survival_status_progression_then_death():
     assert doc["best_overall_response"] == "PD"
     assert doc["first_progression"] == day(42)
     assert doc["progression_free"] == {"status": "event", "event": "progression",
-                                       "date": day(42), "days": 42}
+                                       "date": day(42), "days": 42, "why": "progression"}
     assert doc["overall_survival"] == {"status": "event", "event": "death", "date": day(90),
                                        "days": 90}
 
@@ -415,3 +362,16 @@ def test_summary_before_treatment_has_no_response_or_survival_status():
     assert doc["progression_free"] is None and doc["overall_survival"] is None
     assert doc["ctdna_status"] == "detected"
     assert doc["last_assessment"]["baseline"] is True
+
+
+@pytest.mark.parametrize(("baseline", "now", "new", "allowed"), [
+    (10, 7, False, "response"),  # -30.0% and -3 units: the boundary qualifies
+    (10, 7.1, False, "SMD"),  # -29%
+    (2.5, 1.7, False, "response"),  # -32%, -0.8 units exactly
+    (2.5, 1.75, False, "SMD"),  # -30%, but only -0.75 units
+    (10, 13, False, "PMD"),  # +30%, +3 units
+    (2, 2.7, False, "SMD"),  # +35%, but only +0.7 units
+    (10, 10, True, "PMD"),  # new lesions
+])
+def test_percist_from_sulpeak(baseline, now, new, allowed):
+    assert assessments.percist_from_sulpeak(baseline, now, new) == allowed

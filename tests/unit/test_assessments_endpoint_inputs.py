@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from m22bol.domain import events as ev
 from m22bol.domain.rules.endpoint_inputs import patient_facts
 from m22bol.domain.rules.endpoints import AdverseEventFacts, tally
 from m22bol.domain.timeline import derive
-from tests.unit.test_assessments import DAY0, PROTOCOL, Subject, day
+from tests.support.timelines import DAY0, PROTOCOL, Subject, day
 
 
 def full_course_subject() -> Subject:
@@ -21,7 +22,7 @@ def full_course_subject() -> Subject:
           onset=day(30), ctcae_version="5.0")
     s.add(ev.AdverseEventResolved, ae_id="AE1", date=day(40))
     s.add(ev.AdverseEventReported, ae_id="AE2", term="Nausea", grade=1, onset=day(2),
-          serious=True, ctcae_version="5.0")
+          serious_criteria=("hospitalisation",), ctcae_version="5.0")
     s.add(ev.AdverseEventUpdated, ae_id="AE2", date=day(9), grade=3)
     for cycle in range(1, 9):
         # AE1 interrupts (pneumonitis grade 1) until resolved on day 40: cycle 3 waits for it.
@@ -55,15 +56,20 @@ def test_patient_facts_reads_each_part_of_the_walk():
     assert facts.radiotherapy == ((day(200), day(210)),)
     assert facts.pathology == ((day(198), "T0", "N0", "not-resected"),)
     assert facts.complications == ((day(195), "IIIb"),)
-    assert facts.adverse_events == (
+    coded = [replace(ae, report_due=None, entered_late=None) for ae in facts.adverse_events]
+    assert coded == [
         AdverseEventFacts(ae_id="AE2", term="Nausea", onset=day(2), serious=True,
-                          grades=((day(2), 1), (day(9), 3))),
+                          grades=((day(2), 1), (day(9), 3)), soc="Gastrointestinal disorders",
+                          meddra_code=10028813, serious_criteria=("hospitalisation",)),
         AdverseEventFacts(ae_id="AE1", term="Pneumonitis", onset=day(30), serious=False,
-                          grades=((day(30), 1),)),
-    )
+                          grades=((day(30), 1),),
+                          soc="Respiratory, thoracic and mediastinal disorders",
+                          meddra_code=10035742),
+    ]
+    assert facts.adverse_events[0].report_due is not None
     assert facts.death is None
     assert facts.treatment_ended is None  # eight of sixteen cycles: the course goes on
-    assert facts.last_known_alive == day(300)
+    assert max(facts.fact_dates) == day(300)
 
 
 def test_the_tallies_read_a_walked_subject():
@@ -74,8 +80,10 @@ def test_the_tallies_read_a_walked_subject():
     # CR on days 60 and 100 (40 days apart, no PD), ctDNA detected at baseline, clear on day 61.
     assert out["primary"]["responders"] == 1
     assert out["primary"]["radiologic_cr_before_local_treatment"] == 1
-    assert out["pathological_complete_response"] == {"patients": 1, "operated": 1}
-    assert out["metabolic_response"] == {"patients": 1, "pet_evaluable": 1}
+    assert out["pathological_complete_response"] == {"patients": 1, "patients_ci95": [0.025, 1.0],
+                                                     "operated": 1}
+    assert out["metabolic_response"] == {"patients": 1, "patients_ci95": [0.025, 1.0],
+                                         "pet_evaluable": 1}
     assert out["safety"]["pneumonitis"] == 1  # the ILD counts as pneumonitis
     assert out["safety"]["serious"] == out["safety"]["grade3plus"] == 1
     assert out["safety"]["clavien_dindo_3plus"] == 1
@@ -104,4 +112,4 @@ def test_only_the_facts_handed_in_count():
 
     assert facts.assessments[-1] == (day(60), "CR")
     assert facts.surgeries == () and facts.complications == ()
-    assert facts.last_known_alive == day(63)  # cycle 4, the last fact up to day 70
+    assert max(facts.fact_dates) == day(63)  # cycle 4, the last fact up to day 70

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
-from m22bol.domain.rules.eligibility import failed_criteria
+from m22bol.domain.rules.eligibility import failed_criteria, missing_criteria
 
 PROTOCOL = parse_protocol(bundled_protocol_text())
 TABLE = {  # spec/trial.md: (ER, prior therapy) -> basket, all HER2-positive
@@ -52,3 +52,12 @@ def test_basket_follows_from_the_strata_alone(key):
     basket = PROTOCOL.basket_for(Strata(her2="positive", er=er, prior_therapy=prior))
     assert basket is not None and basket.id == TABLE[key]
     assert PROTOCOL.basket_for(Strata(her2="negative", er=er, prior_therapy=prior)) is None
+
+
+def test_every_criterion_the_protocol_judges_must_be_assessed():
+    assert missing_criteria(PROTOCOL, lvef=None, ecog=None) == ("lvef", "ecog")
+    assert missing_criteria(PROTOCOL, lvef=55, ecog=None) == ("ecog",)
+    assert missing_criteria(PROTOCOL, lvef=55, ecog=0) == ()
+    no_lvef = PROTOCOL.model_copy(update={"eligibility": PROTOCOL.eligibility.model_copy(
+        update={"min_baseline_lvef_pct": None})})
+    assert missing_criteria(no_lvef, lvef=None, ecog=1) == ()

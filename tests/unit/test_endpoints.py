@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 
 from m22bol.domain.protocol import bundled_protocol_text, parse_protocol
 from m22bol.domain.rules.endpoints import (
+    PROPORTIONS,
     AdverseEventFacts,
     PatientFacts,
     outcome,
+    progression_free,
     tally,
     treatment_emergent_ae_ids,
+    treatment_emergent_grades,
 )
 
 PROTOCOL = parse_protocol(bundled_protocol_text())
@@ -31,7 +34,6 @@ def patient(subject: str = "P1", *, basket: str | None = "I", enrolled: date | N
     fields = dict(
         surgeries=(), radiotherapy=(), assessments=(), ctdna=(), pets=(), pathology=(),
         complications=(), adverse_events=(), death=None, treatment_ended=None,
-        last_known_alive=None,
     )
     fields.update(facts)
     return PatientFacts(subject=subject, basket=basket, enrolled=enrolled, infusions=infusions,
@@ -39,15 +41,22 @@ def patient(subject: str = "P1", *, basket: str | None = "I", enrolled: date | N
 
 
 def ae(onset: int, *grades: tuple[int, int], term: str = "Nausea", serious: bool = False,
-       first_grade: int = 1) -> AdverseEventFacts:
+       first_grade: int = 1, related: bool | None = None) -> AdverseEventFacts:
     """An AE with onset on study day `onset`; later grade changes as (day, grade)."""
     history = ((d(onset), first_grade), *((d(day), g) for day, g in grades))
     return AdverseEventFacts(ae_id=f"ae{onset}", term=term, onset=d(onset), serious=serious,
-                             grades=history)
+                             grades=history, related=related)
 
 
 def run(*patients: PatientFacts, cutoff: date = CUTOFF) -> dict:
-    return tally(patients, PROTOCOL, cutoff)
+    """The tallies without their intervals (tests/unit/test_intervals.py checks those)."""
+    return without_intervals(tally(patients, PROTOCOL, cutoff))
+
+
+def without_intervals(value):
+    if isinstance(value, dict):
+        return {k: without_intervals(v) for k, v in value.items() if not k.endswith("_ci95")}
+    return value
 
 
 # --- shape, enrolled, treated -----------------------------------------------------------------
@@ -70,7 +79,7 @@ def test_every_protocol_basket_appears_with_the_spec_shape_even_when_empty():
         "metabolic_response": {"patients": 0, "pet_evaluable": 0},
         "ctdna_clearance": {"patients": 0, "baseline_detected": 0},
         "safety": {"patients_with_teae": 0, "grade3plus": 0, "serious": 0, "grade5": 0,
-                   "pneumonitis": 0, "clavien_dindo_3plus": 0},
+                   "pneumonitis": 0, "related": 0, "clavien_dindo_3plus": 0},
     }
 
 
@@ -219,7 +228,7 @@ def test_progression_free_survival():
         # PD on day 100 -> event at 100 d
         patient("A", assessments=((d(-3), None), (d(50), "SD"), (d(100), "PD"), (d(150), "PD"))),
         # death on day 200 before any PD -> event at 200 d
-        patient("B", assessments=((d(60), "PR"), (d(260), "PD")), death=d(200)),
+        patient("B", assessments=((d(100), "PR"), (d(260), "PD")), death=d(200)),
         # no event, last assessment day 400 -> censored at 400 d
         patient("C", assessments=((d(50), "SD"), (d(400), "SD"))),
         # no event, only a baseline scan before day 0 -> censored at day 0
@@ -233,13 +242,12 @@ def test_progression_free_survival():
                    "km": {"12": 0.3333, "24": None, "60": None}}
 
 
-def test_pfs_censoring_uses_any_assessment_and_ignores_pd_after_the_cutoff():
-    out = run(
-        # NE on day 90 is still a tumour assessment -> censored at 90 d; PD after cutoff ignored
-        patient("A", assessments=((d(30), "SD"), (d(90), "NE"), (d(2001), "PD"))),
-    )["all"]["progression_free"]
+def test_pfs_censoring_at_the_last_adequate_assessment_ignores_pd_after_the_cutoff():
+    p = patient("A", assessments=((d(30), "SD"), (d(90), "NE"), (d(2001), "PD")))
+    out = run(p)["all"]["progression_free"]
+    # NE on day 90 is not adequate -> censored at day 30; the PD after the cutoff is ignored
     assert (out["events"], out["censored"]) == (0, 1)
-    # 90 d = 2.957 months of follow-up: nothing at 12 months
+    assert outcome(p, PROTOCOL, CUTOFF).pfs_days == 30
     assert out["km"] == {"12": None, "24": None, "60": None}
 
 
@@ -248,11 +256,11 @@ def test_overall_survival():
         # died on day 300 -> event at 300 d (9.856 months)
         patient("A", death=d(300), treatment_ended=d(300)),
         # last fact: a follow-up contact on day 800 -> censored at 800 d (26.283 months)
-        patient("B", last_known_alive=d(800), infusions=(d(0), d(21))),
+        patient("B", fact_dates=(d(800),), infusions=(d(0), d(21))),
         # last fact: an AE grade change on day 500 -> censored at 500 d (16.427 months)
         patient("C", adverse_events=(ae(100, (500, 2)),)),
         # died on day 600 (19.713 months); a contact after the cutoff is ignored
-        patient("D", death=d(600), last_known_alive=d(2500)),
+        patient("D", death=d(600), fact_dates=(d(2500),)),
         # alive: death after the cutoff is ignored; last fact is the PET on day 1000 (32.854 mo)
         patient("E", death=d(2200), pets=((d(1000), "CMR"),)),
     )["all"]["overall_survival"]
@@ -267,7 +275,7 @@ def test_overall_survival_median():
     out = run(
         patient("A", death=d(100)),
         patient("B", death=d(200)),
-        patient("C", last_known_alive=d(1000)),
+        patient("C", fact_dates=(d(1000),)),
     )["all"]["overall_survival"]
     # t=100 d (3.285 mo): 3 at risk -> 2/3; t=200 d (6.571 mo): 2 at risk -> 1/3 -> median 6.57
     assert out["median_months"] == 6.57
@@ -320,14 +328,14 @@ def test_metabolic_response():
         patient("B", pets=((d(0), None), (d(60), "SMD"), (d(365), "PMR"))),
         # CMR on day 366 only -> not a responder, and no later PET within 365 -> not evaluable
         patient("C", pets=((d(-5), None), (d(366), "CMR"))),
-        # no baseline PET: not evaluable, but a PMR within the year still counts as a patient
+        # no baseline PET: not evaluable, so its PMR is no response either
         patient("D", pets=((d(90), "PMR"),)),
         # baseline only
         patient("E", pets=((d(-2), None),)),
         # progressive disease -> evaluable, not a responder
         patient("F", pets=((d(-2), None), (d(100), "PMD"))),
     )["all"]["metabolic_response"]
-    assert out == {"patients": 3, "pet_evaluable": 3}
+    assert out == {"patients": 2, "pet_evaluable": 3}
 
 
 # --- ctDNA clearance (no time limit) ----------------------------------------------------------
@@ -416,26 +424,32 @@ def test_teae_grade_seriousness_and_terms():
         patient("A", adverse_events=(ae(10, (40, 3)),)),
         # grade 4 serious
         patient("B", adverse_events=(ae(5, first_grade=4, serious=True),)),
-        # fatal AE: grade5 and grade3plus
-        patient("C", adverse_events=(ae(20, (60, 5), first_grade=3),), death=d(60)),
-        # pneumonitis grade 1
-        patient("D", adverse_events=(ae(80, term="Pneumonitis"),)),
-        # pre-existing grade 3 AE that does not worsen: not emergent at all
-        patient("E", adverse_events=(ae(-30, first_grade=3, serious=True),)),
-        # two TEAEs in one patient count the patient once
-        patient("F", adverse_events=(ae(10), ae(20, first_grade=2))),
+        # fatal AE inside the window (day 0 .. 72): grade5 and grade3plus
+        patient("C", infusions=(d(0), d(21), d(42)),
+                adverse_events=(ae(20, (60, 5), first_grade=3),), death=d(60)),
+        # pneumonitis grade 1, assessed as related
+        patient("D", adverse_events=(ae(80, term="Pneumonitis", related=True),)),
+        # pre-existing grade 3 related AE that does not worsen: not emergent at all
+        patient("E", adverse_events=(ae(-30, first_grade=3, serious=True, related=True),)),
+        # two TEAEs in one patient count the patient once, related if either is
+        patient("F", adverse_events=(ae(10, related=False), ae(20, first_grade=2,
+                                                              related=True))),
     )
     assert out == {"patients_with_teae": 5, "grade3plus": 3, "serious": 1, "grade5": 1,
-                   "pneumonitis": 1, "clavien_dindo_3plus": 0}
+                   "pneumonitis": 1, "related": 2, "clavien_dindo_3plus": 0}
 
 
-def test_grade_3_reached_after_the_window_still_counts_for_an_emergent_ae():
-    # Onset grade 2 on day 60 (window day 0 .. 72 after the end), grade 3 on day 100.
+def test_only_grades_reached_inside_the_window_count():
+    # Onset grade 2 on day 60 (window day 0 .. 72 after the end), grade 3 on day 100: outside.
     p = patient(infusions=(d(0), d(21), d(42)), treatment_ended=d(45),
                 adverse_events=(ae(60, (100, 3), first_grade=2),))
-    assert safety(p)["grade3plus"] == 1
-    # ...but not if the cutoff falls before the grade 3 entry
-    assert safety(p, cutoff=d(99))["grade3plus"] == 0
+    assert safety(p)["patients_with_teae"] == 1
+    assert safety(p)["grade3plus"] == 0
+    assert treatment_emergent_grades(p, PROTOCOL, CUTOFF) == {"ae60": 2}
+    # Grade 4 before day 0, back to 1, up to 2 on day 10: the grade before day 0 does not count.
+    q = patient(adverse_events=(ae(-20, (-10, 1), (10, 2), first_grade=4),))
+    assert treatment_emergent_grades(q, PROTOCOL, CUTOFF) == {"ae-20": 2}
+    assert safety(q)["grade3plus"] == 0
 
 
 def test_clavien_dindo_3plus():
@@ -469,7 +483,7 @@ def test_unknown_clavien_dindo_grade_is_refused():
 
 
 def test_outcome_gives_the_times_the_tallies_use():
-    p = patient(assessments=((d(50), "SD"), (d(120), "PD")), last_known_alive=d(400))
+    p = patient(assessments=((d(50), "SD"), (d(120), "PD")), fact_dates=(d(400),))
     o = outcome(p, PROTOCOL, CUTOFF)
     assert (o.pfs_days, o.pfs_event, o.os_days, o.os_event) == (120, True, 400, False)
     # the same patient at a cutoff before the PD: censored at the last assessment, alive then
@@ -536,7 +550,8 @@ def patients(draw, subject):
         adverse_events=tuple(draw(st.lists(adverse_events(), max_size=3))),
         death=draw(st.one_of(st.none(), day)),
         treatment_ended=draw(st.one_of(st.none(), day)),
-        last_known_alive=draw(st.one_of(st.none(), day)),
+        fact_dates=tuple(draw(st.lists(day, max_size=2))),
+        subsequent_therapy=draw(st.one_of(st.none(), day)),
     )
 
 
@@ -572,7 +587,8 @@ def later_facts(draw, p: PatientFacts, cutoff: date) -> PatientFacts:
         adverse_events=(*extra_aes, *draw(st.lists(adverse_events(after), max_size=2))),
         death=p.death or draw(st.one_of(st.none(), after)),
         treatment_ended=p.treatment_ended or draw(st.one_of(st.none(), after)),
-        last_known_alive=p.last_known_alive or draw(st.one_of(st.none(), after)),
+        fact_dates=p.fact_dates + tuple(draw(st.lists(after, max_size=2))),
+        subsequent_therapy=p.subsequent_therapy or draw(st.one_of(st.none(), after)),
     )
 
 
@@ -588,7 +604,7 @@ def test_facts_after_the_cutoff_never_change_the_tallies(cohort, cutoff, data):
             dataclasses.replace(
                 p, enrolled=None, infusions=(), surgeries=(), radiotherapy=(), assessments=(),
                 ctdna=(), pets=(), pathology=(), complications=(), adverse_events=(),
-                death=None, treatment_ended=None, last_known_alive=None),
+                death=None, treatment_ended=None, fact_dates=(), subsequent_therapy=None),
             cutoff,
         ))
         for p in newcomers
@@ -610,3 +626,63 @@ def test_km_estimates_are_fractions_that_never_increase(cohort, cutoff):
             assert values[: len(known)] == known
             assert all(0.0 <= v <= 1.0 for v in known)
             assert all(a >= b for a, b in zip(known, known[1:], strict=False))
+
+
+# --- progression-free censoring (FDA guidance) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("assessments", "death", "therapy", "expected"), [
+    # no event: censored at the last adequate assessment, NE does not count
+    (((d(63), "SD"), (d(126), "NE")), None, None, (d(63), False, "no event")),
+    # nothing adequate: day 0
+    (((d(-1), None), (d(63), "NE")), None, None, (d(0), False, "no adequate assessment")),
+    # PD 133 days after the last adequate assessment: 2 x 63 + 7, still an event
+    (((d(63), "SD"), (d(196), "PD")), None, None, (d(196), True, "progression")),
+    # 134 days: two missed assessments, censored at the last adequate one
+    (((d(63), "SD"), (d(197), "PD")), None, None, (d(63), False, "missed assessments")),
+    # death 134 days after day 0 without any adequate assessment: censored at day 0
+    ((), d(134), None, (d(0), False, "missed assessments")),
+    (((d(63), "PR"),), d(100), None, (d(100), True, "death")),
+    # a new therapy before the PD: censored at the last adequate assessment on or before it
+    (((d(63), "PR"), (d(126), "SD"), (d(189), "PD")), None, d(126),
+     (d(126), False, "subsequent therapy")),
+    (((d(63), "PR"), (d(130), "NE"), (d(189), "PD")), None, d(150),
+     (d(63), False, "subsequent therapy")),
+    # a PD on the day the therapy starts is an event
+    (((d(63), "PR"), (d(126), "PD")), None, d(126), (d(126), True, "progression")),
+])
+def test_progression_free_censoring(assessments, death, therapy, expected):
+    assert progression_free(d(0), assessments, death, therapy, PROTOCOL) == expected
+
+
+def test_the_missed_assessment_limit_is_a_protocol_number():
+    weekly = PROTOCOL.model_copy(update={"response": PROTOCOL.response.model_copy(
+        update={"assessment_interval_days": 42, "assessment_window_days": 0})})
+    scans = ((d(42), "SD"), (d(127), "PD"))  # 85 days > 2 x 42
+    assert progression_free(d(0), scans, None, None, weekly)[2] == "missed assessments"
+    assert progression_free(d(0), scans, None, None, PROTOCOL)[2] == "progression"
+
+
+def test_last_known_alive_is_any_fact_up_to_the_cutoff():
+    # The latest fact on or before the cutoff is a contact on day 150; later ones do not count.
+    p = patient(fact_dates=(d(150), d(200), d(300)), assessments=((d(63), "SD"),))
+    assert outcome(p, PROTOCOL, d(173)).os_days == 150
+    assert outcome(p, PROTOCOL, d(250)).os_days == 200
+
+
+# --- properties of every proportion -----------------------------------------------------------
+
+
+@given(cohorts, st.integers(0, 3000).map(d))
+def test_every_proportion_has_an_interval_around_it(cohort, cutoff):
+    for group in tally(cohort, PROTOCOL, cutoff).values():
+        for (section, key), denominator in PROPORTIONS.items():
+            values = group[section]
+            n, total = values[key], values.get(denominator, group.get(denominator))
+            assert 0 <= n <= total
+            ci = values[f"{key}_ci95"]
+            if total == 0:
+                assert ci is None
+            else:
+                assert 0.0 <= ci[0] <= round(n / total, 4) + 1e-4
+                assert round(n / total, 4) - 1e-4 <= ci[1] <= 1.0

@@ -23,7 +23,7 @@ MAY_IMPORT = {
 # Modules whose import would mean the domain does I/O or depends on a store or the terminal.
 IO_MODULES = {"sqlite3", "sqlalchemy", "psycopg", "eventsourcing", "subprocess", "socket",
               "click", "os", "shutil", "tempfile", "pathlib", "urllib", "http", "logging",
-              "orjson", "matplotlib", "jinja2"}
+              "matplotlib", "jinja2"}
 
 
 def _sources(layer: str) -> list[Path]:

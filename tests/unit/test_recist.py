@@ -452,7 +452,9 @@ def timeline(*points: tuple[int, str], targets: bool = True) -> list[AssessmentR
     pytest.param([(42, PR), (70, PD)], SD, id="unconfirmed PR at the SD minimum, then PD"),
     pytest.param([(35, PR), (63, SD)], SD, id="unconfirmed PR followed by SD"),
     pytest.param([(42, CR), (70, CR)], CR, id="CR confirmed"),
-    pytest.param([(42, CR), (70, PR)], PR, id="CR then PR: the worse of the two is confirmed"),
+    pytest.param([(42, CR), (70, PR)], SD, id="CR then PR: a worse response confirms nothing"),
+    pytest.param([(42, PR), (70, CR)], PR, id="PR then CR: a better response confirms the PR"),
+    pytest.param([(42, CR), (70, PR), (98, PR)], PR, id="CR then PR, PR: the PR is confirmed"),
     pytest.param([(42, CR), (56, SD), (84, CR)], CR, id="SD in between does not break it"),
     pytest.param([(42, CR), (56, NE), (70, CR)], CR, id="NE in between does not break it"),
     pytest.param([(42, CR), (56, PD), (84, CR)], SD, id="PD in between breaks it"),
@@ -502,9 +504,8 @@ def test_confirmed_names_the_first_confirming_assessment_of_the_best_level():
         Confirmation(day(70), PR, PR, day(98)),
         Confirmation(day(98), CR, CR, day(126)),
     ]
-    # A window is a prefix: before day 90 only the PR level can be confirmed.
-    assert confirmed([r for r in rows if r.date < day(90)], P) == [
-        Confirmation(day(42), CR, PR, day(70))]
+    # A window is a prefix: before day 90 the CR of day 42 is followed only by a (worse) PR.
+    assert confirmed([r for r in rows if r.date < day(90)], P) == []
     assert [r.date for r in on_study(rows)][-1] == day(150)
 
 
@@ -514,12 +515,28 @@ def test_confirmed_cr_end_to_end():
     out = evaluate([
         base,
         scan(42, lesion("L1", 0), node("N1", 8), non_targets=cr),
-        scan(63, lesion("L1", 0), node("N1", 8), non_targets={"NT1": "present"}),
+        scan(63, lesion("L1", 0), node("N1", 8), non_targets={"NT1": "absent"}),
         scan(84, lesion("L1", 0), node("N1", 7), non_targets=cr),
     ], DAY0, P)
-    assert [r.overall_response for r in out[1:]] == [CR, PR, CR]
+    assert [r.overall_response for r in out[1:]] == [CR, CR, CR]
     assert confirmed(out, P)[0] == Confirmation(day(42), CR, CR, day(84))
     assert best_overall_response(out, DAY0, P) == CR
+
+
+def test_a_non_target_lesion_present_again_after_cr_is_progression():
+    base = scan(-3, lesion("L1", 30), non_targets={"NT1": "present", "NT2": "present"})
+    gone = {"NT1": "absent", "NT2": "absent"}
+    out = evaluate([
+        base,
+        scan(42, lesion("L1", 0), non_targets=gone),
+        scan(84, lesion("L1", 0), non_targets={"NT1": "present", "NT2": "absent"}),
+    ], DAY0, P)
+    assert [(r.non_target_response, r.overall_response) for r in out[1:]] == [(CR, CR),
+                                                                               (PD, PD)]
+    # Without an earlier CR, a present non-target lesion is non-CR/non-PD as before.
+    partial = evaluate([base, scan(42, lesion("L1", 10), non_targets={"NT1": "present"})],
+                       DAY0, P)
+    assert partial[1].overall_response == PR
 
 
 # --- properties --------------------------------------------------------------------------------

@@ -22,8 +22,27 @@ def test_textbook_example_with_a_tie_and_censorings():
     assert curve.survival_at(2.5) == pytest.approx(2 / 3)
     assert curve.survival_at(4) == pytest.approx(4 / 9)
     assert curve.survival_at(5) == 0.0
-    assert curve.survival_at(5.01) is None
+    # Beyond the last follow-up the curve is known only because it reached 0.
+    assert curve.survival_at(5.01) == 0.0
+    assert curve.survival_at(60) == 0.0
     assert curve.median() == 3
+
+
+def test_textbook_intervals_by_hand():
+    # Greenwood sums: t=1: 1/(6*5) = 1/30; t=2: + 1/(5*4) = 1/12; t=3: + 1/(3*2) = 1/4;
+    # t=5 (1 at risk, 1 death) adds nothing and S = 0, so its interval is [0, 0].
+    # At t=1, S = 5/6, v = log S = -0.18232: log(-v) = -1.70198; z sqrt(1/30) / v = -1.96 *
+    # 0.18257 / 0.18232 = -1.96271; lower = exp(-exp(-1.70198 + 1.96271)) = exp(-1.29793) =
+    # 0.27310; upper = exp(-exp(-1.70198 - 1.96271)) = exp(-0.02561) = 0.97472.
+    curve = kaplan_meier([1, 2, 2, 3, 4, 5], [True, True, False, True, False, True])
+    low, high = curve.interval_at(1.5)
+    assert (round(low, 4), round(high, 4)) == (0.2731, 0.9747)
+    assert curve.interval_at(0.5) == (1.0, 1.0)
+    assert curve.interval_at(5) == (0.0, 0.0)
+    assert curve.interval_at(9) == (0.0, 0.0)
+    ones = kaplan_meier([1, 2], [False, False])
+    assert ones.interval_at(1.5) == (1.0, 1.0)
+    assert ones.interval_at(2.5) is None
 
 
 def test_events_come_before_censorings_at_the_same_time():
@@ -103,7 +122,25 @@ def test_agrees_with_lifelines(sample):
     expected = theirs.survival_function_at_times(probes).to_numpy()
     for t, s in zip(probes, expected, strict=True):
         assert ours.survival_at(t) == pytest.approx(float(s), abs=1e-12)
-    assert ours.survival_at(last + 0.001) is None
+    beyond = ours.survival_at(last + 0.001)
+    assert beyond == (0.0 if ours.steps and ours.steps[-1] == 0 else None)
+
+    # Greenwood log-log bounds at every probe, as lifelines' confidence_interval_ has them.
+    bounds = theirs.confidence_interval_
+    for t in probes:
+        row = bounds[bounds.index <= t]
+        expected_ci = (1.0, 1.0) if row.empty else tuple(map(float, row.iloc[-1]))
+        assert ours.interval_at(t) == pytest.approx(expected_ci, abs=1e-9)
+
+    # The median's interval: lifelines' median_survival_times of the bounds (inf: None).
+    from lifelines.utils import median_survival_times
+
+    medians = median_survival_times(bounds).iloc[0]
+    as_ours = tuple(None if math.isinf(m) else float(m) for m in medians)
+    near_bound = any(abs(b - 0.5) < 1e-9 for i in range(len(ours.times))
+                     for b in ours._bounds(i))
+    if not near_bound:
+        assert ours.median_interval() == as_ours
 
     lifelines_median = theirs.median_survival_time_
     near_half = [t for t in ours.times if abs(ours.survival_at(t) - 0.5) < 1e-9]

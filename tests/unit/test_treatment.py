@@ -24,7 +24,8 @@ class Timeline:
         self.entries: list[tuple[str, e.Fact]] = []
         self.add(e.Registered, subject="S", site="S1", consent_date=date(2025, 1, 2))
         self.add(e.EligibilityAssessed, date=date(2025, 1, 2), her2="positive", er="positive",
-                 prior_therapy="none", distant_lesions=1, all_lesions_curable=True, lvef=60)
+                 prior_therapy="none", distant_lesions=1, all_lesions_curable=True, lvef=60,
+                 ecog=0)
         self.add(e.Enrolled, date=date(2025, 1, 10), weight_kg=60)
 
     def add(self, kind: type[e.Fact], **values) -> Timeline:
