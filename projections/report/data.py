@@ -28,6 +28,8 @@ class ReportData:
     known_at: datetime
     seal: dict[str, Any] | None
     seal_coverage: str
+    # A demo or training ledger (marked at init): the page says so at the top.
+    synthetic: bool
     consort: dict[str, Any]
     endpoints: dict[str, Any]
     safety: dict[str, Any]
@@ -68,6 +70,7 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         trial=walked.protocol.name, title=walked.protocol.title,
         protocol_version=walked.protocol.version, cutoff=walked.cutoff,
         known_at=known_at or _last_recorded(walked), seal=walked.seal,
+        synthetic=walked.trial.synthetic,
         consort=consort(summaries, baskets, walked.protocol),
         endpoints=documents.endpoints_document(walked)["baskets"],
         safety=documents.safety_document(walked)["baskets"]["all"],
