@@ -9,6 +9,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from m22bol.cli.entry import option_help
 from m22bol.cli.main import (
     Session,
     cli,
@@ -122,7 +123,8 @@ password_stdin_option = click.option(
 
 @cli.command()
 @click.argument("subject")
-@click.option("--meaning", type=click.Choice(["reviewed", "approved"]), required=True)
+@click.option("--meaning", type=click.Choice(["reviewed", "approved"]), required=True,
+              help=option_help(c.Sign.model_fields["meaning"]))
 @password_stdin_option
 @shared_options
 @handled

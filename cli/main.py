@@ -153,7 +153,9 @@ def cli() -> None:
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
     from m22bol.cli import audit, demo, entry, queries, read_models, report, tallies  # noqa: F401
+    from m22bol.cli.reference import add_examples
 
+    add_examples(cli)
     return cli
 
 

@@ -63,6 +63,21 @@ def basket_ids(ledger: TrialLedger) -> list[str]:
     return [r["id"] for r in _rows(ledger, f"SELECT id FROM {catalog.BASKETS} ORDER BY ordinal")]
 
 
+def completions(ledger: TrialLedger, prefix: str, subject: str | None = None) -> list[str]:
+    """Subject ids (or, given a subject, its AE ids) starting with `prefix`, for shell
+    completion: from the read models only, so a tab press never replays the log."""
+    like = prefix + "%"  # '_' and '%' match too widely here; startswith below narrows
+    if subject is None:
+        sql = f"SELECT subject AS id FROM {catalog.PATIENT_SUMMARY} WHERE subject LIKE ? "
+        params: tuple = (like.upper(),)
+    else:
+        sql = (f"SELECT ae_id AS id FROM {catalog.ADVERSE_EVENTS} "
+               "WHERE subject = ? AND ae_id LIKE ? ")
+        params = (subject.upper(), like)
+    found = [r["id"] for r in _rows(ledger, sql + "ORDER BY 1 LIMIT 200", params)]
+    return [i for i in found if i.upper().startswith(prefix.upper())]
+
+
 def status(ledger: TrialLedger) -> dict[str, Any]:
     """Counts per basket, as `replay.status_by_replay` computes them from the events."""
     from m22bol.projections.documents import status_counts
