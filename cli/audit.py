@@ -18,7 +18,7 @@ from m22bol.cli.main import (
     parse_known_at,
     shared_options,
 )
-from m22bol.cli.output import emit, table
+from m22bol.cli.output import emit, reading_log, table
 from m22bol.domain import commands as c
 from m22bol.domain.errors import BadInput, IntegrityFailure
 
@@ -40,7 +40,8 @@ def verify(s: Session, digest: str | None) -> None:
     every seal the store no longer matches (exit 5)."""
     from m22bol.ledger import integrity
 
-    report = integrity.verify(s.ledger, seal=digest)
+    with reading_log(s.ledger, "verifying: reading the log", s.as_json):
+        report = integrity.verify(s.ledger, seal=digest)
     # Grants are read from the trial chain: only a chain that verifies may decide who is let
     # in. A damaged one is reported to whoever asks, since no role can be trusted then.
     if report.trial_intact:
@@ -108,7 +109,8 @@ def export_(s: Session, fmt: str, subject: str | None, known_at: str | None, out
 
     s.reader.allow("audit export")
     write = export.export_jsonl if fmt == "jsonl" else export.export_odm
-    summary = write(s.ledger, out, subject=subject, known_at=parse_known_at(known_at))
+    with reading_log(s.ledger, f"exporting {fmt}", s.as_json or out == "-"):
+        summary = write(s.ledger, out, subject=subject, known_at=parse_known_at(known_at))
     if out != "-":  # the export itself is on standard output
         emit(summary, s.as_json,
              text=f"wrote {summary['events']} events to {out} ({fmt.upper()})")

@@ -10,14 +10,13 @@ and a refusal leaves the chunks before it in place. Then it prints the endpoint 
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from typing import Any
 
 import click
 
 from m22bol.cli.main import Session, cli, handled, shared_options
-from m22bol.cli.output import emit
+from m22bol.cli.output import emit, progress
 from m22bol.cli.tallies import endpoints_text  # the table `m22bol endpoints` prints
 from m22bol.domain import commands as c
 from m22bol.domain.errors import LedgerError, RuleViolation
@@ -61,9 +60,7 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
 
     started = time.perf_counter()
     entered = subjects = 0
-    bar = click.progressbar(length=patients, label="entering subjects", file=sys.stderr,
-                            show_pos=True)
-    try:
+    with progress(patients, "entering subjects", s.as_json) as bar:
         batch: list = []
         for subject in itertools.chain([first], subjects_iter):
             batch.append(subject)
@@ -74,8 +71,6 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
         if batch:
             entered += _enter(ledger, s.user, batch, bar)
             subjects += len(batch)
-    finally:
-        bar.render_finish()
     seconds = time.perf_counter() - started
 
     summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),

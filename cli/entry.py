@@ -15,7 +15,7 @@ import click
 from pydantic.fields import FieldInfo
 
 from m22bol.cli.main import Session, cli, handled, session, shared_options
-from m22bol.cli.output import emit
+from m22bol.cli.output import emit, progress
 from m22bol.domain import commands as c
 from m22bol.domain.errors import BadInput
 
@@ -235,14 +235,8 @@ def import_(s: Session, file: str) -> None:
     names the line number.
     """
     commands = parse_jsonl(_read(file))
-    bar = None
-    if sys.stderr.isatty() and len(commands) > 100:
-        bar = click.progressbar(length=len(commands), label="importing", file=sys.stderr)
-    try:
-        outputs = s.ledger.execute_all(commands, s.user, progress=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.render_finish()
+    with progress(len(commands), "importing", s.as_json) as bar:
+        outputs = s.ledger.execute_all(commands, s.user, progress=bar.update)
     emit({"imported": len(outputs), "entries": [o.get("entry") for o in outputs]}, s.as_json,
          text=f"imported {len(outputs)} records")
 
