@@ -14,7 +14,8 @@ from typing import Any
 import click
 from pydantic.fields import FieldInfo
 
-from m22bol.cli.main import Session, cli, handled, session, shared_options
+from m22bol.cli.completion import complete_ae, complete_subject
+from m22bol.cli.main import Session, cli, handled, shared_options
 from m22bol.cli.output import emit, progress
 from m22bol.domain import commands as c
 from m22bol.domain.errors import BadInput
@@ -107,32 +108,7 @@ def _metavar(field: FieldInfo) -> str | None:
     return {date: "YYYY-MM-DD", int: "N", float: "NUMBER"}.get(base)
 
 
-def _complete_subject(ctx: click.Context, param: click.Parameter, prefix: str) -> list[str]:
-    return _complete(ctx, prefix, None)
-
-
-def _complete_ae(ctx: click.Context, param: click.Parameter, prefix: str) -> list[str]:
-    return _complete(ctx, prefix, ctx.params.get("subject") or "")
-
-
-def _complete(ctx: click.Context, prefix: str, subject: str | None) -> list[str]:
-    """Ids from the ledger for the shell; any failure (no ledger, no role) offers nothing."""
-    try:
-        with ctx:
-            s = session()
-            try:
-                s.reader.allow("patient")
-                from m22bol.projections.stored import completions
-
-                return completions(s.ledger, prefix, subject)
-            finally:
-                if s._ledger is not None:
-                    s._ledger.close()
-    except Exception:  # completion must never print a traceback into the shell
-        return []
-
-
-_COMPLETE = {"subject": _complete_subject, "ae_id": _complete_ae}
+_COMPLETE = {"subject": complete_subject, "ae_id": complete_ae}
 
 
 def _params(model: type[c.Command]) -> list[click.Parameter]:

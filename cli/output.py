@@ -3,6 +3,7 @@ codes as docs/output.md says. Progress bars go to standard error, on a terminal 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -48,8 +49,11 @@ def key_values(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def width() -> int:
-    """The terminal's width; 100 when piped, so files and tests read the same."""
+def width() -> int | None:
+    """The terminal's width, or $COLUMNS; None when piped without it: a line that goes to a
+    file or to grep stays whole, as with `ls`."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return None
     return max(60, shutil.get_terminal_size((100, 24)).columns)
 
 
@@ -64,10 +68,10 @@ def table(rows: list[dict[str, Any]], headers: list[str] | None = None,
     headers = headers or list(rows[0])
     cells = [[r.get(h) for h in headers] for r in rows]
     widths = None
-    if wrap:
+    if wrap and (room_total := width()):
         fixed = sum(max(len(str(h)), *(len(str(c[i])) for c in cells)) + 2
                     for i, h in enumerate(headers) if h not in wrap)
-        room = max(20 * len(wrap), width() - fixed)
+        room = max(20 * len(wrap), room_total - fixed)
         total = sum(wrap.values())
         widths = [max(12, room * wrap[h] // total - 2) if h in wrap else None for h in headers]
     # preserve_whitespace keeps the padding align_numbers put in front of a number.
@@ -96,8 +100,12 @@ def fields(pairs: Iterable[tuple[str, Any]]) -> str:
     if not shown:
         return "  (none)"
     pad = max(len(k) for k, _ in shown) + 2
-    return "\n".join(textwrap.fill(str(v), width(), initial_indent=f"  {k:<{pad}}",
-                                    subsequent_indent=" " * (pad + 2)) for k, v in shown)
+    return "\n".join(fill(str(v), f"  {k:<{pad}}", " " * (pad + 2)) for k, v in shown)
+
+
+def fill(text: str, first: str = "", rest: str = "") -> str:
+    """Text folded to the terminal (whole when piped), after the given indents."""
+    return textwrap.fill(text, width() or 10**6, initial_indent=first, subsequent_indent=rest)
 
 
 def section(title: str, body: str) -> str:

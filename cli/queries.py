@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 import click
 
+from m22bol.cli.completion import complete_subject
 from m22bol.cli.main import (
     Session,
     cli,
@@ -17,11 +17,11 @@ from m22bol.cli.main import (
     parse_known_at,
     shared_options,
 )
-from m22bol.cli.output import emit, fields, section, table, width
+from m22bol.cli.output import emit, fields, fill, section, table
 
 
 @cli.command()
-@click.argument("subject")
+@click.argument("subject", shell_complete=complete_subject)
 @known_at_option
 @cutoff_option
 @shared_options
@@ -151,7 +151,7 @@ def _indent(text: str) -> str:
 
 
 @cli.command()
-@click.argument("subject")
+@click.argument("subject", shell_complete=complete_subject)
 @known_at_option
 @shared_options
 @handled
@@ -226,10 +226,8 @@ def deviations_text(rows: list[dict[str, Any]]) -> str:
         return "no deviations"
     blocks = []
     for d in rows:
-        what = textwrap.fill(f"{d['entry']}: {d['message']} [{d['rule']}]", width(),
-                             subsequent_indent="    ")
+        what = fill(f"{d['entry']}: {d['message']} [{d['rule']}]", "", "    ")
         who = (f"accepted by {d['actor']} on {_minute(d['recorded_at'])}: {d['reason']}"
                if d.get("actor") else f"accepted: {d.get('reason')}")
-        blocks.append(what + "\n" + textwrap.fill(who, width(), initial_indent="    ",
-                                                  subsequent_indent="    "))
+        blocks.append(what + "\n" + fill(who, "    ", "    "))
     return "\n".join(blocks)

@@ -129,7 +129,7 @@ HEAD = """# Command reference
 Written by `python -m m22bol.cli.reference > docs/cli.md` from the commands themselves; a test
 fails when this page and `m22bol --help` disagree. Read with [the JSON Lines format](jsonl.md),
 [output and exit codes](output.md), [the counting rules](endpoints.md) and
-[the audit guarantees](audit.md).
+[the audit guarantees](audit-trail.md).
 
 Every command takes these options, before or after the command name:
 

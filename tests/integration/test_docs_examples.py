@@ -67,12 +67,17 @@ def _run(line: str, env: dict[str, str]) -> click.testing.Result:
     return CliRunner(env=env).invoke(app(), words[1:], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")) + ["README.md"])
-def test_every_example_in_the_docs_runs_on_a_new_ledger(page, tmp_path, monkeypatch):
-    path = ROOT / page if page == "README.md" else DOCS / page
-    lines = _examples(path)
-    if not lines:
-        pytest.skip(f"{page} has no examples")
+PAGES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if _examples(p)]
+
+
+def test_the_pages_a_new_user_reads_have_examples():
+    assert {p.name for p in PAGES} >= {"README.md", "cli.md", "jsonl.md", "output.md",
+                                       "audit-trail.md"}
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_every_example_in_the_docs_runs_on_a_new_ledger(path, tmp_path, monkeypatch):
+    page, lines = path.name, _examples(path)
     shutil.copytree(DOCS / "examples", tmp_path / "docs" / "examples")
     monkeypatch.chdir(tmp_path)
     env = {"M22BOL_LEDGER": f"sqlite:///{tmp_path / 'm22bol.sqlite'}", "M22BOL_USER": None}
