@@ -108,6 +108,14 @@ def _metavar(field: FieldInfo) -> str | None:
     return {date: "YYYY-MM-DD", int: "N", float: "NUMBER"}.get(base)
 
 
+def _offer(field: FieldInfo):
+    """Completion of a field's allowed values; the model, not click, checks them."""
+    choices = _choices(field.annotation)
+    if not choices:
+        return None
+    return lambda ctx, param, prefix: [c for c in choices if c.startswith(prefix)]
+
+
 _COMPLETE = {"subject": complete_subject, "ae_id": complete_ae}
 
 
@@ -122,7 +130,7 @@ def _params(model: type[c.Command]) -> list[click.Parameter]:
         flag = "--" + name.replace("_", "-")
         help_text = option_help(field)
         extra: dict[str, Any] = {"help": help_text, "metavar": _metavar(field),
-                                 "shell_complete": _COMPLETE.get(name)}
+                                 "shell_complete": _COMPLETE.get(name) or _offer(field)}
         if _is_bool(field.annotation) and not field.is_required() and field.default is None:
             params.append(click.Option([f"{flag}/--not-{name.replace('_', '-')}", name],
                                        default=None, help=help_text))

@@ -68,16 +68,29 @@ def table(rows: list[dict[str, Any]], headers: list[str] | None = None,
     headers = headers or list(rows[0])
     cells = [[r.get(h) for h in headers] for r in rows]
     widths = None
-    if wrap and (room_total := width()):
-        fixed = sum(max(len(str(h)), *(len(str(c[i])) for c in cells)) + 2
-                    for i, h in enumerate(headers) if h not in wrap)
-        room = max(20 * len(wrap), room_total - fixed)
-        total = sum(wrap.values())
-        widths = [max(12, room * wrap[h] // total - 2) if h in wrap else None for h in headers]
+    if wrap and (room := width()):
+        # tabulate pads a header by 2 (its MIN_PADDING): the header may set the width.
+        natural = [max(len(str(h)) + 2, *(len(str(c[i])) for c in cells))
+                   for i, h in enumerate(headers)]
+        room -= sum(n + 2 for n, h in zip(natural, headers, strict=True) if h not in wrap)
+        # A folded column that fits its share keeps its natural width; the others share what
+        # is left by their weights.
+        share = {h: w for h, w in wrap.items() if h in headers}
+        fits = {h for h in share
+                if natural[headers.index(h)] + 2 <= room * share[h] / sum(share.values())}
+        room -= sum(natural[headers.index(h)] + 2 for h in fits)
+        rest = sum(w for h, w in share.items() if h not in fits) or 1
+        widths = [None if h not in share
+                  else natural[i] if h in fits
+                  else max(10, room * share[h] // rest - 2)
+                  for i, h in enumerate(headers)]
     # preserve_whitespace keeps the padding align_numbers put in front of a number.
+    # Text is printed as given: tabulate would otherwise read "1.50" as a number and print
+    # "1.5"; real numbers are still aligned on their decimal point.
+    text_columns = [i for i in range(len(headers)) if any(isinstance(c[i], str) for c in cells)]
     return tabulate(cells, headers=headers, tablefmt="simple", missingval="-",
                     stralign="left", numalign="decimal", maxcolwidths=widths,
-                    preserve_whitespace=True)
+                    preserve_whitespace=True, disable_numparse=text_columns)
 
 
 _LEADING_NUMBER = re.compile(r"^[\d./]+")

@@ -227,7 +227,8 @@ def deviations_text(rows: list[dict[str, Any]]) -> str:
     blocks = []
     for d in rows:
         what = fill(f"{d['entry']}: {d['message']} [{d['rule']}]", "", "    ")
-        who = (f"accepted by {d['actor']} on {_minute(d['recorded_at'])}: {d['reason']}"
-               if d.get("actor") else f"accepted: {d.get('reason')}")
-        blocks.append(what + "\n" + fill(who, "    ", "    "))
+        if d.get("actor"):  # `patient` lists its deviations without who accepted them
+            what += "\n" + fill(f"accepted by {d['actor']} on {_minute(d['recorded_at'])}: "
+                                f"{d['reason']}", "    ", "    ")
+        blocks.append(what)
     return "\n".join(blocks)
