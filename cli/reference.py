@@ -45,10 +45,11 @@ EXAMPLES: dict[str, list[str]] = {
     "demo": ["m22bol demo --patients 40 --seed 1 --ledger sqlite:///demo.sqlite"],
     "set-password": ["m22bol set-password"],
     "sign": ["m22bol sign M22-001 --meaning reviewed"],
+    "audit keygen": ["m22bol audit keygen --out seal-key"],
 }
-# These ask for a password at the keyboard, so the test of the examples cannot type it; their
-# examples are shown as plain text, not as `console` blocks the test runs.
-AT_THE_KEYBOARD = {"set-password", "sign"}
+# These ask for a password or passphrase at the keyboard, which the test of the examples cannot
+# type; their examples are shown as plain text, not as `console` blocks the test runs.
+AT_THE_KEYBOARD = {"set-password", "sign", "audit keygen"}
 
 
 def add_examples(group: click.Group) -> None:
