@@ -26,7 +26,7 @@ def _complete(ctx: click.Context, prefix: str, subject: str | None) -> list[str]
                 s.reader.allow("patient")
                 from m22bol.projections.stored import completions
 
-                return completions(s.ledger, prefix, subject)
+                return completions(s.ledger, prefix, subject, s.reader.sites())
             finally:
                 if s._ledger is not None:
                     s._ledger.close()

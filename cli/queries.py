@@ -151,12 +151,13 @@ def _indent(text: str) -> str:
 
 
 @cli.command()
-@click.argument("subject", shell_complete=complete_subject)
+@click.argument("subject", required=False, shell_complete=complete_subject)
 @known_at_option
 @shared_options
 @handled
-def history(s: Session, subject: str, known_at: str | None) -> None:
-    """The audit trail: who entered or changed what, when and why."""
+def history(s: Session, subject: str | None, known_at: str | None) -> None:
+    """The audit trail: who entered or changed what, when and why. Without SUBJECT, the
+    trial's: protocol versions, grants, passwords set, refused authentications, locks, seals."""
     from m22bol.ledger.signatures import describe
 
     doc = s.reader.history(subject, known_at=parse_known_at(known_at))
@@ -164,8 +165,10 @@ def history(s: Session, subject: str, known_at: str | None) -> None:
              "actor": r["actor"], "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded by": r["superseded_by"]}
             for r in doc["entries"]]
+    foot = ("signature: " + describe(doc["signature"]) if subject is not None
+            else "SYNTHETIC DEMO DATA: not a trial record" if doc["synthetic"] else "")
     emit(doc, s.as_json, text=table(rows, wrap={"values": 3, "reason": 1})
-         + "\n\nsignature: " + describe(doc["signature"]))
+         + ("\n\n" + foot if foot else ""))
 
 
 def _minute(stamp: str) -> str:

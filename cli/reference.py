@@ -14,6 +14,7 @@ import click
 from m22bol.cli.entry import example_jsonl, example_line, option_help
 from m22bol.cli.main import app
 from m22bol.domain import commands as c
+from m22bol.ledger import access
 
 COURSE = (
     "init", "grant", "register", "assess-eligibility", "enrol", "scan", "ctdna", "pet",
@@ -27,15 +28,17 @@ COURSE = (
 # against the ledger the course above leaves behind.
 EXAMPLES: dict[str, list[str]] = {
     "patient": ["m22bol patient M22-001", "m22bol patient M22-001 --cutoff 2025-03-31"],
-    "history": ["m22bol history M22-001"],
+    "history": ["m22bol history M22-001", "m22bol history"],
     "status": ["m22bol status"],
     "protocol": ["m22bol protocol"],
     "deviations": ["m22bol deviations"],
     "endpoints": ["m22bol endpoints --cutoff 2025-12-31"],
     "safety": ["m22bol safety"],
     "import": ["m22bol init --ledger sqlite:///course.sqlite",
-               'm22bol grant "$USER" data-manager --ledger sqlite:///course.sqlite',
-               "m22bol import docs/examples/course.jsonl --ledger sqlite:///course.sqlite"],
+               "m22bol grant alice data-manager --ledger sqlite:///course.sqlite",
+               "m22bol reset-password alice --ledger sqlite:///course.sqlite",
+               "m22bol import docs/examples/course.jsonl --user alice "
+               "--ledger sqlite:///course.sqlite"],
     "report": ["m22bol report --out report"],
     "audit verify": ["m22bol audit verify"],
     "audit export": ["m22bol audit export --format jsonl --out trail.jsonl"],
@@ -43,13 +46,19 @@ EXAMPLES: dict[str, list[str]] = {
     "projections rebuild": ["m22bol projections rebuild"],
     "audit seal": ['m22bol audit seal --note "interim analysis"'],
     "demo": ["m22bol demo --patients 40 --seed 1 --ledger sqlite:///demo.sqlite"],
+    "reset-password": ["m22bol reset-password alice"],
     "set-password": ["m22bol set-password"],
     "sign": ["m22bol sign M22-001 --meaning reviewed"],
     "audit keygen": ["m22bol audit keygen --out seal-key"],
+    "db setup": ["m22bol db setup --ledger postgresql+psycopg://owner@db.site.example/trial"],
 }
 # These ask for a password or passphrase at the keyboard, which the test of the examples cannot
 # type; their examples are shown as plain text, not as `console` blocks the test runs.
-AT_THE_KEYBOARD = {"set-password", "sign", "audit keygen"}
+# `db setup` is for PostgreSQL, which the test of the examples does not have.
+AT_THE_KEYBOARD = {"set-password", "sign", "audit keygen", "db setup"}
+# The course's second user: nobody grants a role to themselves, so the admin `init` makes
+# grants alice data-manager and sets her first password; the entries are hers.
+ENTRY_USER = "alice"
 
 
 def add_examples(group: click.Group) -> None:
@@ -103,9 +112,18 @@ def _entry_section(model: type[c.Command], command: click.Command) -> list[str]:
     rows = _positional_rows(model) + _option_rows(command)
     if rows:
         out += ["| option | meaning |", "|---|---|", *rows, ""]
-    out += ["```console", f"$ {example_line(model)}", "```", "", "As a JSON Lines record:", "",
+    line = example_line(model)
+    if model.name not in access.ADMIN and model.name != "init":
+        line += f" --user {ENTRY_USER}"
+    out += ["```console", f"$ {line}", *_after(model.name), "```", "",
+            "As a JSON Lines record:", "",
             "```json", example_jsonl(model), "```", ""]
     return out
+
+
+def _after(name: str) -> list[str]:
+    """After the grant, the admin sets alice's first password (typed twice at the prompt)."""
+    return [f"$ m22bol reset-password {ENTRY_USER}"] if name == "grant" else []
 
 
 def _other_section(path: tuple[str, ...], command: click.Command) -> list[str]:
@@ -141,9 +159,13 @@ Every command takes these options, before or after the command name:
 COURSE_NOTE = """## Entry commands
 
 Each entry command records one fact about one subject, or changes the trial's set-up. The
-examples below, run from top to bottom against a new ledger, enter one subject's whole course:
-`$USER` stands for your login name, which `init` makes the ledger's admin. A test runs every
-example on this page in that order.
+examples below, run from top to bottom against a new ledger, enter one subject's whole course.
+`init` makes you (your login) the ledger's admin. Nobody grants a role to themselves, so the
+admin grants data-manager to a second user, `alice`, and sets her first password with
+`reset-password` (typed twice); the entries are alice's, made with `--user alice` and her
+password (asked, or `M22BOL_PASSWORD` in scripts). The admin's own commands (`lock`, `unlock`,
+`amend-protocol`, `revoke`) run without `--user`. A test runs every example on this page in
+that order.
 
 Entry ids (`M22-001#7`) number a subject's entries from 1 in the order they were recorded;
 `history` lists them.

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from m22bol.cli import reference
 from m22bol.cli.main import app
 from m22bol.domain import commands as c
+from tests.support import TEST_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -64,7 +65,9 @@ def _examples(page: Path) -> list[str]:
 def _run(line: str, env: dict[str, str]) -> click.testing.Result:
     words = shlex.split(line.replace('"$USER"', shlex.quote(getpass.getuser())))
     assert words[0] == "m22bol"
-    return CliRunner(env=env).invoke(app(), words[1:], catch_exceptions=False)
+    # alice's password: typed twice at `reset-password`, from M22BOL_PASSWORD for `--user alice`
+    return CliRunner(env=env).invoke(app(), words[1:], catch_exceptions=False,
+                                     input=f"{TEST_PASSWORD}\n{TEST_PASSWORD}\n")
 
 
 PAGES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if _examples(p)]
@@ -80,7 +83,8 @@ def test_every_example_in_the_docs_runs_on_a_new_ledger(path, tmp_path, monkeypa
     page, lines = path.name, _examples(path)
     shutil.copytree(DOCS / "examples", tmp_path / "docs" / "examples")
     monkeypatch.chdir(tmp_path)
-    env = {"M22BOL_LEDGER": f"sqlite:///{tmp_path / 'm22bol.sqlite'}", "M22BOL_USER": None}
+    env = {"M22BOL_LEDGER": f"sqlite:///{tmp_path / 'm22bol.sqlite'}", "M22BOL_USER": None,
+           "M22BOL_PASSWORD": TEST_PASSWORD}
     for line in lines:
         result = _run(line, env)
         assert result.exit_code == 0, f"{page}: `{line}` exited {result.exit_code}:\n" + (

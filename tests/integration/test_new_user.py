@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from m22bol.cli.main import app
 from m22bol.cli.output import to_json
 from m22bol.projections.reader import Reader
-from tests.support import ON_SQLITE, invoke, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
 
 pytestmark = ON_SQLITE  # what is printed, not where it is stored
 S = "M22-001"
@@ -33,7 +33,7 @@ def treated(driver):
 
 
 def _run(url: str, *args: str, env: dict | None = None, user: str = "mon"):
-    return CliRunner(env={"COLUMNS": None, **(env or {})}).invoke(
+    return CliRunner(env={"COLUMNS": None, "M22BOL_PASSWORD": TEST_PASSWORD, **(env or {})}).invoke(
         app(), ["--ledger", url, "--user", user, *args], catch_exceptions=False)
 
 
@@ -94,7 +94,7 @@ def test_subject_ids_and_ae_ids_complete_in_the_shell(treated):
     def complete(*words: str) -> list[str]:
         env = {"_M22BOL_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["m22bol", *words]),
                "COMP_CWORD": str(len(words)), "M22BOL_LEDGER": treated.ledger.url,
-               "M22BOL_USER": "mon"}
+               "M22BOL_USER": "mon", "M22BOL_PASSWORD": TEST_PASSWORD}
         done = CliRunner(env=env).invoke(app(), [], prog_name="m22bol")
         return [line.partition(",")[2] for line in done.output.splitlines() if line]
 
