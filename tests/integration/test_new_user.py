@@ -102,3 +102,21 @@ def test_subject_ids_and_ae_ids_complete_in_the_shell(treated):
     assert complete("infuse", "X") == []
     assert complete("update-adverse-event", S, "A") == ["AE1"]
     assert "positive" in complete("assess-eligibility", S, "--her2", "")
+
+
+def test_completion_offers_a_user_limited_to_sites_only_their_subjects(treated):
+    from tests.support import set_passwords
+
+    treated.do("grant", actor="admin", user="mon2", role="monitor", site="S2")
+    set_passwords(treated.ledger, ["mon2"])
+
+    def complete(user: str, *words: str) -> list[str]:
+        env = {"_M22BOL_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["m22bol", *words]),
+               "COMP_CWORD": str(len(words)), "M22BOL_LEDGER": treated.ledger.url,
+               "M22BOL_USER": user, "M22BOL_PASSWORD": TEST_PASSWORD}
+        done = CliRunner(env=env).invoke(app(), [], prog_name="m22bol")
+        return [line.partition(",")[2] for line in done.output.splitlines() if line]
+
+    assert complete("mon", "patient", "M22") == [S]  # S is at site S1
+    assert complete("mon2", "patient", "M22") == []
+    assert complete("mon2", "update-adverse-event", S, "A") == []
