@@ -11,6 +11,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from m22bol.cli.entry import option_help
 from m22bol.cli.main import (
     Session,
     cli,
@@ -19,7 +20,7 @@ from m22bol.cli.main import (
     parse_known_at,
     shared_options,
 )
-from m22bol.cli.output import emit, table
+from m22bol.cli.output import emit, progress, reading_log, table
 from m22bol.domain import commands as c
 from m22bol.domain.errors import BadInput, IntegrityFailure
 
@@ -90,12 +91,8 @@ def verify(s: Session, digest: str | None, trusted_keys: tuple[str, ...],
 
 @contextlib.contextmanager
 def _progress(s: Session, ledger):
-    """A progress bar on a terminal (standard error), nothing otherwise."""
-    if s.as_json or not sys.stderr.isatty():
-        yield None
-        return
-    total = ledger.recorder.max_notification_id() or 0
-    with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+    """A progress bar on a terminal (standard error), silent otherwise (cli.output.progress)."""
+    with progress(ledger.recorder.max_notification_id() or 0, "verifying", s.as_json) as bar:
         yield bar.update
 
 
@@ -193,7 +190,8 @@ def export_(s: Session, fmt: str, subject: str | None, known_at: str | None, out
 
     s.reader.allow("audit export")
     write = export.export_jsonl if fmt == "jsonl" else export.export_odm
-    summary = write(s.ledger, out, subject=subject, known_at=parse_known_at(known_at))
+    with reading_log(s.ledger, f"exporting {fmt}", s.as_json or out == "-"):
+        summary = write(s.ledger, out, subject=subject, known_at=parse_known_at(known_at))
     if out != "-":  # the export itself is on standard output
         emit(summary, s.as_json,
              text=f"wrote {summary['events']} events to {out} ({fmt.upper()})")
@@ -208,7 +206,8 @@ password_stdin_option = click.option(
 
 @cli.command()
 @click.argument("subject")
-@click.option("--meaning", type=click.Choice(["reviewed", "approved"]), required=True)
+@click.option("--meaning", type=click.Choice(["reviewed", "approved"]), required=True,
+              help=option_help(c.Sign.model_fields["meaning"]))
 @password_stdin_option
 @shared_options
 @handled

@@ -11,7 +11,6 @@ and a refusal or a kill leaves nothing. Then it prints the endpoint tallies.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import click
 
 from m22bol.cli.main import Session, cli, handled, shared_options
-from m22bol.cli.output import emit
+from m22bol.cli.output import emit, progress
 from m22bol.cli.tallies import endpoints_text  # the table `m22bol endpoints` prints
 from m22bol.domain import commands as c
 from m22bol.domain.errors import LedgerError, RuleViolation
@@ -64,12 +63,8 @@ def demo(s: Session, patients: int, seed: int) -> None:
 
     started = time.perf_counter()
     batch = list(itertools.chain([first], subjects_iter))
-    bar = click.progressbar(length=patients, label="entering subjects", file=sys.stderr,
-                            show_pos=True)
-    try:
+    with progress(patients, "entering subjects", s.as_json) as bar:
         entered = _enter(ledger, s.user, batch, bar, first_commands)
-    finally:
-        bar.render_finish()
     subjects = len(batch)
     seconds = time.perf_counter() - started
 

@@ -4,15 +4,19 @@ JSON Lines import can never disagree about names, types or ranges."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import types
 import typing
+from datetime import date
 from typing import Any
 
 import click
+from pydantic.fields import FieldInfo
 
+from m22bol.cli.completion import complete_ae, complete_subject
 from m22bol.cli.main import Session, cli, handled, shared_options
-from m22bol.cli.output import emit
+from m22bol.cli.output import emit, progress
 from m22bol.domain import commands as c
 from m22bol.domain.errors import BadInput
 
@@ -34,20 +38,99 @@ def _choices(annotation: Any) -> list[str] | None:
     for arg in (annotation, *typing.get_args(annotation)):
         if typing.get_origin(arg) is typing.Literal:
             return [str(a) for a in typing.get_args(arg)]
+        if _is_many(arg) and (inner := _choices(typing.get_args(arg)[0])):
+            return inner
     return None
+
+
+def _base(annotation: Any) -> Any:
+    """The value's type under Optional[...] and Annotated[...]."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _base(args[0])
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _base(args[0])
+    return annotation
+
+
+def _range(field: FieldInfo) -> str:
+    low = high = None
+    for m in field.metadata:
+        low = next((f"{v}" if k == "ge" else f"more than {v}"
+                    for k in ("ge", "gt") if (v := getattr(m, k, None)) is not None), low)
+        high = next((f"{v}" for k in ("le", "lt") if (v := getattr(m, k, None)) is not None),
+                    high)
+    if low is not None and high is not None:
+        return f"from {low} to {high}" if not low.startswith("more") else f"{low}, up to {high}"
+    return ""
+
+
+def _format(field: FieldInfo) -> str:
+    """Type, range or allowed values, read from the field itself: never out of date."""
+    annotation = field.annotation
+    if choices := _choices(annotation):
+        return "one of " + ", ".join(choices)
+    base = _base(annotation)
+    if base is date:
+        return "as YYYY-MM-DD"
+    if base is bool and field.is_required():
+        return "yes or no"
+    if base is bool:
+        return ""
+    if base is int:
+        return " ".join(filter(None, ["whole number", _range(field)]))
+    if base is float:
+        return " ".join(filter(None, ["number", _range(field)]))
+    if base is str and field.description is None:
+        return "text"
+    return ""
+
+
+def option_help(field: FieldInfo) -> str:
+    """One line of help for one field, shared by `--help` and docs/cli.md."""
+    parts = [field.description or "", _format(field)]
+    if _is_many(field.annotation) and _base(field.annotation) is not dict:
+        parts.append("repeat for more than one")
+    elif typing.get_origin(_base(field.annotation)) is dict:
+        parts.append("repeatable")
+    if not field.is_required() and field.default not in (None, (), False):
+        parts.append(f"default {field.default}")
+    text = "; ".join(p for p in parts if p)
+    return text[:1].upper() + text[1:] + "." if text else ""
+
+
+def _metavar(field: FieldInfo) -> str | None:
+    if choices := _choices(field.annotation):
+        shown = "[" + "|".join(choices) + "]"
+        # A long list is spelt out in the help; the usage line names the kind of value.
+        return shown if len(shown) <= 30 else field.alias or "CHOICE"
+    base = _base(field.annotation)
+    return {date: "YYYY-MM-DD", int: "N", float: "NUMBER"}.get(base)
+
+
+def _offer(field: FieldInfo):
+    """Completion of a field's allowed values; the model, not click, checks them."""
+    choices = _choices(field.annotation)
+    if not choices:
+        return None
+    return lambda ctx, param, prefix: [c for c in choices if c.startswith(prefix)]
+
+
+_COMPLETE = {"subject": complete_subject, "ae_id": complete_ae}
 
 
 def _params(model: type[c.Command]) -> list[click.Parameter]:
     params: list[click.Parameter] = []
     for name in model.positional:
-        params.append(click.Argument([name], required=True))
+        params.append(click.Argument([name], required=True,
+                                     shell_complete=_COMPLETE.get(name)))
     for name, field in model.model_fields.items():
         if name in model.positional:
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = field.description or ""
-        if choices := _choices(field.annotation):
-            help_text = (help_text + " " if help_text else "") + "|".join(choices)
+        help_text = option_help(field)
+        extra: dict[str, Any] = {"help": help_text, "metavar": _metavar(field),
+                                 "shell_complete": _COMPLETE.get(name) or _offer(field)}
         if _is_bool(field.annotation) and not field.is_required() and field.default is None:
             params.append(click.Option([f"{flag}/--not-{name.replace('_', '-')}", name],
                                        default=None, help=help_text))
@@ -61,13 +144,45 @@ def _params(model: type[c.Command]) -> list[click.Parameter]:
         elif _is_many(field.annotation):
             # A value-taking option that may also stand alone (`--serious`), as it once did.
             alone = (field.json_schema_extra or {}).get("flag_value")
-            extra = {"is_flag": False, "flag_value": alone} if alone else {}
-            params.append(click.Option([flag, name], multiple=True, help=help_text
-                                       + " (repeatable)", required=field.is_required(), **extra))
+            if alone:
+                extra.update(is_flag=False, flag_value=alone)
+            params.append(click.Option([flag, name], multiple=True,
+                                       required=field.is_required(), **extra))
         else:
-            params.append(click.Option([flag, name], required=field.is_required(),
-                                       help=help_text))
+            params.append(click.Option([flag, name], required=field.is_required(), **extra))
     return params
+
+
+def example_argv(model: type[c.Command]) -> list[str]:
+    """The command's example as command-line words (positionals first, then options)."""
+    values = model.example
+    words = [model.name, *(str(values[n]) for n in model.positional if n in values)]
+    for name, value in values.items():
+        if name in model.positional:
+            continue
+        flag = "--" + name.replace("_", "-")
+        field = model.model_fields[name]
+        if value is True and _is_bool(field.annotation) and not field.is_required():
+            words.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def example_jsonl(model: type[c.Command]) -> str:
+    return json.dumps({"command": model.name, **model.example})
+
+
+def example_line(model: type[c.Command]) -> str:
+    return "m22bol " + " ".join(_quote(w) for w in example_argv(model))
+
+
+def _quote(word: str) -> str:
+    # "$USER" stays expandable by the shell; anything else with a space or quote is quoted.
+    return shlex.quote(word) if word != "$USER" else '"$USER"'
 
 
 def _values(model: type[c.Command], given: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +201,9 @@ def _entry_command(model: type[c.Command]) -> click.Command:
             output = s.ledger.execute(command, s.user)
         emit(output, s.as_json)
 
-    command = click.Command(model.name, callback=run, params=_params(model),
-                            help=model.help or model.__doc__)
+    help_text = model.help or model.__doc__ or ""
+    help_text += f"\n\nExample:\n\n\b\n  {example_line(model)}"
+    command = click.Command(model.name, callback=run, params=_params(model), help=help_text)
     return shared_options(command)
 
 
@@ -106,14 +222,8 @@ def import_(s: Session, file: str) -> None:
     names the line number.
     """
     commands = parse_jsonl(_read(file))
-    bar = None
-    if sys.stderr.isatty() and len(commands) > 100:
-        bar = click.progressbar(length=len(commands), label="importing", file=sys.stderr)
-    try:
-        outputs = s.ledger.execute_all(commands, s.user, progress=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.render_finish()
+    with progress(len(commands), "importing", s.as_json) as bar:
+        outputs = s.ledger.execute_all(commands, s.user, progress=bar.update)
     emit({"imported": len(outputs), "entries": [o.get("entry") for o in outputs]}, s.as_json,
          text=f"imported {len(outputs)} records")
 

@@ -216,7 +216,9 @@ def app() -> click.Group:
         report,
         tallies,
     )
+    from m22bol.cli.reference import add_examples
 
+    add_examples(cli)
     return cli
 
 

@@ -1,9 +1,15 @@
 """Printing: human-readable text by default, one JSON document with --json; errors and exit
-codes as spec/cli.md says."""
+codes as docs/output.md says. Progress bars go to standard error, on a terminal only."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import sys
+import textwrap
+from collections.abc import Iterable
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -43,14 +49,102 @@ def key_values(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[dict[str, Any]], headers: list[str] | None = None) -> str:
+def width() -> int | None:
+    """The terminal's width, or $COLUMNS; None when piped without it: a line that goes to a
+    file or to grep stays whole, as with `ls`."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return None
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def table(rows: list[dict[str, Any]], headers: list[str] | None = None,
+          wrap: dict[str, int] | None = None) -> str:
+    """Text left-aligned, numbers right-aligned on their decimal point; `wrap` gives columns
+    that are folded to fit the terminal, each with its share of the room left over."""
     from tabulate import tabulate  # only the human-readable path pays for it
 
     if not rows:
         return "(none)"
     headers = headers or list(rows[0])
-    return tabulate([[r.get(h) for h in headers] for r in rows], headers=headers,
-                    tablefmt="simple", missingval="-")
+    cells = [[r.get(h) for h in headers] for r in rows]
+    widths = None
+    if wrap and (room := width()):
+        # tabulate pads a header by 2 (its MIN_PADDING): the header may set the width.
+        natural = [max(len(str(h)) + 2, *(len(str(c[i])) for c in cells))
+                   for i, h in enumerate(headers)]
+        room -= sum(n + 2 for n, h in zip(natural, headers, strict=True) if h not in wrap)
+        # A folded column that fits its share keeps its natural width; the others share what
+        # is left by their weights.
+        share = {h: w for h, w in wrap.items() if h in headers}
+        fits = {h for h in share
+                if natural[headers.index(h)] + 2 <= room * share[h] / sum(share.values())}
+        room -= sum(natural[headers.index(h)] + 2 for h in fits)
+        rest = sum(w for h, w in share.items() if h not in fits) or 1
+        widths = [None if h not in share
+                  else natural[i] if h in fits
+                  else max(10, room * share[h] // rest - 2)
+                  for i, h in enumerate(headers)]
+    # preserve_whitespace keeps the padding align_numbers put in front of a number.
+    # Text is printed as given: tabulate would otherwise read "1.50" as a number and print
+    # "1.5"; real numbers are still aligned on their decimal point.
+    text_columns = [i for i in range(len(headers)) if any(isinstance(c[i], str) for c in cells)]
+    return tabulate(cells, headers=headers, tablefmt="simple", missingval="-",
+                    stralign="left", numalign="decimal", maxcolwidths=widths,
+                    preserve_whitespace=True, disable_numparse=text_columns)
+
+
+_LEADING_NUMBER = re.compile(r"^[\d./]+")
+
+
+def align_numbers(cells: list[Any]) -> list[Any]:
+    """Cells of one column that open with a number (`1/3 (33.3%, ...)`, `12`) are padded on
+    the left so those numbers end in one place, as in a printed table: counts line up under
+    each other whatever follows them. Other cells (`not reached`, `-`) stay as they are."""
+    lead = [m.end() if isinstance(c, str) and (m := _LEADING_NUMBER.match(c)) else None
+            for c in cells]
+    widest = max((n for n in lead if n is not None), default=0)
+    return [" " * (widest - n) + c if n is not None else c
+            for c, n in zip(cells, lead, strict=True)]
+
+
+def fields(pairs: Iterable[tuple[str, Any]]) -> str:
+    """`label  value` lines with the values aligned; empty values are left out."""
+    shown = [(k, v) for k, v in pairs if v not in (None, "", [], {})]
+    if not shown:
+        return "  (none)"
+    pad = max(len(k) for k, _ in shown) + 2
+    return "\n".join(fill(str(v), f"  {k:<{pad}}", " " * (pad + 2)) for k, v in shown)
+
+
+def fill(text: str, first: str = "", rest: str = "") -> str:
+    """Text folded to the terminal (whole when piped), after the given indents."""
+    return textwrap.fill(text, width() or 10**6, initial_indent=first, subsequent_indent=rest)
+
+
+def section(title: str, body: str) -> str:
+    return f"{title}\n{body}"
+
+
+class _Silent:
+    """Stands in for the bar where none is shown, so callers never ask whether there is one."""
+
+    label = ""
+    pos = 0
+
+    def update(self, steps: int) -> None:
+        self.pos += steps
+
+
+@contextmanager
+def progress(length: int, label: str, as_json: bool = False):
+    """A progress bar on standard error while a long command works: never in --json output,
+    never when standard error is not a terminal (a pipe, a file, a test)."""
+    if as_json or not sys.stderr.isatty():
+        yield _Silent()
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr,
+                           show_pos=True) as bar:
+        yield bar
 
 
 def fail(error: LedgerError, as_json: bool) -> None:
@@ -61,3 +155,26 @@ def fail(error: LedgerError, as_json: bool) -> None:
         rule = f" [{error.rule}]" if error.rule else ""
         click.echo(f"error: {error.message}{rule}", err=True)
     sys.exit(error.exit_code)
+
+
+@contextmanager
+def reading_log(ledger, label: str, as_json: bool = False):
+    """A bar over the notification log while a command reads it whole (verify, export): the
+    ledger pages through `select_notifications`, so counting the pages it fetches measures
+    the work without the ledger knowing about terminals."""
+    if as_json or not sys.stderr.isatty():
+        yield
+        return
+    recorder = ledger.recorder
+    fetch = recorder.select_notifications
+    with progress(recorder.max_notification_id() or 0, label, as_json) as bar:
+        def counted(*args, **kwargs):
+            page = fetch(*args, **kwargs)
+            bar.update(len(page))
+            return page
+
+        recorder.select_notifications = counted
+        try:
+            yield
+        finally:
+            del recorder.select_notifications  # the class's own method again

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-import click
-
 from m22bol.cli.main import Session, cli, handled, shared_options
-from m22bol.cli.output import emit, table
+from m22bol.cli.output import emit, progress, table
 
 
 @cli.group("projections")
@@ -39,11 +35,8 @@ def rebuild(s: Session) -> None:
 
     s.reader.allow("projections rebuild")
 
-    def progress(total: int):
-        return click.progressbar(length=total, label="rebuilding projections (subjects)",
-                                 file=sys.stderr, show_pos=True)
-
-    rebuild_projections(s.ledger, progress=progress)
+    rebuild_projections(s.ledger, progress=lambda total: progress(
+        total, "rebuilding projections (subjects)", s.as_json))
     doc = projection_status(s.ledger)
     emit(doc, s.as_json, text="rebuilt: " + ", ".join(
         f"{p['name']} at {p['position']}" for p in doc["projections"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -17,7 +16,10 @@ from m22bol.cli.main import (
     parse_known_at,
     shared_options,
 )
-from m22bol.cli.output import emit
+from m22bol.cli.output import emit, progress
+
+# The steps write_report announces, in order.
+STEPS = ("reading the ledger", "drawing figures", "writing the page")
 
 
 @cli.command()
@@ -31,10 +33,13 @@ def report(s: Session, out: str, cutoff: str | None, known_at: str | None) -> No
     safety, deviations and open interruptions, readable offline in any browser."""
     from m22bol.projections.report.render import write_report  # matplotlib loads only here
 
-    def progress(label: str) -> None:
-        if not s.as_json and sys.stderr.isatty():
-            click.echo(f"report: {label}", err=True)
+    with progress(len(STEPS), "report", s.as_json) as bar:
+        def step(label: str) -> None:
+            # The bar names the step under way and counts the steps done.
+            bar.label = f"report: {label}"
+            bar.update(STEPS.index(label) - bar.pos if label in STEPS else 0)
 
-    page = write_report(s.reader, Path(out), known_at=parse_known_at(known_at),
-                        cutoff=parse_cutoff(cutoff), progress=progress)
+        page = write_report(s.reader, Path(out), known_at=parse_known_at(known_at),
+                            cutoff=parse_cutoff(cutoff), progress=step)
+        bar.update(len(STEPS) - bar.pos)
     emit({"report": str(page)}, s.as_json, text=f"report written to {page}")

@@ -18,7 +18,7 @@ from m22bol.cli.main import (
     parse_known_at,
     shared_options,
 )
-from m22bol.cli.output import emit, table
+from m22bol.cli.output import align_numbers, emit, table
 from m22bol.projections import documents
 
 
@@ -51,8 +51,10 @@ def safety(s: Session, cutoff: str | None, known_at: str | None) -> None:
 def endpoints_text(doc: dict[str, Any]) -> str:
     """One row per tally, one column per basket (and all): the baskets side by side."""
     shown = documents.endpoint_table(doc["baskets"])
-    rows = [{"tally": label, **dict(zip(shown["baskets"], cells, strict=True))}
-            for label, cells in shown["rows"]]
+    columns = [align_numbers([cells[i] for _, cells in shown["rows"]])
+               for i in range(len(shown["baskets"]))]
+    rows = [{"tally": label, **{b: columns[i][r] for i, b in enumerate(shown["baskets"])}}
+            for r, (label, _) in enumerate(shown["rows"])]
     head = f"endpoints at cutoff {doc['cutoff']}, as known at {doc['known_at']}"
     note = ("proportions: n/N (%, exact 95% CI); Kaplan-Meier estimates and medians with "
             "their 95% CI (Greenwood, log-log)")

@@ -1,7 +1,13 @@
 """One pydantic model per entry command, shared by the CLI, the JSON Lines import and the tests.
 
-Field names are the JSON Lines names of `spec/cli.md`; the CLI option is the name with `-`.
+Field names are the JSON Lines names (docs/cli.md); the CLI option is the name with `-`.
 Validation here is about *input* (types, ranges: exit 2); protocol rules live in `domain/rules`.
+
+Each field's `description` says what the value means, its unit and, where a pattern checks it,
+the allowed values in words; `cli/entry.py` adds type, range and choices from the same field to
+make the option's help, and `cli/reference.py` writes docs/cli.md from both. Each command's
+`example` is one JSON Lines record; read in the order of `cli.reference.COURSE`, the examples
+are one subject's whole course, which tests/integration/test_docs_examples.py enters.
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 Text = Annotated[str, BeforeValidator(_text), Field(max_length=2000)]
 SubjectId = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", description="study subject id")
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
+               description="study subject id: up to 40 letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit, e.g. M22-001")
 ]
 Grade = Annotated[int, Field(ge=1, le=5, strict=False)]
 
@@ -110,8 +118,10 @@ class Command(BaseModel):
     name: ClassVar[str]
     positional: ClassVar[tuple[str, ...]] = ()
     help: ClassVar[str] = ""
+    example: ClassVar[dict[str, Any]] = {}
 
-    source: Text | None = Field(None, description="source document reference")
+    source: Text | None = Field(None, description="reference of the source document, free "
+                                                  "text (e.g. a CRF page)")
 
 
 class SubjectCommand(Command):
@@ -121,13 +131,14 @@ class SubjectCommand(Command):
 
 class FactCommand(SubjectCommand):
     deviation_reason: Text | None = Field(
-        None, description="accept a protocol deviation, with this reason"
+        None, description="accept the protocol deviation the entry would cause, with this "
+                          "reason (free text)"
     )
 
 
 class ReasonedFact(FactCommand):
-    date: IsoDate
-    reason: Text
+    date: IsoDate = Field(description="date of the decision")
+    reason: Text = Field(description="why, in words")
 
 
 # --- trial administration ---------------------------------------------------------------------
@@ -138,7 +149,9 @@ Role = Literal["admin", "investigator", "data-manager", "monitor", "auditor"]
 class Init(Command):
     name = "init"
     help = "Start a new ledger with the protocol; the acting user becomes admin."
-    protocol: str | None = Field(None, description="protocol TOML file (default: bundled)")
+    example = {}
+    protocol: str | None = Field(None, description="path of a protocol TOML file (default: "
+                                                   "the bundled M22BOL protocol)")
     synthetic: bool = Field(False, description="mark the ledger as synthetic (demo, training)")
 
 
@@ -146,39 +159,45 @@ class Grant(Command):
     name = "grant"
     positional = ("user", "role")
     help = "Give a user a role, optionally for one site."
-    user: Text
-    role: Role
-    site: Text | None = None
+    example = {"user": "alice", "role": "data-manager"}
+    user: Text = Field(description="the user's login name")
+    role: Role = Field(description="the role to give")
+    site: Text | None = Field(None, description="limit the role to this site id")
 
 
 class Revoke(Command):
     name = "revoke"
     positional = ("user", "role")
     help = "Take a role away from a user."
-    user: Text
-    role: Role
-    site: Text | None = None
-    reason: Text
+    example = {"user": "alice", "role": "data-manager", "reason": "course entered"}
+    user: Text = Field(description="the user's login name")
+    role: Role = Field(description="the role to take away")
+    site: Text | None = Field(None, description="the site the role was limited to")
+    reason: Text = Field(description="why, in words")
 
 
 class AmendProtocol(Command):
     name = "amend-protocol"
     positional = ("file",)
     help = "Register a new protocol version from a TOML file."
-    file: str
-    reason: Text
+    example = {"file": "docs/examples/protocol-1.1.toml", "reason": "amendment 1"}
+    file: str = Field(description="path of the protocol TOML file; its `version` must be new")
+    reason: Text = Field(description="why, in words")
 
 
 class Lock(Command):
     name = "lock"
     help = "Lock the ledger, or one subject, against entries."
-    subject: SubjectId | None = None
-    reason: Text
+    example = {"subject": "M22-001", "reason": "database lock for the interim analysis"}
+    subject: SubjectId | None = Field(None, description="lock only this subject (default: "
+                                                        "the whole ledger)")
+    reason: Text = Field(description="why, in words")
 
 
 class Unlock(Lock):
     name = "unlock"
     help = "Lift a lock (the reason is audited)."
+    example = {"subject": "M22-001", "reason": "interim analysis done"}
 
 
 # --- screening and enrolment ------------------------------------------------------------------
@@ -187,30 +206,37 @@ class Unlock(Lock):
 class Register(SubjectCommand):
     name = "register"
     help = "Register a subject at a site on informed consent."
-    site: Text = Field(max_length=40)
-    consent_date: IsoDate
-    birth_year: int | None = Field(None, ge=1900, le=2100)
-    sex: Literal["female", "male"] | None = None
+    example = {"subject": "M22-001", "site": "S1", "consent_date": "2025-01-02"}
+    site: Text = Field(max_length=40, description="site id")
+    consent_date: IsoDate = Field(description="date of informed consent")
+    birth_year: int | None = Field(None, ge=1900, le=2100, description="year of birth")
+    sex: Literal["female", "male"] | None = Field(None, description="sex")
 
 
 class AssessEligibility(FactCommand):
     name = "assess-eligibility"
     help = "Record the eligibility assessment; a failure is kept as a screen failure."
-    date: IsoDate
-    her2: Literal["positive", "negative"]
-    er: Literal["positive", "negative"]
-    prior_therapy: Literal["none", "chemo-anti-her2"]
-    distant_lesions: int = Field(ge=0, le=100)
-    all_lesions_curable: YesNo
-    lvef: float | None = Field(None, ge=0, le=100)
-    ecog: int | None = Field(None, ge=0, le=5)
+    example = {"subject": "M22-001", "date": "2025-01-03", "her2": "positive", "er": "negative",
+               "prior_therapy": "none", "distant_lesions": 2, "all_lesions_curable": "yes",
+               "lvef": 62, "ecog": 0}
+    date: IsoDate = Field(description="date of the assessment")
+    her2: Literal["positive", "negative"] = Field(description="HER2 status")
+    er: Literal["positive", "negative"] = Field(description="oestrogen-receptor status")
+    prior_therapy: Literal["none", "chemo-anti-her2"] = Field(
+        description="systemic therapy before the trial: none, or chemotherapy with anti-HER2")
+    distant_lesions: int = Field(ge=0, le=100, description="number of distant metastases")
+    all_lesions_curable: YesNo = Field(description="every lesion can be treated with curative "
+                                                   "intent")
+    lvef: float | None = Field(None, ge=0, le=100, description="LVEF in percent")
+    ecog: int | None = Field(None, ge=0, le=5, description="ECOG performance status")
 
 
 class Enrol(FactCommand):
     name = "enrol"
     help = "Enrol an eligible subject; the basket follows from the strata and is printed."
-    date: IsoDate
-    weight_kg: float = Field(ge=25, le=300)
+    example = {"subject": "M22-001", "date": "2025-01-06", "weight_kg": 64}
+    date: IsoDate = Field(description="date of enrolment")
+    weight_kg: float = Field(ge=25, le=300, description="body weight in kg")
 
 
 # --- treatment --------------------------------------------------------------------------------
@@ -219,10 +245,12 @@ class Enrol(FactCommand):
 class Infuse(FactCommand):
     name = "infuse"
     help = "Record an infusion; prints the expected dose, dose level and next due date."
-    cycle: int = Field(ge=1, le=100)
-    date: IsoDate
-    weight_kg: float = Field(ge=25, le=300)
-    dose_mg: float = Field(gt=0, le=10000)
+    example = {"subject": "M22-001", "cycle": 1, "date": "2025-01-13", "weight_kg": 64,
+               "dose_mg": 345.6}
+    cycle: int = Field(ge=1, le=100, description="treatment cycle number, 1 for the first")
+    date: IsoDate = Field(description="date of the infusion")
+    weight_kg: float = Field(ge=25, le=300, description="body weight in kg on the day")
+    dose_mg: float = Field(gt=0, le=10000, description="dose given in mg")
     duration_min: int | None = Field(None, ge=1, le=1440,
                                      description="infusion duration in minutes")
 
@@ -230,21 +258,25 @@ class Infuse(FactCommand):
 class Interrupt(ReasonedFact):
     name = "interrupt"
     help = "Interrupt treatment by decision."
+    example = {"subject": "M22-001", "date": "2025-02-03", "reason": "nausea"}
 
 
 class Resume(ReasonedFact):
     name = "resume"
     help = "Resume an interrupted treatment by decision."
+    example = {"subject": "M22-001", "date": "2025-02-10", "reason": "recovered"}
 
 
 class ReduceDose(ReasonedFact):
     name = "reduce-dose"
     help = "Reduce the dose one level by decision."
+    example = {"subject": "M22-001", "date": "2025-02-10", "reason": "grade 3 nausea"}
 
 
 class Discontinue(ReasonedFact):
     name = "discontinue"
     help = "Discontinue treatment permanently."
+    example = {"subject": "M22-001", "date": "2025-06-30", "reason": "progression"}
 
 
 def _criteria(value: Any) -> Any:
@@ -263,19 +295,24 @@ class AdverseEvent(FactCommand):
     name = "adverse-event"
     help = ("Report an adverse event coded to CTCAE v5.0; prints the AE id, the coding and the "
             "required action.")
+    example = {"subject": "M22-001", "term": "Nausea", "grade": 2, "onset": "2025-01-20",
+               "related": True}
     term: Text = Field(max_length=200, description="CTCAE v5.0 term or a protocol synonym")
-    grade: Grade
-    onset: IsoDate
+    grade: Grade = Field(description="CTCAE grade")
+    onset: IsoDate = Field(description="date of onset")
     verbatim: Text | None = Field(None, max_length=200,
                                   description="the investigator's own words (needed for "
                                               "'Other, specify' terms)")
     serious: Annotated[tuple[SeriousCriterion, ...], BeforeValidator(_criteria)] = Field(
-        (), description="ICH E2A criterion; alone: medically-important",
+        (), description="ICH E2A seriousness criterion; the option alone means "
+                        "medically-important",
         json_schema_extra={"flag_value": "medically-important"})
     aware_date: IsoDate | None = Field(None, description="when the site became aware "
                                                          "(default: the entry time)")
-    related: bool | None = None
-    id: Text | None = Field(None, max_length=40, description="AE id (default: assigned)")
+    related: bool | None = Field(None, description="related to the study drug in the "
+                                                   "investigator's judgement")
+    id: Text | None = Field(None, max_length=40, description="AE id, unique within the "
+                                                             "subject (default: AE1, AE2, ...)")
 
     @field_validator("serious")
     @classmethod
@@ -287,25 +324,29 @@ class UpdateAdverseEvent(FactCommand):
     name = "update-adverse-event"
     positional = ("subject", "ae_id")
     help = "Record a change of grade of an adverse event."
-    ae_id: Text
-    date: IsoDate
-    grade: Grade
+    example = {"subject": "M22-001", "ae_id": "AE1", "date": "2025-01-27", "grade": 3}
+    ae_id: Text = Field(description="the AE id the adverse-event entry printed, e.g. AE1")
+    date: IsoDate = Field(description="date of the change")
+    grade: Grade = Field(description="the new CTCAE grade")
 
 
 class ResolveAdverseEvent(FactCommand):
     name = "resolve-adverse-event"
     positional = ("subject", "ae_id")
     help = "Record the resolution of an adverse event."
-    ae_id: Text
-    date: IsoDate
+    example = {"subject": "M22-001", "ae_id": "AE1", "date": "2025-02-07"}
+    ae_id: Text = Field(description="the AE id the adverse-event entry printed, e.g. AE1")
+    date: IsoDate = Field(description="date of resolution")
 
 
 class Lvef(FactCommand):
     name = "lvef"
     help = "Record an LVEF reading; applies the label's LVEF table."
-    date: IsoDate
-    percent: float = Field(ge=0, le=100)
-    symptomatic: bool = False
+    example = {"subject": "M22-001", "date": "2025-03-20", "percent": 60}
+    date: IsoDate = Field(description="date of the echocardiogram or MUGA scan")
+    percent: float = Field(ge=0, le=100, description="left ventricular ejection fraction in "
+                                                     "percent")
+    symptomatic: bool = Field(False, description="the subject has symptoms of heart failure")
 
 
 # --- local treatment --------------------------------------------------------------------------
@@ -314,42 +355,57 @@ class Lvef(FactCommand):
 class Surgery(FactCommand):
     name = "surgery"
     help = "Record surgery of the primary or a metastasis."
-    date: IsoDate
-    site: Literal["primary", "metastasis"]
-    location: Text | None = None
+    example = {"subject": "M22-001", "date": "2025-05-12", "site": "metastasis",
+               "location": "liver segment 6"}
+    date: IsoDate = Field(description="date of surgery")
+    site: Literal["primary", "metastasis"] = Field(description="what was operated on")
+    location: Text | None = Field(None, description="where, in words")
 
 
 class Complication(FactCommand):
     name = "complication"
     help = "Record a surgical complication (Clavien-Dindo)."
-    date: IsoDate
-    clavien_dindo: str = Field(pattern=r"^(I|II|IIIa|IIIb|IVa|IVb)(-d)?$|^V$")
-    description: Text | None = None
+    example = {"subject": "M22-001", "date": "2025-05-15", "clavien_dindo": "II",
+               "description": "wound infection"}
+    date: IsoDate = Field(description="date of the complication")
+    clavien_dindo: str = Field(pattern=r"^(I|II|IIIa|IIIb|IVa|IVb)(-d)?$|^V$",
+                               description="Clavien-Dindo grade: one of I, II, IIIa, IIIb, IVa, "
+                                           "IVb or V; add -d (e.g. II-d) for a disability at "
+                                           "discharge, except to V")
+    description: Text | None = Field(None, description="what happened, in words")
 
 
 class Radiotherapy(FactCommand):
     name = "radiotherapy"
     help = "Record a course of radiotherapy."
-    start: IsoDate
-    end: IsoDate
-    location: Text
-    dose_gy: float = Field(gt=0, le=200)
-    fractions: int = Field(ge=1, le=100)
+    example = {"subject": "M22-001", "start": "2025-05-19", "end": "2025-05-23",
+               "location": "lung", "dose_gy": 45, "fractions": 3}
+    start: IsoDate = Field(description="first day of irradiation")
+    end: IsoDate = Field(description="last day of irradiation")
+    location: Text = Field(description="the irradiated site, in words")
+    dose_gy: float = Field(gt=0, le=200, description="total dose in Gy")
+    fractions: int = Field(ge=1, le=100, description="number of fractions")
 
 
 class CompleteLocalTreatment(FactCommand):
     name = "complete-local-treatment"
     help = "Mark local treatment complete; closes the neo-adjuvant phase."
-    date: IsoDate
+    example = {"subject": "M22-001", "date": "2025-05-26"}
+    date: IsoDate = Field(description="date local treatment was complete")
 
 
 class Pathology(FactCommand):
     name = "pathology"
     help = "Record the pathology of resected tissue; pCR is derived."
-    date: IsoDate
-    ypt: Literal["T0", "Tis", "T1", "T2", "T3", "T4", "not-resected"]
-    ypn: Literal["N0", "N1", "N2", "N3", "not-resected"]
-    viable_metastatic_tumour: Literal["yes", "no", "not-resected"]
+    example = {"subject": "M22-001", "date": "2025-05-16", "ypt": "not-resected",
+               "ypn": "not-resected", "viable_metastatic_tumour": "no"}
+    date: IsoDate = Field(description="date of the pathology report")
+    ypt: Literal["T0", "Tis", "T1", "T2", "T3", "T4", "not-resected"] = Field(
+        description="ypT stage of the primary after treatment")
+    ypn: Literal["N0", "N1", "N2", "N3", "not-resected"] = Field(
+        description="ypN stage of the regional nodes after treatment")
+    viable_metastatic_tumour: Literal["yes", "no", "not-resected"] = Field(
+        description="viable tumour in the resected metastasis")
 
 
 # --- assessments ------------------------------------------------------------------------------
@@ -358,30 +414,45 @@ class Pathology(FactCommand):
 class Scan(FactCommand):
     name = "scan"
     help = "Record a CT/MRI tumour assessment; prints the RECIST 1.1 response."
-    date: IsoDate
-    modality: Literal["CT", "MRI"] = "CT"
-    target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = ()
-    node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = ()
-    non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = ()
-    new_lesion: tuple[Text, ...] = ()
+    example = {"subject": "M22-001", "date": "2025-01-09", "target": ["L1:liver:30", "L2:lung:20"],
+               "node": ["N1:axilla:16"], "non_target": ["NT1:bone:present"]}
+    date: IsoDate = Field(description="date of the scan")
+    modality: Literal["CT", "MRI"] = Field("CT", description="imaging modality")
+    target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = Field(
+        (), description="a target lesion as ID:ORGAN:MM, its longest diameter in mm, or NE "
+                        "if not evaluated (e.g. L1:liver:30)")
+    node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = Field(
+        (), description="a target lymph node as ID:LOCATION:MM, its short axis in mm, or NE "
+                        "(e.g. N1:axilla:16)")
+    non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = Field(
+        (), description="a non-target lesion as ID:ORGAN:STATUS, STATUS one of present, absent "
+                        "or progression (e.g. NT1:bone:present)")
+    new_lesion: tuple[Text, ...] = Field((), description="where a new lesion was seen, in "
+                                                         "words")
 
 
 class Pet(FactCommand):
     name = "pet"
     help = "Record an FDG-PET; PERCIST category for every PET after the first infusion."
-    date: IsoDate
-    percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = None
-    sulpeak: float | None = Field(None, ge=0, le=1000)
+    example = {"subject": "M22-001", "date": "2025-01-10", "sulpeak": 9.1}
+    date: IsoDate = Field(description="date of the PET")
+    percist: Literal["CMR", "PMR", "SMD", "PMD"] | None = Field(
+        None, description="PERCIST 1.0 category (none for the baseline PET)")
+    sulpeak: float | None = Field(None, ge=0, le=1000, description="SULpeak of the hottest "
+                                                                   "lesion")
     new_lesions: bool = Field(False, description="new FDG-avid lesions (PERCIST PMD)")
 
 
 class Ctdna(FactCommand):
     name = "ctdna"
     help = "Record a ctDNA result."
-    date: IsoDate
-    result: Literal["detected", "not-detected"]
-    assay: Text | None = None
-    value: float | None = Field(None, ge=0, le=1e9)
+    example = {"subject": "M22-001", "date": "2025-01-09", "result": "detected",
+               "assay": "Signatera"}
+    date: IsoDate = Field(description="date the sample was taken")
+    result: Literal["detected", "not-detected"] = Field(description="the assay's result")
+    assay: Text | None = Field(None, description="name of the assay")
+    value: float | None = Field(None, ge=0, le=1e9, description="the assay's quantity, in its "
+                                                                "own unit")
 
 
 # --- end of follow-up -------------------------------------------------------------------------
@@ -390,29 +461,33 @@ class Ctdna(FactCommand):
 class Contact(FactCommand):
     name = "contact"
     help = "Record that the subject was known alive on a date."
-    date: IsoDate
+    example = {"subject": "M22-001", "date": "2025-07-15"}
+    date: IsoDate = Field(description="date the subject was known alive")
 
 
 class SubsequentTherapy(FactCommand):
     name = "subsequent-therapy"
     help = ("Record the start of a new anticancer therapy; progression-free survival is "
             "censored at the last adequate assessment on or before it.")
-    date: IsoDate
-    therapy: Text = Field(max_length=200)
+    example = {"subject": "M22-001", "date": "2025-07-20", "therapy": "capecitabine"}
+    date: IsoDate = Field(description="date the new therapy started")
+    therapy: Text = Field(max_length=200, description="the new therapy, in words")
 
 
 class Death(FactCommand):
     name = "death"
     help = "Record the subject's death."
-    date: IsoDate
-    cause: Text | None = None
+    example = {"subject": "M22-001", "date": "2025-09-01", "cause": "disease progression"}
+    date: IsoDate = Field(description="date of death")
+    cause: Text | None = Field(None, description="cause of death, in words")
 
 
 class Withdraw(FactCommand):
     name = "withdraw"
     help = "Record withdrawal of consent."
-    date: IsoDate
-    reason: Text
+    example = {"subject": "M22-001", "date": "2025-08-01", "reason": "moved abroad"}
+    date: IsoDate = Field(description="date consent was withdrawn")
+    reason: Text = Field(description="why, in words")
 
 
 # --- changes to the record --------------------------------------------------------------------
@@ -422,8 +497,11 @@ class Correct(FactCommand):
     name = "correct"
     positional = ("subject", "entry")
     help = "Correct an earlier entry: new values, a reason, the old values kept."
-    entry: str = Field(pattern=r"^[^#]+#\d+$")
-    reason: Text
+    example = {"subject": "M22-001", "entry": "M22-001#14", "reason": "transcription error",
+               "set": ["percent=58"]}
+    entry: str = Field(pattern=r"^[^#]+#\d+$", description="entry id as SUBJECT#N, as "
+                                                           "`history` lists it (e.g. M22-001#7)")
+    reason: Text = Field(description="why, in words")
     set: Annotated[dict[str, Any], BeforeValidator(_pairs)] = Field(
         description="KEY=VALUE: the field to correct and its new value (repeatable)"
     )
@@ -435,8 +513,11 @@ class Retract(FactCommand):
     name = "retract"
     positional = ("subject", "entry")
     help = "Retract an entry entered in error, with a reason."
-    entry: str = Field(pattern=r"^[^#]+#\d+$")
-    reason: Text
+    example = {"subject": "M22-001", "entry": "M22-001#17", "reason": "entered for the wrong "
+                                                                      "subject"}
+    entry: str = Field(pattern=r"^[^#]+#\d+$", description="entry id as SUBJECT#N, as "
+                                                           "`history` lists it (e.g. M22-001#7)")
+    reason: Text = Field(description="why, in words")
 
 
 # --- audit and signatures ----------------------------------------------------------------------
@@ -507,7 +588,8 @@ class Sign(SubjectCommand):
     name = "sign"
     help = "Sign the subject's records as they stand, re-entering your password."
     model_config = _AS_TYPED
-    meaning: Literal["reviewed", "approved"]
+    meaning: Literal["reviewed", "approved"] = Field(
+        description="what the signature means: reviewed, or approved")
     password: SecretStr
 
 
@@ -526,11 +608,16 @@ COMMANDS: dict[str, type[Command]] = {
 }
 
 
-def describe_validation_error(exc: ValidationError, *, where: str = "") -> BadInput:
+def describe_validation_error(exc: ValidationError, *, where: str = "",
+                              model: type[BaseModel] | None = None) -> BadInput:
     """Turn pydantic's report into one clear message naming the field."""
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "record"
     msg = first["msg"].removeprefix("Value error, ")
+    described = model.model_fields.get(str(first["loc"][0])) if model and first["loc"] else None
+    if first["type"] == "string_pattern_mismatch" and described and described.description:
+        # A regular expression teaches nobody: the description names the allowed values.
+        msg = f"{first['input']!r} is not valid; expected {described.description}"
     return BadInput(f"{where}{field}: {msg}", field=field)
 
 
@@ -546,4 +633,4 @@ def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Comm
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
-        raise describe_validation_error(exc, where=where) from None
+        raise describe_validation_error(exc, where=where, model=cls) from None

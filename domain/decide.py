@@ -8,6 +8,7 @@ with the change in place, so the same rules judge every path into the record.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from m22bol.domain import commands as c
 from m22bol.domain import events as e
-from m22bol.domain.errors import BadInput, DeviationRefused, RuleViolation
+from m22bol.domain.errors import BadInput, DeviationRefused, LedgerError, RuleViolation
 from m22bol.domain.patient import Patient, apply_correction, entry_id, patient_id
 from m22bol.domain.protocol import Protocol, parse_protocol, protocol_digest
 from m22bol.domain.timeline import derive
@@ -231,17 +232,21 @@ def decide_subject(
         candidate = _FACTS[type(command)](**env, **fields)
         timeline = [*timeline, (entry, candidate)]
 
-    state = derive(patient.subject, timeline, protocol, ctx.today)
-    accepted = {(d.entry, d.rule) for ev in patient.events if isinstance(ev, e.Fact)
-                for d in ev.deviations}
-    new = [d for d in state.deviations if (d.entry, d.rule) not in accepted]
-    reason = getattr(command, "deviation_reason", None)
-    if new and not reason:
-        raise DeviationRefused(
-            "protocol deviation: " + "; ".join(f"{d.rule}: {d.message}" for d in new)
-            + " (give --deviation-reason to record it as a deviation)",
-            rule=new[0].rule,
-        )
+    try:
+        state = derive(patient.subject, timeline, protocol, ctx.today)
+        accepted = {(d.entry, d.rule) for ev in patient.events if isinstance(ev, e.Fact)
+                    for d in ev.deviations}
+        new = [d for d in state.deviations if (d.entry, d.rule) not in accepted]
+        reason = getattr(command, "deviation_reason", None)
+        if new and not reason:
+            raise DeviationRefused(
+                "protocol deviation: " + "; ".join(f"{d.rule}: {d.message}" for d in new)
+                + " (give --deviation-reason to record it as a deviation)",
+                rule=new[0].rule,
+            )
+    except LedgerError as error:
+        _explain(error, command, entry)
+        raise
     output = {"entry": entry, **state.outputs.get(entry, {})}
     # Only values the ledger computes go back into the event: an output key that also names an
     # entered field (a scan's `new_lesions` flag vs its list of locations) must not replace it.
@@ -324,6 +329,21 @@ def _correction(command: c.Correct, patient: Patient, timeline, env):
     event = e.EntryCorrected(**env, entry=command.entry, changes=stored,
                              deviation_reason=command.deviation_reason)
     return event, [(k, corrected if k == command.entry else f) for k, f in timeline]
+
+
+def _explain(error: LedgerError, command: c.Command, entry: str) -> None:
+    """A refusal names only entries that exist, and says what to do next. `entry` is the id the
+    refused command would have had: it was never written, so it is "this entry"."""
+    unwritten = re.compile(re.escape(entry) + r"(?!\d)")
+    message = unwritten.sub("this entry", error.message.removeprefix(f"{entry}: "))
+    target = getattr(command, "entry", None)
+    if isinstance(command, (c.Retract, c.Correct)) and error.entry not in (None, entry, target):
+        # A later fact rested on the one withdrawn or changed: name it, and the way out.
+        undo = "retracting" if isinstance(command, c.Retract) else "correcting"
+        message += (f"; {error.entry} depends on {target}: correct or retract {error.entry} "
+                    f"before {undo} {target}")
+    error.message = message
+    error.args = (message,)
 
 
 def _retraction(command: c.Retract, patient: Patient, timeline, env):

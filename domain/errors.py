@@ -1,4 +1,4 @@
-"""The ledger's ways of saying no. Each carries the exit code of `spec/cli.md`."""
+"""The ledger's ways of saying no. Each carries its exit code (docs/output.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ class LedgerError(Exception):
 
     exit_code = 1
     code = "error"
+    # The entry whose check refused, when the timeline walk knows it (domain.timeline.derive).
+    entry: str | None = None
 
     def __init__(self, message: str, *, rule: str | None = None, field: str | None = None,
                  line: int | None = None):

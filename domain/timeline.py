@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from m22bol.domain.errors import RuleViolation
+from m22bol.domain.errors import LedgerError, RuleViolation
 from m22bol.domain.events import (
     ComplicationRecorded,
     ContactRecorded,
@@ -118,10 +118,15 @@ def derive(
         not isinstance(entries[i][1], Registered), entries[i][1].clinical_date, i))
     for i in order:
         entry, fact = entries[i]
-        _check_dates(state, entry, fact)
-        handler = _HANDLERS.get(type(fact))
-        if handler is not None:
-            handler(state, entry, fact)
+        try:
+            _check_dates(state, entry, fact)
+            handler = _HANDLERS.get(type(fact))
+            if handler is not None:
+                handler(state, entry, fact)
+        except LedgerError as error:
+            # Which fact refused: a retraction's refusal names the later entry to deal with.
+            error.entry = error.entry or entry
+            raise
         state.last_fact_date = max(filter(None, (state.last_fact_date, fact.clinical_date)))
     for handler in _finishers():
         handler(state)

@@ -76,6 +76,26 @@ def basket_ids(ledger: TrialLedger) -> list[str]:
     return [r["id"] for r in _rows(ledger, f"SELECT id FROM {catalog.BASKETS} ORDER BY ordinal")]
 
 
+def completions(ledger: TrialLedger, prefix: str, subject: str | None = None,
+                sites: frozenset[str] | None = None) -> list[str]:
+    """Subject ids (or, given a subject, its AE ids) starting with `prefix`, for shell
+    completion: from the read models only, so a tab press never replays the log. Only the
+    subjects of `sites` when given, as every other read of a user limited to sites."""
+    like = prefix + "%"  # '_' and '%' match too widely here; startswith below narrows
+    where, at = _at_sites(sites)
+    if subject is None:
+        sql = (f"SELECT subject AS id FROM {catalog.PATIENT_SUMMARY} WHERE subject LIKE ?"
+               f"{where} ")
+        params: tuple = (like.upper(), *at)
+    else:
+        sql = (f"SELECT ae_id AS id FROM {catalog.ADVERSE_EVENTS} "
+               "WHERE subject = ? AND ae_id LIKE ? AND subject IN "
+               f"(SELECT subject FROM {catalog.PATIENT_SUMMARY} WHERE subject = ?{where}) ")
+        params = (subject.upper(), like, subject.upper(), *at)
+    found = [r["id"] for r in _rows(ledger, sql + "ORDER BY 1 LIMIT 200", params)]
+    return [i for i in found if i.upper().startswith(prefix.upper())]
+
+
 def status(ledger: TrialLedger, sites: frozenset[str] | None = None) -> dict[str, Any]:
     """Counts per basket, as `replay.status_by_replay` computes them from the events; only the
     subjects of `sites` when given."""
