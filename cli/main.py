@@ -152,7 +152,16 @@ def cli() -> None:
 
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
-    from m22bol.cli import audit, demo, entry, queries, read_models, report, tallies  # noqa: F401
+    from m22bol.cli import (  # noqa: F401
+        audit,
+        clarifications,
+        demo,
+        entry,
+        queries,
+        read_models,
+        report,
+        tallies,
+    )
 
     return cli
 

@@ -50,7 +50,8 @@ def history(s: Session, subject: str, known_at: str | None) -> None:
     doc = s.reader.history(subject, known_at=parse_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded_at": r["recorded_at"], "actor": r["actor"],
              "event": r["event"], "values": _changed(r),
-             "reason": r["reason"], "superseded_by": r["superseded_by"]}
+             "reason": r["reason"], "superseded_by": r["superseded_by"],
+             "verified": r.get("verified")}
             for r in doc["entries"]]
     emit(doc, s.as_json, text=table(rows) + "\n\nsignature: " + describe(doc["signature"]))
 

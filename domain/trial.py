@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from m22bol.domain.canonical import canonical
 from m22bol.domain.events import (
+    EditChecksRun,
     Event,
     LedgerLocked,
     LedgerUnlocked,
     PasswordSet,
     ProtocolAmended,
+    QueryNumbered,
     RoleGranted,
     RoleRevoked,
     Sealed,
@@ -62,6 +65,8 @@ class Trial:
     locked_subjects: set[str] = field(default_factory=set)
     password_hashes: dict[str, str] = field(default_factory=dict)
     seals: list[Sealed] = field(default_factory=list)
+    queries: dict[str, str] = field(default_factory=dict)  # query id -> subject
+    checks_day: date | None = None  # the last day the time-based edit checks ran
     _protocol: Protocol | None = None
 
     @property
@@ -84,7 +89,8 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
     for event in events:
         if trial is None:
             assert isinstance(event, TrialInitialised)
-            trial = Trial(id=event.originator_id, name=event.trial)
+            trial = Trial(id=event.originator_id, name=event.trial,
+                          checks_day=event.recorded_at.date())
         trial.events.append(event)
         match event:
             case TrialInitialised() | ProtocolAmended():
@@ -110,4 +116,8 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
                 trial.password_hashes[event.user] = event.password_hash
             case Sealed():
                 trial.seals.append(event)
+            case QueryNumbered():
+                trial.queries[event.query_id] = event.subject
+            case EditChecksRun():
+                trial.checks_day = event.day
     return trial
