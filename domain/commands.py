@@ -503,7 +503,7 @@ def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Comm
         raise BadInput(f"{where}command: {name} cannot be imported; run it at the keyboard",
                        field="command")
     try:
-        cls = COMMANDS[name]
+        cls = COMMANDS[name] if name in COMMANDS else QUERY_COMMANDS[name]
     except (KeyError, TypeError):
         raise BadInput(f"{where}command: unknown command {name!r}", field="command") from None
     try:
