@@ -187,6 +187,7 @@ class _Batch:
         self.seal_heads = seal_heads
         self.pending: list[Event] = []
         self._added: list[Event] = []
+        self.swept: list[str] = []  # the queries the day's time-based checks raised
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
 
@@ -299,7 +300,7 @@ class _Batch:
 
     def _refresh(self, trial: Trial) -> Decision:
         """`queries --refresh`: the edit checks, timed ones too, on every subject not locked."""
-        return Decision([], {"queries_raised": self._sweep(trial)})
+        return Decision([], {"queries_raised": self.swept + self._sweep(trial)})
 
     def daily_checks(self) -> None:
         """The first command of a day runs the time-based edit checks on every subject, so a
@@ -307,7 +308,7 @@ class _Batch:
         trial = self._trial
         if trial is None or trial.checks_day is None or trial.checks_day >= self.ctx.today:
             return
-        self._sweep(trial)
+        self.swept = self._sweep(trial)
         current = self._trial or trial
         ran = Decision([EditChecksRun(**{
             **self._envelope(None, clarifications.SYSTEM),
