@@ -201,3 +201,29 @@ def test_the_read_models_say_what_the_events_say_after_any_steps(two, steps):
     verified = sum(r["verified"] for r in rows.sdv_rows(derived)["rm_sdv"])
     assert reader.sdv(subject=S)["sites"][0]["verified"] == verified
     assert_agrees_with_replay(two.ledger)
+
+
+def test_the_report_counts_open_queries_per_site_by_age_and_sdv_per_site(two, tmp_path):
+    from datetime import timedelta
+
+    from m22bol.projections.report.data import clarification_tallies
+    from m22bol.projections.report.render import write_report
+
+    open_query(two)
+    closed = open_query(two, entry=f"{S}#3", field="weight_kg")
+    two.do("query close", actor="mon", query_id=closed)
+    open_query(two, entry=f"{OTHER}#3", field="weight_kg", subject=OTHER)
+    two.do("verify-source", actor="mon", subject=S, entry=f"{S}#4")
+    patients = [two.ledger.patient(S), two.ledger.patient(OTHER)]
+    today = two.ledger.clock().date()
+    tallies = clarification_tallies(patients, today + timedelta(days=40))
+    assert tallies["open_queries"] == [
+        {"site": "S1", "total": 1, "0-7 days": 0, "8-30 days": 0, "31-90 days": 1,
+         "over 90 days": 0},
+        {"site": "S2", "total": 1, "0-7 days": 0, "8-30 days": 0, "31-90 days": 1,
+         "over 90 days": 0}]
+    assert tallies["sdv"] == [{"site": "S1", "verified": 1, "entries": 4, "percent": 25.0},
+                              {"site": "S2", "verified": 0, "entries": 3, "percent": 0.0}]
+    write_report(Reader(two.ledger, "mon"), tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Open data clarification queries per site" in page and "<td>25.0</td>" in page
