@@ -23,6 +23,8 @@ from m22bol.domain import commands as c
 from m22bol.domain.errors import LedgerError, RuleViolation
 
 ENTRY_ROLES = ("data-manager", "investigator")
+MONITOR = "demo-monitor"  # the synthetic trial's monitor: verifies source, raises queries
+REOPEN = "the pharmacy record shows another weight; please correct or explain"
 
 
 @cli.command()
@@ -60,7 +62,7 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
     setup = _prepare(ledger, s.user, trial)
 
     started = time.perf_counter()
-    entered = subjects = 0
+    entered = subjects = reviewed = 0
     bar = click.progressbar(length=patients, label="entering subjects", file=sys.stderr,
                             show_pos=True)
     try:
@@ -69,17 +71,20 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
             batch.append(subject)
             if len(batch) == chunk:
                 entered += _enter(ledger, s.user, batch, bar)
+                reviewed += _review(ledger, s.user, batch)
                 subjects += len(batch)
                 batch = []
         if batch:
             entered += _enter(ledger, s.user, batch, bar)
+            reviewed += _review(ledger, s.user, batch)
             subjects += len(batch)
     finally:
         bar.render_finish()
     seconds = time.perf_counter() - started
 
     summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),
-               "entries": entered, "seconds": round(seconds, 1), **setup}
+               "entries": entered, "monitoring_entries": reviewed,
+               "seconds": round(seconds, 1), **setup}
     report = s.reader.endpoints()
     head = (f"demo: {subjects} subjects, {entered} entries (seed {seed}, data up to {today}) "
             f"in {seconds:.0f} s")
@@ -92,10 +97,14 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
 
 
 def _prepare(ledger, user: str, trial) -> dict[str, Any]:
-    """Initialise a new ledger; make sure the user may enter facts."""
+    """Initialise a new ledger; make sure the user may enter facts and the demo's monitor may
+    verify source and raise queries."""
     if trial is None:
-        ledger.execute_all([c.Init(), c.Grant(user=user, role="data-manager")], user)
+        ledger.execute_all([c.Init(), c.Grant(user=user, role="data-manager"),
+                            c.Grant(user=MONITOR, role="monitor")], user)
         return {"initialised": True}
+    if not any(g.role == "monitor" for g in trial.roles_of(MONITOR)):
+        ledger.execute(c.Grant(user=MONITOR, role="monitor"), user)
     if not any(g.role in ENTRY_ROLES and g.site is None for g in trial.roles_of(user)):
         # An admin holds no entry role by default; the demo enters facts in that admin's name.
         ledger.execute(c.Grant(user=user, role="data-manager"), user)
@@ -129,3 +138,40 @@ def _enter(ledger, user: str, batch: list, bar) -> int:
         raise
     bar.update(len(batch) - done[1])  # a retried transaction decides again without a bar
     return len(commands)
+
+
+def _review(ledger, user: str, batch: list) -> int:
+    """The monitor's reviews of the chunk's subjects (`DemoSubject.reviews`): verifications and
+    queries, the site's answers, then the monitor's closing or reopening. A review names the
+    index of a subject's command; the entry it became is read back from the ledger, where the
+    demo user's events are exactly those commands (the system's edit-check queries are not)."""
+    from m22bol.domain.patient import entry_id
+
+    first: list[c.Command] = []
+    queries = []
+    for subject in batch:
+        if not subject.reviews:
+            continue
+        patient = ledger.require_patient(subject.subject)
+        entries = [entry_id(subject.subject, ev.originator_version) for ev in patient.events
+                   if ev.actor == user]
+        for r in subject.reviews:
+            if r.kind == "verify":
+                first.append(c.VerifySource(subject=subject.subject, entry=entries[r.index]))
+            else:
+                queries.append(r)
+                first.append(c.QueryOpen(subject=subject.subject, entry=entries[r.index],
+                                         field=r.field, text=r.text))
+    if not first:
+        return 0
+    opened = [o["query_id"] for o in ledger.execute_all(first, MONITOR) if "query_id" in o]
+    answers = [c.QueryAnswer(query_id=q, text=r.answer)
+               for q, r in zip(opened, queries, strict=True) if r.outcome != "open"]
+    then = [c.QueryClose(query_id=q) if r.outcome == "closed" else
+            c.QueryReopen(query_id=q, text=REOPEN)
+            for q, r in zip(opened, queries, strict=True) if r.outcome in ("closed", "reopened")]
+    if answers:
+        ledger.execute_all(answers, user)
+    if then:
+        ledger.execute_all(then, MONITOR)
+    return len(first) + len(answers) + len(then)
