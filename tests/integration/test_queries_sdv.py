@@ -227,3 +227,17 @@ def test_the_report_counts_open_queries_per_site_by_age_and_sdv_per_site(two, tm
     write_report(Reader(two.ledger, "mon"), tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "Open data clarification queries per site" in page and "<td>25.0</td>" in page
+
+
+def test_queries_and_verification_leave_a_signature_covering_the_data(two):
+    from m22bol.domain import commands as c
+    from m22bol.ledger.signatures import signature_status
+
+    two.ledger.execute(c.SetPassword(password="signing-pass-1"), "inv")
+    two.ledger.execute(c.Sign(subject=S, meaning="approved", password="signing-pass-1"), "inv")
+    query = open_query(two)
+    two.do("query answer", actor="inv", query_id=query, text="checked")
+    two.do("verify-source", actor="mon", subject=S, entry=f"{S}#4")
+    assert signature_status(two.ledger.patient(S))["covers_current_data"] is True
+    fix = two.do("correct", subject=S, entry=f"{S}#4", set=["dose_mg=330"], reason="log")
+    assert signature_status(two.ledger.patient(S))["changed_since"] == [fix["entry"]]
