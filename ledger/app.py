@@ -280,14 +280,17 @@ class _Batch:
                 patient, last, self._envelope(patient, clarifications.SYSTEM))
             patient = self._extend(patient, follow)
         if not isinstance(decision.events[-1], Signed):  # a signature covers the head it signed
-            follow += self._raise_checks(trial, patient)
+            follow += self._raise_checks(trial, patient, state=decision.state)
         if follow:
             decision.output["queries_raised"] = [
                 ev.query_id for ev in follow if isinstance(ev, QueryOpened)]
 
-    def _raise_checks(self, trial: Trial, patient: Patient, *, timed: bool = False
-                      ) -> list[Event]:
-        state = derive(patient.subject, patient.timeline(), trial.protocol, self.ctx.today)
+    def _raise_checks(self, trial: Trial, patient: Patient, *, timed: bool = False,
+                      state=None) -> list[Event]:
+        """Open the queries the edit checks find; `state` is the subject as the decision just
+        walked it (the same timeline), else it is walked here."""
+        if state is None:
+            state = derive(patient.subject, patient.timeline(), trial.protocol, self.ctx.today)
         raised: list[Event] = []
         for finding in clarifications.edit_checks(patient, state, self.ctx.today, timed=timed):
             event = QueryOpened(
