@@ -216,9 +216,8 @@ class _Batch:
         if isinstance(command, c.RefreshQueries):
             access.check(trial, self.ctx.actor, command.name)
             return self._refresh(trial)
-        if isinstance(command, (c.QueryAnswer, c.QueryClose, c.QueryReopen)):
-            return self._query_step(command, trial)
-        if isinstance(command, (c.QueryOpen, c.VerifySource)):
+        if isinstance(command, (c.QueryOpen, c.QueryAnswer, c.QueryClose, c.QueryReopen,
+                                c.VerifySource)):
             return self._query_step(command, trial)
         if isinstance(command, c.SubjectCommand):
             patient = self._patient(command.subject)
@@ -313,9 +312,8 @@ class _Batch:
             return
         self.swept = self._sweep(trial)
         current = self._trial or trial
-        ran = Decision([EditChecksRun(**{
-            **self._envelope(None, clarifications.SYSTEM),
-            "originator_version": current.version + 1}, day=self.ctx.today)])
+        ran = Decision([EditChecksRun(**self._envelope(current, clarifications.SYSTEM),
+                                      day=self.ctx.today)])
         self._trial = project_trial(current, self._chain(ran, current))
         self._added.extend(ran.events)
 
@@ -335,16 +333,15 @@ class _Batch:
         """The next query id, recorded on the trial chain with the subject it belongs to."""
         current = self._trial or trial
         query_id = f"Q-{len(current.queries) + 1}"
-        numbered = Decision([QueryNumbered(**{
-            **self._envelope(None, self.ctx.actor), "originator_id": TRIAL_ID,
-            "originator_version": current.version + 1}, query_id=query_id, subject=subject)])
+        numbered = Decision([QueryNumbered(**self._envelope(current, self.ctx.actor),
+                                           query_id=query_id, subject=subject)])
         self._trial = project_trial(current, self._chain(numbered, current))
         self._added.extend(numbered.events)
         return query_id
 
-    def _envelope(self, patient: Patient | None, actor: str) -> dict:
-        return {"originator_id": patient.id if patient else TRIAL_ID,
-                "originator_version": patient.version + 1 if patient else 0,
+    def _envelope(self, aggregate: Patient | Trial, actor: str) -> dict:
+        """The envelope of the next event of a subject or of the trial, as the ledger acts."""
+        return {"originator_id": aggregate.id, "originator_version": aggregate.version + 1,
                 "recorded_at": self.ctx.now, "actor": actor}
 
     def _extend(self, patient: Patient, events: list[Event]) -> Patient:
