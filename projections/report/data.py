@@ -35,6 +35,8 @@ class ReportData:
     os: list[SurvivalRow] = field(default_factory=list)
     open_queries: list[dict[str, Any]] = field(default_factory=list)  # per site, by age band
     sdv: list[dict[str, Any]] = field(default_factory=list)  # per site
+    # entries no seal covers yet (as known at `known_at` for a report of the past)
+    not_yet_sealed: dict[str, Any] | None = None
 
 
 def gather(reader: Reader, *, known_at: datetime | None = None,
@@ -67,6 +69,7 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,
+        not_yet_sealed=reader.not_yet_sealed(known_at=known_at),
         **_survival(facts, walked),
         **clarification_tallies([w.patient for w in walked.subjects],
                                 (known_at or _last_recorded(walked)).date()),
