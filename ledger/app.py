@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
 
 from m22bol.domain import clarifications
 from m22bol.domain import commands as c
@@ -26,7 +31,13 @@ from m22bol.domain.decide import (
     decide_subject,
     decide_trial,
 )
-from m22bol.domain.errors import BadInput, ConcurrencyConflict, IntegrityFailure, LedgerError
+from m22bol.domain.errors import (
+    BadInput,
+    ConcurrencyConflict,
+    IntegrityFailure,
+    LedgerError,
+    NotPermitted,
+)
 from m22bol.domain.events import (
     EditChecksRun,
     EntryRetracted,
@@ -42,9 +53,11 @@ from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.domain.timeline import derive
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger import access, signatures
-from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, schema_lock, store_env
+from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, store_env
 
 MAX_ATTEMPTS = 8
+# PostgreSQL's SQLSTATE for a missing privilege, also raised by the actor check of `db setup`.
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 # Called after each committed save with the ledger, the recordings and the aggregates as saved.
@@ -55,14 +68,16 @@ class TrialLedger(Application):
     name = APP_NAME
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None,
-                 after_save: Iterable[AfterSave] = ()):
+                 after_save: Iterable[AfterSave] = (), *, create_tables: bool = False):
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
         self.after_save = list(after_save)
         # Resources others keep for this ledger (a read-model connection), closed with it.
         self.on_close: list[Callable[[], None]] = []
-        with schema_lock(url):  # processes opening one PostgreSQL database at once take turns
-            super().__init__(env=store_env(url))
+        super().__init__(env=store_env(url, create_tables=create_tables))
+        if url.startswith("sqlite"):
+            # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,
+            # run once by the owner, so that ordinary logins never need to run DDL.
             self._make_append_only()
 
     def _make_append_only(self) -> None:
@@ -134,6 +149,24 @@ class TrialLedger(Application):
     def execute(self, command: c.Command, actor: str, *, seal: Vouched | None = None) -> dict:
         return self.execute_all([command], actor, seal=seal)[0]
 
+    def record_failure(self, actor: str, user: str, account: str, attempt: str,
+                       message: str) -> None:
+        """Put a refused authentication on the trial chain. Best effort: a ledger that cannot
+        be written (a read-only file, a reader login) still refuses, it only cannot record."""
+        command = c.RecordAuthenticationFailure(user=user, account=account, attempt=attempt,
+                                                message=message)
+        try:
+            self.execute(command, actor)
+        except (LedgerError, PersistenceError):
+            pass
+
+    def record_success(self, user: str) -> None:
+        """A password accepted after failures: the consecutive count starts again."""
+        try:
+            self.execute(c.RecordAuthenticationSuccess(user=user), user)
+        except (LedgerError, PersistenceError):
+            pass
+
     def execute_all(
         self, commands: Sequence[c.Command], actor: str, *,
         progress: Callable[[int], None] | None = None, seal: Vouched | None = None,
@@ -146,10 +179,21 @@ class TrialLedger(Application):
             batch.daily_checks()
             batch.pending.extend(batch._added)
             batch._added = []
-            outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
-                       for i, command in _progressing(commands, progress)]
+            try:
+                outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
+                           for i, command in _progressing(commands, progress)]
+            except signatures.PasswordRefused as refused:
+                self.record_failure(actor, refused.user, self.account, refused.attempt,
+                                    refused.message)
+                raise
             try:
                 recordings = self.save(*batch.pending) if batch.pending else []
+            except ProgrammingError as error:
+                if getattr(error.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                    # The database's own refusal: a reader login, or another person's name.
+                    raise NotPermitted(f"the database refused the write: {error}".strip(),
+                                       rule="database.privilege") from None
+                raise
             except (IntegrityError, OperationalError):
                 # Someone else wrote the same aggregate first: re-read and decide again.
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
@@ -162,6 +206,14 @@ class TrialLedger(Application):
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
             rule="concurrency",
         )
+
+    @property
+    def account(self) -> str:
+        """Who the store itself authenticated: the database session user on PostgreSQL, the
+        operating-system account running this process on SQLite."""
+        from m22bol.ledger import identity
+
+        return identity.account_of(self)
 
     def close(self) -> None:
         while self.on_close:
@@ -230,7 +282,7 @@ class _Batch:
             self._patients[patient_id(command.subject)] = patient
             self._checked(trial, patient, decision)
             return decision
-        access.check(trial, self.ctx.actor, command.name)
+        access.check_command(trial, self.ctx.actor, command)
         decision = decide_trial(command, trial, self.ctx, self._vouch(command, trial))
         self._trial = project_trial(trial, self._chain(decision, trial))
         return decision

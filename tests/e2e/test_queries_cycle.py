@@ -6,7 +6,7 @@ import pytest
 import xmlschema
 from odmlib import schema_manager
 
-from tests.e2e.test_installed_command import run
+from tests.e2e.test_installed_command import PASSWORD, run
 
 pytestmark = pytest.mark.e2e
 S = "M22-001"
@@ -16,6 +16,7 @@ def test_query_open_answer_with_a_correction_close_and_a_reopened_second(tmp_pat
     run(tmp_path, "chief", "init")
     for user, role in (("nurse", "data-manager"), ("mon", "monitor")):
         run(tmp_path, "chief", "grant", user, role)
+        run(tmp_path, "chief", "reset-password", user, "--password-stdin", input=PASSWORD + "\n")
     run(tmp_path, "nurse", "register", S, "--site", "S1", "--consent-date", "2025-01-02")
     run(tmp_path, "nurse", "assess-eligibility", S, "--date", "2025-01-03", "--her2",
         "positive", "--er", "negative", "--prior-therapy", "chemo-anti-her2",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from m22bol.domain.events import QueryClosed
 from m22bol.projections.reader import Reader
-from tests.support import ON_DATABASES, ON_SQLITE, invoke, store_fingerprint
+from tests.support import ON_DATABASES, ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
 from tests.support.read_models import assert_agrees_with_replay, assert_rebuild_changes_nothing
 
 S, OTHER = "M22-001", "M22-002"
@@ -235,8 +235,8 @@ def test_queries_and_verification_leave_a_signature_covering_the_data(two):
     from m22bol.domain import commands as c
     from m22bol.ledger.signatures import signature_status
 
-    two.ledger.execute(c.SetPassword(password="signing-pass-1"), "inv")
-    two.ledger.execute(c.Sign(subject=S, meaning="approved", password="signing-pass-1"), "inv")
+    # `inv` already has a password (tests.support.new_ledger); the signature re-enters it.
+    two.ledger.execute(c.Sign(subject=S, meaning="approved", password=TEST_PASSWORD), "inv")
     query = open_query(two)
     two.do("query answer", actor="inv", query_id=query, text="checked")
     two.do("verify-source", actor="mon", subject=S, entry=f"{S}#4")
