@@ -5,7 +5,8 @@ synthetic, and grants that user data-manager, so the entries are allowed; it ref
 initialised for real data (exit 3), and on a synthetic one only an admin may run it. The
 subjects come from `synthetic.generator.generate` and go through `TrialLedger.execute_all` in
 one transaction with the setup, so the rules judge every fact as they judge a person's entry
-and a refusal or a kill leaves nothing. Then it prints the endpoint tallies.
+and a refusal or a kill leaves nothing. The demo's monitor then verifies source and raises
+queries on the entries made, and the site answers them. Then it prints the endpoint tallies.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from m22bol.domain import commands as c
 from m22bol.domain.errors import LedgerError, RuleViolation
 
 ENTRY_ROLES = ("data-manager", "investigator")
+MONITOR = "demo-monitor"  # the synthetic trial's monitor: verifies source, raises queries
+REOPEN = "the pharmacy record shows another weight; please correct or explain"
 
 
 @cli.command()
@@ -65,11 +68,15 @@ def demo(s: Session, patients: int, seed: int) -> None:
     batch = list(itertools.chain([first], subjects_iter))
     with progress(patients, "entering subjects", s.as_json) as bar:
         entered = _enter(ledger, s.user, batch, bar, first_commands)
+    # The monitor's reviews read back the entries just made, so they follow in their own
+    # transactions (one per actor: the monitor's, the site's answers, the monitor's again).
+    reviewed = _review(ledger, s.user, batch)
     subjects = len(batch)
     seconds = time.perf_counter() - started
 
     summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),
-               "entries": entered, "seconds": round(seconds, 1), **setup}
+               "entries": entered, "monitoring_entries": reviewed,
+               "seconds": round(seconds, 1), **setup}
     report = s.reader.endpoints()
     head = (f"demo: {subjects} subjects, {entered} entries (seed {seed}, data up to {today}) "
             f"in {seconds:.0f} s")
@@ -82,16 +89,21 @@ def demo(s: Session, patients: int, seed: int) -> None:
 
 
 def _prepare(s: Session, trial) -> tuple[dict[str, Any], list]:
-    """What goes first in the demo's transaction: a new ledger's init (marked synthetic), and
-    an entry role for the user, so that they may enter the facts."""
+    """What goes first in the demo's transaction: a new ledger's init (marked synthetic), an
+    entry role for the user, so that they may enter the facts, and the demo's monitor, who
+    verifies source and raises queries."""
     user = s.user
     grant = c.Grant(user=user, role="data-manager")
+    monitor = c.Grant(user=MONITOR, role="monitor")
     if trial is None:
-        return {"initialised": True}, s.first_commands([c.Init(synthetic=True), grant])
+        return {"initialised": True}, s.first_commands([c.Init(synthetic=True), grant, monitor])
+    first: list[c.Command] = []
+    if not any(g.role == "monitor" for g in trial.roles_of(MONITOR)):
+        first.append(monitor)
     if not any(g.role in ENTRY_ROLES and g.site is None for g in trial.roles_of(user)):
         # An admin holds no entry role by default; the demo enters facts in that admin's name.
-        return {"initialised": False, "granted": True}, [grant]
-    return {"initialised": False}, []
+        return {"initialised": False, "granted": True}, [grant, *first]
+    return {"initialised": False}, first
 
 
 def _enter(ledger, user: str, batch: list, bar, first: Sequence[c.Command] = ()) -> int:
@@ -121,3 +133,40 @@ def _enter(ledger, user: str, batch: list, bar, first: Sequence[c.Command] = ())
         raise
     bar.update(len(batch) - done[1])  # a retried transaction decides again without a bar
     return len(commands) - len(first)
+
+
+def _review(ledger, user: str, batch: list) -> int:
+    """The monitor's reviews of the subjects (`DemoSubject.reviews`): verifications and
+    queries, the site's answers, then the monitor's closing or reopening. A review names the
+    index of a subject's command; the entry it became is read back from the ledger, where the
+    demo user's events are exactly those commands (the system's edit-check queries are not)."""
+    from m22bol.domain.patient import entry_id
+
+    first: list[c.Command] = []
+    queries = []
+    for subject in batch:
+        if not subject.reviews:
+            continue
+        patient = ledger.require_patient(subject.subject)
+        entries = [entry_id(subject.subject, ev.originator_version) for ev in patient.events
+                   if ev.actor == user]
+        for r in subject.reviews:
+            if r.kind == "verify":
+                first.append(c.VerifySource(subject=subject.subject, entry=entries[r.index]))
+            else:
+                queries.append(r)
+                first.append(c.QueryOpen(subject=subject.subject, entry=entries[r.index],
+                                         field=r.field, text=r.text))
+    if not first:
+        return 0
+    opened = [o["query_id"] for o in ledger.execute_all(first, MONITOR) if "query_id" in o]
+    answers = [c.QueryAnswer(query_id=q, text=r.answer)
+               for q, r in zip(opened, queries, strict=True) if r.outcome != "open"]
+    then = [c.QueryClose(query_id=q) if r.outcome == "closed" else
+            c.QueryReopen(query_id=q, text=REOPEN)
+            for q, r in zip(opened, queries, strict=True) if r.outcome in ("closed", "reopened")]
+    if answers:
+        ledger.execute_all(answers, user)
+    if then:
+        ledger.execute_all(then, MONITOR)
+    return len(first) + len(answers) + len(then)

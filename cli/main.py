@@ -208,6 +208,7 @@ def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
     from m22bol.cli import (  # noqa: F401
         audit,
+        clarifications,
         db,
         demo,
         entry,

@@ -163,7 +163,8 @@ def history(s: Session, subject: str | None, known_at: str | None) -> None:
     doc = s.reader.history(subject, known_at=parse_known_at(known_at))
     rows = [{"entry": r["entry"], "recorded at (UTC)": _minute(r["recorded_at"]),
              "actor": r["actor"], "event": r["event"], "values": _changed(r),
-             "reason": r["reason"], "superseded by": r["superseded_by"]}
+             "reason": r["reason"], "superseded by": r["superseded_by"],
+             "SDV": {True: "yes", False: "no"}.get(r.get("verified"))}
             for r in doc["entries"]]
     foot = ("signature: " + describe(doc["signature"]) if subject is not None
             else "SYNTHETIC DEMO DATA: not a trial record" if doc["synthetic"] else "")

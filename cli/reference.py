@@ -51,11 +51,24 @@ EXAMPLES: dict[str, list[str]] = {
     "sign": ["m22bol sign M22-001 --meaning reviewed"],
     "audit keygen": ["m22bol audit keygen --out seal-key"],
     "db setup": ["m22bol db setup --ledger postgresql+psycopg://owner@db.site.example/trial"],
+    "queries": ["m22bol queries --status open", "m22bol queries --refresh"],
+    "sdv": ["m22bol sdv --site S1"],
+    "query open": ['m22bol query open M22-001 M22-001#4 --field dose_mg '
+                   '--text "dose does not match the weight; please check the source"'],
+    "query answer": ['m22bol query answer Q-1 --text "weight was 76 kg; corrected" '
+                     '--correction M22-001#9'],
+    "query close": ["m22bol query close Q-1"],
+    "query reopen": ['m22bol query reopen Q-1 --text "the pharmacy record still differs"'],
+    "verify-source": ["m22bol verify-source M22-001 M22-001#4"],
 }
 # These ask for a password or passphrase at the keyboard, which the test of the examples cannot
 # type; their examples are shown as plain text, not as `console` blocks the test runs.
 # `db setup` is for PostgreSQL, which the test of the examples does not have.
 AT_THE_KEYBOARD = {"set-password", "sign", "audit keygen", "db setup"}
+# The query steps and source verification belong to a monitor and name entries and queries of
+# a monitored trial (docs/queries.md walks one); they are shown, not run, like those above.
+SHOWN_NOT_RUN = AT_THE_KEYBOARD | {"queries", "sdv", "query open", "query answer",
+                                   "query close", "query reopen", "verify-source"}
 # The course's second user: nobody grants a role to themselves, so the admin `init` makes
 # grants alice data-manager and sets her first password; the entries are hers.
 ENTRY_USER = "alice"
@@ -138,7 +151,7 @@ def _other_section(path: tuple[str, ...], command: click.Command) -> list[str]:
     if rows:
         out += ["| option | meaning |", "|---|---|", *rows, ""]
     if name in EXAMPLES:
-        fence = "```" if name in AT_THE_KEYBOARD else "```console"
+        fence = "```" if name in SHOWN_NOT_RUN else "```console"
         out += [fence, *(f"$ {line}" for line in EXAMPLES[name]), "```", ""]
     return out
 

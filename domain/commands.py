@@ -627,10 +627,72 @@ def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Comm
         raise BadInput(f"{where}command: {name} cannot be imported; run it at the keyboard",
                        field="command")
     try:
-        cls = COMMANDS[name]
+        cls = COMMANDS[name] if name in COMMANDS else QUERY_COMMANDS[name]
     except (KeyError, TypeError):
         raise BadInput(f"{where}command: unknown command {name!r}", field="command") from None
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
         raise describe_validation_error(exc, where=where, model=cls) from None
+
+
+# --- data clarification queries and source data verification (docs/queries.md) ----------------
+# Not in COMMANDS: their names are two words (`query open`), so the CLI builds them as a group.
+
+QueryId = Annotated[str, Field(pattern=r"^Q-[1-9][0-9]{0,8}$", description="query id, Q-N")]
+EntryId = Annotated[str, Field(pattern=r"^[^#]+#\d+$")]
+
+
+class QueryOpen(SubjectCommand):
+    name = "query open"
+    positional = ("subject", "entry")
+    help = "Ask the site about one field of an entry; prints the query id."
+    entry: EntryId
+    field: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$",
+                                description="the field asked about, as the entry names it "
+                                            "(e.g. dose_mg)")]
+    text: Annotated[Text, Field(description="the question, as the site will read it")]
+
+
+class QueryAnswer(Command):
+    name = "query answer"
+    positional = ("query_id",)
+    help = "Answer a query, optionally naming the correction made for it."
+    query_id: QueryId
+    text: Annotated[Text, Field(description="the answer, as the monitor will read it")]
+    correction: EntryId | None = Field(None, description="the correction entry made for it")
+
+
+class QueryClose(Command):
+    name = "query close"
+    positional = ("query_id",)
+    help = "Close a query (also on a locked subject)."
+    query_id: QueryId
+    text: Text | None = Field(None, description="why it is closed (optional)")
+
+
+class QueryReopen(Command):
+    name = "query reopen"
+    positional = ("query_id",)
+    help = "Reopen a query, saying what is still wrong."
+    query_id: QueryId
+    text: Annotated[Text, Field(description="what is still wrong")]
+
+
+class VerifySource(SubjectCommand):
+    name = "verify-source"
+    positional = ("subject", "entry")
+    help = "Mark an entry as verified against source (undone by a later correction)."
+    entry: EntryId
+    note: Text | None = Field(None, description="what was checked against what source")
+
+
+class RefreshQueries(Command):
+    """Run the time-based edit checks on every subject (`queries --refresh`)."""
+
+    name = "queries --refresh"
+
+
+QUERY_COMMANDS: dict[str, type[Command]] = {
+    c.name: c for c in (QueryOpen, QueryAnswer, QueryClose, QueryReopen, VerifySource)
+}

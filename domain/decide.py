@@ -66,6 +66,8 @@ def _needed(value: _T | None, name: str, command: str) -> _T:
 class Decision:
     events: list[e.Event]
     output: dict[str, Any] = field(default_factory=dict)
+    # The subject's state walked with the new fact: the edit checks look at it afterwards.
+    state: Any = None
 
 
 def _envelope(aggregate_id, version: int, ctx: Context, command: c.Command, reason=None) -> dict:
@@ -265,7 +267,7 @@ def decide_subject(
         output["retracts"] = candidate.entry
     if new:
         output["deviations"] = [d.model_dump() for d in new]
-    return Decision([event], output)
+    return Decision([event], output, state)
 
 
 def _signature(command: c.Sign, patient: Patient, entry: str, env: dict, head_digest: str):

@@ -457,3 +457,52 @@ class Signed(Event):
     meaning: Literal["reviewed", "approved"]
     head_digest: str
     covers_version: int
+
+
+# --- data clarification queries and source data verification (docs/queries.md) ----------------
+# On the subject's own chain, so seals, signatures, --known-at and the exports cover them. They
+# are not Facts: the walk that derives dose, response and endpoints never sees them.
+
+
+class QueryNumbered(Event):
+    """On the trial chain: which subject a query id belongs to. Numbering there makes ids
+    unique across subjects, since concurrent writers of the trial chain conflict and retry."""
+
+    query_id: str
+    subject: str
+
+
+class EditChecksRun(Event):
+    """On the trial chain: the day's time-based edit checks ran (the first command of a day
+    runs them on every subject, so each falls due on its day and is looked at once a day)."""
+
+    day: date
+
+
+class QueryOpened(Event):
+    query_id: str
+    entry: str
+    field: str
+    text: str
+    rule: str | None = None  # the edit check that raised it; None when a person did
+
+
+class QueryAnswered(Event):
+    query_id: str
+    text: str
+    correction: str | None = None
+
+
+class QueryClosed(Event):
+    query_id: str
+    text: str | None = None
+
+
+class QueryReopened(Event):
+    query_id: str
+    text: str
+
+
+class SourceVerified(Event):
+    entry: str
+    note: str | None = None

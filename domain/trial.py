@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from m22bol.domain.canonical import canonical
 from m22bol.domain.events import (
     AuthenticationFailed,
     AuthenticationSucceeded,
+    EditChecksRun,
     Event,
     LedgerLocked,
     LedgerUnlocked,
     PasswordSet,
     ProtocolAmended,
+    QueryNumbered,
     RoleGranted,
     RoleRevoked,
     Sealed,
@@ -67,6 +70,8 @@ class Trial:
     locked_subjects: set[str] = field(default_factory=set)
     password_hashes: dict[str, str] = field(default_factory=dict)
     seals: list[Sealed] = field(default_factory=list)
+    queries: dict[str, str] = field(default_factory=dict)  # query id -> subject
+    checks_day: date | None = None  # the last day the time-based edit checks ran
     # Failed authentications per user since their last success or password (re)set.
     failures: dict[str, int] = field(default_factory=dict)
     synthetic: bool = False
@@ -98,7 +103,8 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
     for event in events:
         if trial is None:
             assert isinstance(event, TrialInitialised)
-            trial = Trial(id=event.originator_id, name=event.trial)
+            trial = Trial(id=event.originator_id, name=event.trial,
+                          checks_day=event.recorded_at.date())
         trial.events.append(event)
         match event:
             case TrialInitialised() | ProtocolAmended():
@@ -130,4 +136,8 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
                 trial.failures.pop(event.user, None)
             case Sealed():
                 trial.seals.append(event)
+            case QueryNumbered():
+                trial.queries[event.query_id] = event.subject
+            case EditChecksRun():
+                trial.checks_day = event.day
     return trial

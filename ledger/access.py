@@ -7,7 +7,7 @@ from m22bol.domain.errors import NotPermitted
 from m22bol.domain.trial import Grant, Trial
 
 QUERIES = frozenset({"patient", "history", "status", "endpoints", "safety", "deviations",
-                     "protocol", "report", "projections status"})
+                     "protocol", "report", "projections status", "queries", "sdv"})
 ENTRY = frozenset({
     "register", "assess-eligibility", "enrol", "infuse", "adverse-event",
     "update-adverse-event", "resolve-adverse-event", "lvef", "interrupt", "resume",
@@ -22,6 +22,15 @@ ADMIN = frozenset({"grant", "revoke", "reset-password", "amend-protocol", "lock"
 # person who failed may hold no role at all, and the attempt must still leave a trace.
 SECURITY_RECORDS = frozenset({"authentication-failed", "authentication-succeeded"})
 AUDIT = frozenset({"audit verify", "audit export"})
+# Data clarification queries and source data verification (docs/queries.md).
+CLARIFICATIONS = {
+    "query open": frozenset({"monitor", "data-manager"}),
+    "query answer": frozenset({"data-manager", "investigator"}),
+    "query close": frozenset({"monitor", "data-manager"}),
+    "query reopen": frozenset({"monitor"}),
+    "verify-source": frozenset({"monitor"}),
+    "queries --refresh": frozenset({"monitor", "data-manager"}),
+}
 
 
 def roles_for(action: str) -> frozenset[str] | None:
@@ -36,6 +45,8 @@ def roles_for(action: str) -> frozenset[str] | None:
         return frozenset({"investigator"})
     if action in AUDIT:
         return frozenset({"auditor", "monitor", "admin"})
+    if action in CLARIFICATIONS:
+        return CLARIFICATIONS[action]
     raise KeyError(action)
 
 

@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
 )
 
+from m22bol.domain import clarifications
 from m22bol.domain import commands as c
 from m22bol.domain.decide import (
     Context,
@@ -37,9 +38,19 @@ from m22bol.domain.errors import (
     LedgerError,
     NotPermitted,
 )
-from m22bol.domain.events import Event
+from m22bol.domain.events import (
+    EditChecksRun,
+    EntryRetracted,
+    Event,
+    QueryNumbered,
+    QueryOpened,
+    Registered,
+    Signed,
+    topic_of,
+)
 from m22bol.domain.patient import Patient, patient_id, project_patient
 from m22bol.domain.protocol import bundled_protocol_text
+from m22bol.domain.timeline import derive
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger import access, signatures
 from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, store_env
@@ -110,6 +121,18 @@ class TrialLedger(Application):
             raise BadInput(f"subject: {subject} is not registered", field="subject")
         return patient
 
+    def subjects(self) -> list[str]:
+        """Every registered subject, read from the registrations alone."""
+        topic = topic_of(Registered)
+        found, last = [], 0
+        while True:
+            page = self.recorder.select_notifications(last, 2000, topics=[topic],
+                                                      inclusive_of_start=False)
+            found += [self.mapper.to_domain_event(n).subject for n in page]
+            if len(page) < 2000:
+                return found
+            last = page[-1].id
+
     def stored_events(self, batch: int = 2000) -> Iterator[tuple[int, Event]]:
         """Every event in notification order, decoded, without building aggregates."""
         last = 0
@@ -153,6 +176,9 @@ class TrialLedger(Application):
         and, for a signed seal, the signer."""
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self, actor, self.clock(), seal)
+            batch.daily_checks()
+            batch.pending.extend(batch._added)
+            batch._added = []
             try:
                 outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
                            for i, command in _progressing(commands, progress)]
@@ -211,6 +237,8 @@ class _Batch:
         self.ctx = Context(actor=actor, now=now)
         self.seal = seal
         self.pending: list[Event] = []
+        self._added: list[Event] = []
+        self.swept: list[str] = []  # the queries the day's time-based checks raised
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
 
@@ -224,6 +252,10 @@ class _Batch:
                 error.args = (error.message,)
             raise
         self.pending.extend(decision.events)
+        # Events the ledger adds on its own (query numbers, edit-check queries) follow the
+        # command's own, so each chain is saved in its order.
+        self.pending.extend(self._added)
+        self._added = []
         return decision.output
 
     def _decide(self, command: c.Command) -> Decision:
@@ -232,6 +264,12 @@ class _Batch:
             self._trial = project_trial(None, self._chain(decision, None))
             return decision
         trial = self.ledger.require_trial() if self._trial is None else self._trial
+        if isinstance(command, c.RefreshQueries):
+            access.check(trial, self.ctx.actor, command.name)
+            return self._refresh(trial)
+        if isinstance(command, (c.QueryOpen, c.QueryAnswer, c.QueryClose, c.QueryReopen,
+                                c.VerifySource)):
+            return self._query_step(command, trial)
         if isinstance(command, c.SubjectCommand):
             patient = self._patient(command.subject)
             site = command.site if isinstance(command, c.Register) else (
@@ -240,8 +278,9 @@ class _Batch:
             access.check_unlocked(trial, command.subject)
             decision = decide_subject(command, patient, trial.protocol, self.ctx,
                                       self._vouch(command, trial, patient))
-            self._patients[patient_id(command.subject)] = project_patient(
-                patient, self._chain(decision, patient))
+            patient = project_patient(patient, self._chain(decision, patient))
+            self._patients[patient_id(command.subject)] = patient
+            self._checked(trial, patient, decision)
             return decision
         access.check_command(trial, self.ctx.actor, command)
         decision = decide_trial(command, trial, self.ctx, self._vouch(command, trial))
@@ -258,6 +297,113 @@ class _Batch:
             return self.seal or Vouched()
         assert trial is not None
         return signatures.vouch(command, trial, self.ctx.actor, patient)
+
+    # --- queries and source data verification (docs/queries.md) ----------------------------
+
+    def _query_step(self, command: c.Command, trial: Trial) -> Decision:
+        """A person's query step or verification, on the subject's chain. Closing is the one
+        step a locked subject still takes, so a database lock can close what is resolved."""
+        if isinstance(command, c.SubjectCommand):
+            subject = command.subject
+        elif (subject := trial.queries.get(command.query_id)) is None:
+            raise BadInput(f"query_id: {command.query_id} does not exist", field="query_id")
+        patient = self._patient(subject)
+        if patient is None:
+            raise BadInput(f"subject: {subject} is not registered", field="subject")
+        access.check(trial, self.ctx.actor, command.name, site=patient.site)
+        if not isinstance(command, c.QueryClose):
+            access.check_unlocked(trial, subject)
+        query_id = self._number(trial, subject) if isinstance(command, c.QueryOpen) else None
+        event, output = clarifications.decide(
+            command, patient, self._envelope(patient, self.ctx.actor), query_id)
+        decision = Decision([event], output)
+        self._patients[patient.id] = project_patient(patient, self._chain(decision, patient))
+        return decision
+
+    def _checked(self, trial: Trial, patient: Patient, decision: Decision) -> None:
+        """After an accepted subject command: a retraction closes the queries on its entry,
+        and the edit checks raise the queries they find, attributed to the system."""
+        follow: list[Event] = []
+        last = decision.events[-1]
+        if isinstance(last, EntryRetracted):
+            follow += clarifications.closed_by_retraction(
+                patient, last, self._envelope(patient, clarifications.SYSTEM))
+            patient = self._extend(patient, follow)
+        if not isinstance(decision.events[-1], Signed):  # a signature covers the head it signed
+            follow += self._raise_checks(trial, patient, state=decision.state)
+        if follow:
+            decision.output["queries_raised"] = [
+                ev.query_id for ev in follow if isinstance(ev, QueryOpened)]
+
+    def _raise_checks(self, trial: Trial, patient: Patient, *, timed: bool = False,
+                      state=None) -> list[Event]:
+        """Open the queries the edit checks find; `state` is the subject as the decision just
+        walked it (the same timeline), else it is walked here."""
+        if state is None:
+            state = derive(patient.subject, patient.timeline(), trial.protocol, self.ctx.today)
+        raised: list[Event] = []
+        for finding in clarifications.edit_checks(patient, state, self.ctx.today, timed=timed):
+            event = QueryOpened(
+                **self._envelope(patient, clarifications.SYSTEM),
+                query_id=self._number(trial, patient.subject), entry=finding.entry,
+                field=clarifications.RULES[finding.rule], text=finding.text, rule=finding.rule)
+            raised.append(event)
+            patient = self._extend(patient, [event])
+        return raised
+
+    def _refresh(self, trial: Trial) -> Decision:
+        """`queries --refresh`: the edit checks, timed ones too, on every subject not locked."""
+        return Decision([], {"queries_raised": self.swept + self._sweep(trial)})
+
+    def daily_checks(self) -> None:
+        """The first command of a day runs the time-based edit checks on every subject, so a
+        check is raised by whatever command runs on or after the day it falls due."""
+        trial = self._trial
+        if trial is None or trial.checks_day is None or trial.checks_day >= self.ctx.today:
+            return
+        self.swept = self._sweep(trial)
+        current = self._trial or trial
+        ran = Decision([EditChecksRun(**self._envelope(current, clarifications.SYSTEM),
+                                      day=self.ctx.today)])
+        self._trial = project_trial(current, self._chain(ran, current))
+        self._added.extend(ran.events)
+
+    def _sweep(self, trial: Trial) -> list[str]:
+        raised: list[str] = []
+        if trial.locked:
+            return raised
+        for subject in self.ledger.subjects():
+            patient = self._patient(subject)
+            if patient is None or subject in trial.locked_subjects:
+                continue
+            events = self._raise_checks(self._trial or trial, patient, timed=True)
+            raised += [ev.query_id for ev in events if isinstance(ev, QueryOpened)]
+        return raised
+
+    def _number(self, trial: Trial, subject: str) -> str:
+        """The next query id, recorded on the trial chain with the subject it belongs to."""
+        current = self._trial or trial
+        query_id = f"Q-{len(current.queries) + 1}"
+        numbered = Decision([QueryNumbered(**self._envelope(current, self.ctx.actor),
+                                           query_id=query_id, subject=subject)])
+        self._trial = project_trial(current, self._chain(numbered, current))
+        self._added.extend(numbered.events)
+        return query_id
+
+    def _envelope(self, aggregate: Patient | Trial, actor: str) -> dict:
+        """The envelope of the next event of a subject or of the trial, as the ledger acts."""
+        return {"originator_id": aggregate.id, "originator_version": aggregate.version + 1,
+                "recorded_at": self.ctx.now, "actor": actor}
+
+    def _extend(self, patient: Patient, events: list[Event]) -> Patient:
+        """Chain events the ledger adds on its own onto the subject, one after another."""
+        for event in events:
+            linked = self._chain(Decision([event.model_copy(
+                update={"originator_version": patient.version + 1})]), patient)
+            patient = project_patient(patient, linked)
+            self._added.extend(linked)
+        self._patients[patient.id] = patient
+        return patient
 
     @staticmethod
     def _chain(decision: Decision, aggregate) -> list[Event]:

@@ -13,9 +13,11 @@ recorded: an entry inserts a `StudyEventData` (event type, repeat key = entry nu
 (`DateTimeStamp`), and the ledger entry (`SourceID`); a correction updates the changed `ItemData`,
 each with an `AuditRecord` carrying the `ReasonForChange`; a retraction removes the study event
 with its reason; a signature is a `Signature` (meaning in `SignatureDef`) with an annotation
-naming the chain-head digest it binds. The old value stays in the earlier transaction, so the file
-holds both values of every change. Trial administration (grants, locks, seals) is not clinical
-data and is in the JSON Lines export only.
+naming the chain-head digest it binds; each query step and source data verification is an
+`Annotation` (its `Comment` says who asked or answered what) of the entry it is about. The
+old value stays in the earlier transaction, so the file holds both values of every change.
+Trial administration (grants, locks, seals) is not clinical data and is in the JSON Lines
+export only.
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ class _OdmBuilder:
         self.meanings: set[str] = set()
         self.subjects: dict[Any, tuple[str, str]] = {}  # aggregate -> (subject, site)
         self.entries: dict[tuple[Any, int], e.Fact] = {}
+        self.query_entries: dict[str, str] = {}  # query id -> the entry it is about
 
     # --- transactions
 
@@ -279,6 +282,8 @@ class _OdmBuilder:
         elif isinstance(event, e.Fact):
             self.entries[(event.originator_id, event.originator_version)] = event
             data.StudyEventData.append(self.insertion(event, entry, site))
+        elif isinstance(event, _ANNOTATED):
+            data.StudyEventData.append(self.annotation(event, entry, site))
         else:
             return  # no other event lives in a subject's chain
         self.clinical.SubjectData.append(data)
@@ -301,6 +306,27 @@ class _OdmBuilder:
             study_event.Annotation.append(odm.Annotation(SeqNum=1, Comment=odm.Comment(
                 _content=f"source document: {event.source}")))
         study_event.FormData.append(form)
+        return study_event
+
+    def annotation(self, event: e.Event, entry: str, site: str):
+        """A query step or a verification, as an annotation of the entry it is about: ODM 1.3.2
+        has no query or SDV element, and an `Annotation`'s `Comment` says who (sponsor or site)
+        said what; the `AuditRecord` says who, when and which ledger entry."""
+        odm = self.odm
+        if isinstance(event, (e.QueryOpened, e.SourceVerified)):
+            about = event.entry
+            if isinstance(event, e.QueryOpened):
+                self.query_entries[event.query_id] = about
+        else:
+            about = self.query_entries[event.query_id]
+        target = self.entries[(event.originator_id, _version(about))]
+        text, by = _annotation_text(event)
+        study_event = odm.StudyEventData(
+            StudyEventOID=f"SE.{type(target).__name__}", StudyEventRepeatKey=str(_version(about)),
+            TransactionType="Context", AuditRecord=self.audit(event, entry, site, change=False))
+        study_event.Annotation.append(odm.Annotation(
+            SeqNum=1, TransactionType="Insert",
+            Comment=odm.Comment(_content=text, SponsorOrSite=by)))
         return study_event
 
     def correction(self, event: e.EntryCorrected, entry: str, site: str):
@@ -418,6 +444,28 @@ class _OdmBuilder:
                 Meaning=odm.Meaning(_content=MEANINGS[meaning]),
                 LegalReason=odm.LegalReason(_content=LEGAL_REASON)))
         return admin
+
+
+_ANNOTATED = (e.QueryOpened, e.QueryAnswered, e.QueryClosed, e.QueryReopened, e.SourceVerified)
+
+
+def _annotation_text(event: e.Event) -> tuple[str, str]:
+    """The comment of a query step or verification, and whether the sponsor or the site made
+    it (the site answers; the sponsor's monitors and the system ask, close and verify)."""
+    match event:
+        case e.QueryOpened():
+            by = f"edit check {event.rule}" if event.rule else event.actor
+            return (f"{event.query_id} opened by {by} on {event.field}: {event.text}", "Sponsor")
+        case e.QueryAnswered():
+            fix = f" (correction {event.correction})" if event.correction else ""
+            return f"{event.query_id} answered by {event.actor}{fix}: {event.text}", "Site"
+        case e.QueryClosed():
+            return (f"{event.query_id} closed by {event.actor}"
+                    + (f": {event.text}" if event.text else ""), "Sponsor")
+        case e.QueryReopened():
+            return f"{event.query_id} reopened by {event.actor}: {event.text}", "Sponsor"
+    return (f"source data verified by {event.actor}"
+            + (f": {event.note}" if getattr(event, "note", None) else ""), "Sponsor")
 
 
 def _version(entry: str) -> int:

@@ -18,9 +18,10 @@ import secrets
 from typing import Any
 
 from m22bol.domain import commands as c
+from m22bol.domain.clarifications import QUERY_EVENTS
 from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
-from m22bol.domain.events import Signed
+from m22bol.domain.events import Signed, SourceVerified
 from m22bol.domain.patient import Patient, entry_id
 from m22bol.domain.trial import LOCKOUT_AFTER, Trial
 from m22bol.ledger.store import event_hash
@@ -124,8 +125,10 @@ def signature_status(patient: Patient) -> dict[str, Any] | None:
         return None
     last = signatures[-1]
     signed_head = patient.events[last.covers_version - 1]
+    # Query steps and source verifications change no data, so they leave a signature whole.
     since = [entry_id(patient.subject, ev.originator_version)
-             for ev in patient.events[last.covers_version:] if not isinstance(ev, Signed)]
+             for ev in patient.events[last.covers_version:]
+             if not isinstance(ev, (Signed, *QUERY_EVENTS, SourceVerified))]
     return {
         "entry": entry_id(patient.subject, last.originator_version),
         "signer": last.actor,

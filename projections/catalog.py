@@ -19,6 +19,8 @@ ASSESSMENTS = "rm_assessments"
 ENDPOINT_INPUTS = "rm_endpoint_inputs"
 TRIAL = "rm_trial"
 BASKETS = "rm_baskets"
+QUERIES = "rm_queries"
+SDV = "rm_sdv"
 
 # Projection name -> the tables it owns. Each projection has its own tracking position, so a
 # projection added later (or rebuilt alone) catches up from zero without touching the others.
@@ -29,6 +31,8 @@ _ALL: dict[str, tuple[str, ...]] = {
     "adverse_events": (ADVERSE_EVENTS,),
     "assessments": (ASSESSMENTS,),
     "endpoint_inputs": (ENDPOINT_INPUTS,),
+    "queries": (QUERIES,),
+    "sdv": (SDV,),
 }
 
 

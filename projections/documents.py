@@ -253,3 +253,56 @@ def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dic
             row["withdrawn"] += s["withdrawn"] is not None
             row["dead"] += s["death"] is not None
     return {"baskets": rows}
+
+
+# --- source data verification ----------------------------------------------------------------
+
+
+def sdv_from_rows(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `stored.sdv` reads with SQL, counted from the rows themselves (a memory store)."""
+    import orjson
+
+    groups: dict[tuple, dict[str, Any]] = {}
+    for r in entries:
+        g = groups.setdefault((r["site"], r["subject"]), {
+            "site": r["site"], "subject": r["subject"], "verified": 0, "entries": 0})
+        g["entries"] += 1
+        g["verified"] += bool(r["verified"])
+    return {"groups": [groups[k] for k in sorted(groups)],
+            "unverified": [{"subject": r["subject"], "entry": r["entry"], "event": r["event"],
+                            **orjson.loads(r["document"])}
+                           for r in sorted(entries, key=lambda r: (r["subject"], r["entry"]))
+                           if not r["verified"]]}
+
+
+def sdv_document(found: dict[str, Any]) -> dict[str, Any]:
+    """Verified over entries per site (with its subjects) and what is left to verify."""
+    sites: dict[str, dict[str, Any]] = {}
+    for g in found["groups"]:
+        site = sites.setdefault(g["site"], {"site": g["site"], "verified": 0, "entries": 0,
+                                            "subjects": []})
+        site["verified"] += g["verified"]
+        site["entries"] += g["entries"]
+        site["subjects"].append({"subject": g["subject"], "verified": g["verified"],
+                                 "entries": g["entries"]})
+    for site in sites.values():
+        site["percent"] = round(100 * site["verified"] / site["entries"], 1)
+    return {"sites": list(sites.values()), "unverified": found["unverified"]}
+
+
+# --- queries and SDV in `patient` and `history` ----------------------------------------------
+
+
+def annotate_patient(document: dict[str, Any], subject: str, events: list) -> dict[str, Any]:
+    """The subject's queries not closed, and each timeline entry marked verified or not. Both
+    come from the chain's query and SDV events; no derivation reads them."""
+    from m22bol.domain import clarifications
+
+    document["open_queries"] = [
+        {k: v for k, v in t.as_dict().items() if k != "thread"}
+        for t in clarifications.threads(subject, events).values()
+        if t.status != clarifications.CLOSED]
+    verified = clarifications.verification(subject, events)
+    for row in document.get("timeline", []):
+        row["verified"] = verified.get(row["entry"], {}).get("verified", False)
+    return document

@@ -13,10 +13,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import orjson
+
 from m22bol.domain.errors import NotPermitted
 from m22bol.ledger import access
 from m22bol.ledger.app import TrialLedger
-from m22bol.projections import documents, replay, stored
+from m22bol.ledger.store import MEMORY_URL
+from m22bol.projections import catalog, documents, replay, rows, stored
 
 
 class Reader:
@@ -130,3 +133,58 @@ class Reader:
         """Every subject walked through the rules as known at T and cut at D (the report)."""
         self.allow("report")
         return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff, sites=self.sites())
+
+    # --- data clarification queries and source data verification ------------------------------
+
+    def queries(self, *, status: str | None = None, site: str | None = None,
+                subject: str | None = None) -> list[dict[str, Any]]:
+        """Every query thread matching the filters, with its age in days today."""
+        self.allow("queries")
+        sites = self._narrowed(site)
+        if self.ledger.url == MEMORY_URL:  # no read models: the same rows, from the events
+            found = [r for d in _derived_all(self.ledger)
+                     for r in rows.query_rows(d)[catalog.QUERIES]]
+            threads = [orjson.loads(r["thread"]) for r in sorted(found, key=lambda r: r["number"])
+                       if _matches(r, status=status, site=sites, subject=subject)]
+        else:
+            threads = stored.queries(self.ledger, status=status, site=sites, subject=subject)
+        today = self.ledger.clock().date()
+        for thread in threads:
+            opened = datetime.fromisoformat(thread["opened_at"]).date()
+            thread["age_days"] = (today - opened).days
+        return threads
+
+    def sdv(self, *, site: str | None = None, subject: str | None = None) -> dict[str, Any]:
+        """Source data verification per site and subject, and what is not verified yet."""
+        self.allow("sdv")
+        sites = self._narrowed(site)
+        if self.ledger.url != MEMORY_URL:
+            found = stored.sdv(self.ledger, site=sites, subject=subject)
+        else:
+            entries = [r for d in _derived_all(self.ledger) for r in rows.sdv_rows(d)[catalog.SDV]
+                       if _matches(r, site=sites, subject=subject)]
+            found = documents.sdv_from_rows(entries)
+        return documents.sdv_document(found)
+
+    def _narrowed(self, asked: str | None) -> list[str] | None:
+        """The sites a reader may see (`sites`), narrowed to the one asked for: a site-limited
+        user's lists cover that site only (spec: tallies of a site-limited user)."""
+        limited = None if self.sites() is None else sorted(self.sites())
+        if asked is None:
+            return limited
+        return [asked] if limited is None or asked in limited else []
+
+
+def _derived_all(ledger: TrialLedger) -> list[rows.Derived]:
+    protocol = ledger.require_trial().protocol
+    today = ledger.clock().date()
+    return [rows.derive_subject(ledger.require_patient(s), protocol, today)
+            for s in ledger.subjects()]
+
+
+def _matches(row: dict[str, Any], **filters: Any) -> bool:
+    for column, value in filters.items():
+        if value is not None and row[column] not in (value if isinstance(value, list)
+                                                     else [value]):
+            return False
+    return True

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from m22bol.domain import clarifications
 from m22bol.domain.errors import BadInput
 from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
 from m22bol.domain.patient import Patient, entry_id, project_patient
@@ -25,7 +26,7 @@ from m22bol.domain.rules.endpoints import PatientFacts
 from m22bol.domain.timeline import State, derive, summary
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger.app import TrialLedger
-from m22bol.projections.documents import status_counts
+from m22bol.projections.documents import annotate_patient, status_counts
 
 
 def as_known_at(patient: Patient, known_at: datetime | None) -> Patient | None:
@@ -71,7 +72,7 @@ def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None
         {"entry": k, "event": type(f).__name__, "date": f.clinical_date, **_values(f)}
         for k, f in sorted(timeline, key=lambda kf: (kf[1].clinical_date, _version(kf[0])))
     ]
-    return document
+    return annotate_patient(document, subject, patient.events)
 
 
 def _version(entry: str) -> int:
@@ -123,6 +124,11 @@ def history_view(ledger: TrialLedger, subject: str, *,
             latest[entry] = entry
         rows[entry] = row
         entries.append(row)
+    # Each clinical entry marked verified against source or not, as things stand at known_at.
+    verified = clarifications.verification(subject, events)
+    for row in entries:
+        if row["entry"] in verified:
+            row["verified"] = verified[row["entry"]]["verified"]
     return {"subject": subject, "entries": entries,
             "signature": signature_status(patient) if patient else None}
 

@@ -8,18 +8,20 @@ because the rows are rebuilt from the whole corrected timeline every time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from m22bol.domain.events import CtdnaRecorded, Fact, PetRecorded, ScanRecorded
+from m22bol.domain import clarifications
+from m22bol.domain.events import CtdnaRecorded, Event, Fact, PetRecorded, ScanRecorded
 from m22bol.domain.patient import Patient
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.timeline import TREATMENT_FACTS, State, derive, summary
 from m22bol.domain.trial import Trial
 from m22bol.projections import catalog
 from m22bol.projections.document_json import to_json
+from m22bol.projections.documents import annotate_patient
 
 ASSESSMENT_FACTS = (ScanRecorded, PetRecorded, CtdnaRecorded)
 
@@ -27,7 +29,8 @@ Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 3  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules
+VERSION = 4  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules;
+# 4: data clarification queries and source data verification
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Derived:
     site: str | None
     today: date
     timeline: list[tuple[str, Fact]]
+    events: list[Event] = field(default_factory=list)  # the whole chain: queries, SDV
     state: State | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
@@ -49,7 +53,7 @@ def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived
     from m22bol.domain.errors import LedgerError
 
     d = Derived(aggregate_id=patient.id, subject=patient.subject, version=patient.version,
-                site=patient.site, today=today, timeline=[])
+                site=patient.site, today=today, timeline=[], events=patient.events)
     try:
         d.timeline = patient.timeline()
         d.state = derive(patient.subject, d.timeline, protocol, today)
@@ -82,7 +86,7 @@ def patient_document(d: Derived) -> dict[str, Any]:
         {"entry": k, "event": type(f).__name__, "date": f.clinical_date, **_values(f)}
         for k, f in sorted(d.timeline, key=lambda kf: (kf[1].clinical_date, _version(kf[0])))
     ]
-    return document
+    return annotate_patient(document, d.subject, d.events)
 
 
 def patient_summary_rows(d: Derived) -> Rows:
@@ -184,7 +188,29 @@ def endpoint_input_rows(d: Derived) -> Rows:
         {"subject": d.subject, "basket": facts.basket, "facts": to_json(facts)}]}
 
 
+def query_rows(d: Derived) -> Rows:
+    """One row per query thread; the age is counted when asked, from `opened_on`."""
+    return {catalog.QUERIES: [
+        {"query_id": t.query_id, "number": int(t.query_id[2:]), "subject": d.subject,
+         "site": d.site, "entry": t.entry, "field": t.field, "rule": t.rule,
+         "status": t.status, "opened_on": t.opened_at.date(), "last_text": t.last_text(),
+         "thread": to_json(t.as_dict())}
+        for t in clarifications.threads(d.subject, d.events).values()]}
+
+
+def sdv_rows(d: Derived) -> Rows:
+    """One row per live clinical entry: verified against source or not (spec: a correction
+    after the verification un-verifies it)."""
+    kinds = {entry_of: type(f).__name__ for entry_of, f in d.timeline}
+    return {catalog.SDV: [
+        {"entry": entry, "subject": d.subject, "site": d.site, "event": kinds.get(entry, ""),
+         "verified": bool(v["verified"]), "document": to_json(v)}
+        for entry, v in clarifications.verification(d.subject, d.events).items()]}
+
+
 SUBJECT_ROWS: dict[str, Callable[[Derived], Rows]] = {
+    "queries": query_rows,
+    "sdv": sdv_rows,
     "patient_summary": patient_summary_rows,
     "treatment": treatment_rows,
     "adverse_events": adverse_event_rows,

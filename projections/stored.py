@@ -158,3 +158,51 @@ def endpoint_inputs(ledger: TrialLedger, sites: frozenset[str] | None = None) ->
                              f"{catalog.PATIENT_SUMMARY} p ON p.subject = e.subject "
                              f"WHERE 1 = 1{where} ORDER BY e.subject", params)
     return [PatientFacts.from_plain(orjson.loads(r["facts"])) for r in rows]
+
+
+# --- data clarification queries and source data verification ---------------------------------
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, tuple]:
+    """A WHERE clause from the filters given; `site` may be a list (a site-limited reader)."""
+    clauses, params = [], []
+    for column, value in filters.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params += values
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def queries(ledger: TrialLedger, **filters: Any) -> list[dict[str, Any]]:
+    """Every query thread matching the filters (status, site, subject), oldest id first."""
+    ensure_current(ledger)
+    where, params = _where(filters)
+    found = _rows(ledger, f"SELECT thread FROM {catalog.QUERIES}{where} ORDER BY number", params)
+    return [orjson.loads(r["thread"]) for r in found]
+
+
+def open_query_ages(ledger: TrialLedger, **filters: Any) -> list[dict[str, Any]]:
+    """(site, opened_on) of every query not closed: what the report bands by age."""
+    ensure_current(ledger)
+    where, params = _where(filters)
+    where += (" AND " if where else " WHERE ") + "status <> 'closed'"
+    return _rows(ledger, f"SELECT site, opened_on FROM {catalog.QUERIES}{where}", params)
+
+
+def sdv(ledger: TrialLedger, **filters: Any) -> dict[str, Any]:
+    """Verified entries over entries per site and per subject, and every entry not verified."""
+    ensure_current(ledger)
+    where, params = _where(filters)
+    groups = _rows(ledger, (
+        "SELECT site, subject, SUM(CASE WHEN verified THEN 1 ELSE 0 END) AS verified, "
+        f"COUNT(*) AS entries FROM {catalog.SDV}{where} GROUP BY site, subject "
+        "ORDER BY site, subject"), params)
+    pending = _rows(ledger, (
+        f"SELECT subject, entry, event, document FROM {catalog.SDV}{where}"
+        + (" AND " if where else " WHERE ") + "NOT verified ORDER BY subject, entry"), params)
+    return {"groups": [{k: (int(v) if k in ("verified", "entries") else v)
+                        for k, v in g.items()} for g in groups],
+            "unverified": [{"subject": p["subject"], "entry": p["entry"], "event": p["event"],
+                            **orjson.loads(p["document"])} for p in pending]}

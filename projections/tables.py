@@ -155,6 +155,33 @@ endpoint_inputs = Table(
     Column("facts", Text, nullable=False),  # JSON of endpoint_inputs.patient_facts(state)
 )
 
+# One row per data clarification query (docs/queries.md); `thread` is every step as JSON.
+queries = Table(
+    catalog.QUERIES, metadata,
+    Column("query_id", String(12), primary_key=True),
+    Column("number", Integer, nullable=False),  # Q-9 before Q-10
+    Column("subject", String(40), nullable=False, index=True),
+    Column("site", String(40), index=True),
+    Column("entry", String(52), nullable=False),
+    Column("field", String(40), nullable=False),
+    Column("rule", String(64)),  # the edit check that raised it, if one did
+    Column("status", String(12), nullable=False, index=True),
+    Column("opened_on", Date, nullable=False),
+    Column("last_text", Text),
+    Column("thread", Text, nullable=False),
+)
+
+# One row per live clinical entry: verified against source or not.
+sdv = Table(
+    catalog.SDV, metadata,
+    Column("entry", String(52), primary_key=True),
+    Column("subject", String(40), nullable=False, index=True),
+    Column("site", String(40), index=True),
+    Column("event", String(40), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("document", Text, nullable=False),
+)
+
 BY_NAME: dict[str, Table] = {t.name: t for t in metadata.tables.values()}
 
 

@@ -119,6 +119,8 @@ CT_ASSAY = "Signatera"
 class DemoSubject:
     subject: str
     commands: list[c.Command]
+    # What a monitor does with the record afterwards (queries, source verification).
+    reviews: list[Review] = field(default_factory=list)
 
 
 def generate(patients: int, seed: int = 1, *, protocol: Protocol | None = None,
@@ -138,7 +140,8 @@ def generate(patients: int, seed: int = 1, *, protocol: Protocol | None = None,
         rng = random.Random(f"m22bol-demo/{seed}/{i}")
         consent = start + timedelta(days=int((i + rng.random()) * span / total))
         subject = f"M22-{i + 1:0{width}d}"
-        yield DemoSubject(subject, _Story(subject, rng, protocol, today, consent).build())
+        commands = _Story(subject, rng, protocol, today, consent).build()
+        yield DemoSubject(subject, commands, review(subject, commands, today))
 
 
 def describe(subjects: Iterable[DemoSubject]) -> dict[str, Any]:
@@ -1123,3 +1126,60 @@ def _weighted(rng: random.Random, options: list[tuple[Any, float]] | tuple) -> A
             return value
         roll -= weight
     return options[-1][0]
+
+
+# --- monitoring: source data verification and queries at the end of a subject's story ---------
+
+# Share of entries a site's monitor has verified against source once they are older than the
+# monitoring lag; sites differ, as under risk-based monitoring.
+SDV_SHARE = {"S01": 0.9, "S02": 0.75, "S03": 0.6, "S04": 0.85, "S05": 0.5, "S06": 0.7,
+             "S07": 0.4, "S08": 0.65}
+SDV_LAG_DAYS = 60
+QUERY_CHANCE = 0.12  # an infusion whose dose the monitor asks about
+# What happens to a monitor's query after the site answers: closed, reopened, or left waiting.
+QUERY_OUTCOMES = (("closed", 0.65), ("reopened", 0.1), ("answered", 0.15), ("open", 0.1))
+
+
+@dataclass(frozen=True)
+class Review:
+    """One monitoring act on the subject's `index`-th command (0-based): the ledger entry it
+    became is known only once entered, so the demo maps the index to that entry."""
+
+    kind: str  # "verify" or "query"
+    index: int
+    field: str | None = None
+    text: str | None = None
+    answer: str | None = None
+    outcome: str | None = None  # for a query: closed, reopened, answered or open
+
+
+def review(subject: str, commands: list[c.Command], today: date) -> list[Review]:
+    """Source verification of the older entries at the site's rate, and a few dose queries on
+    infusions, each with the site's answer and what the monitor then did. Nothing here changes
+    a fact, so nothing needs deciding again: the ledger numbers the queries as they come."""
+    rng = random.Random(f"m22bol-demo-review/{subject}")
+    site = next((cmd.site for cmd in commands if isinstance(cmd, c.Register)), None)
+    share = SDV_SHARE.get(site or "", 0.6)
+    reviews: list[Review] = []
+    for i, cmd in enumerate(commands):
+        if isinstance(cmd, c.Infuse) and rng.random() < QUERY_CHANCE:
+            reviews.append(Review(
+                "query", i, "dose_mg",
+                f"dose {cmd.dose_mg:g} mg on {cmd.date} for {cmd.weight_kg:g} kg: please "
+                "confirm against the pharmacy record",
+                answer=rng.choice(("confirmed against the pharmacy record",
+                                   "dose as prepared; weight taken on the day",
+                                   "pharmacy record attached to the source file")),
+                outcome=_weighted(rng, QUERY_OUTCOMES)))
+        when = _clinical_date(cmd)
+        if when is not None and (today - when).days > SDV_LAG_DAYS and rng.random() < share:
+            reviews.append(Review("verify", i))
+    return reviews
+
+
+def _clinical_date(cmd: c.Command) -> date | None:
+    for name in ("date", "onset", "start", "consent_date"):
+        value = getattr(cmd, name, None)
+        if isinstance(value, date):
+            return value
+    return None

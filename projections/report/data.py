@@ -38,6 +38,8 @@ class ReportData:
     courses: list[PatientCourse] = field(default_factory=list)
     pfs: list[SurvivalRow] = field(default_factory=list)
     os: list[SurvivalRow] = field(default_factory=list)
+    open_queries: list[dict[str, Any]] = field(default_factory=list)  # per site, by age band
+    sdv: list[dict[str, Any]] = field(default_factory=list)  # per site
     # entries no seal covers yet (as known at `known_at` for a report of the past)
     not_yet_sealed: dict[str, Any] | None = None
 
@@ -80,6 +82,8 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         not_yet_sealed=unsealed,
         seal_coverage=seal_coverage(unsealed),
         **_survival(walked),
+        **clarification_tallies([w.patient for w in walked.subjects],
+                                (known_at or _last_recorded(walked)).date()),
     )
 
 
@@ -92,6 +96,37 @@ def seal_coverage(unsealed: dict[str, Any]) -> str:
     since = unsealed["events"]
     entries = "entry" if since == 1 else "entries"
     return f"sealed {unsealed['last_seal_at'][:10]}, {since} {entries} since"
+
+
+# Age bands of open queries, in days since opened: (label, oldest age in the band).
+AGE_BANDS = (("0-7 days", 7), ("8-30 days", 30), ("31-90 days", 90), ("over 90 days", None))
+
+
+def clarification_tallies(patients, today: date) -> dict[str, list[dict[str, Any]]]:
+    """Open (not closed) queries per site by age band, and SDV progress per site."""
+    from m22bol.domain import clarifications
+
+    queries: dict[str, Counter] = {}
+    sdv: dict[str, Counter] = {}
+    for patient in patients:
+        site = patient.site
+        bands = queries.setdefault(site, Counter())
+        for thread in clarifications.threads(patient.subject, patient.events).values():
+            if thread.status != clarifications.CLOSED:
+                age = (today - thread.opened_at.date()).days
+                bands[next(label for label, top in AGE_BANDS if top is None or age <= top)] += 1
+        checked = sdv.setdefault(site, Counter())
+        for entry in clarifications.verification(patient.subject, patient.events).values():
+            checked["entries"] += 1
+            checked["verified"] += bool(entry["verified"])
+    return {
+        "open_queries": [{"site": site, "total": sum(bands.values()),
+                          **{label: bands[label] for label, _ in AGE_BANDS}}
+                         for site, bands in sorted(queries.items())],
+        "sdv": [{"site": site, "verified": c["verified"], "entries": c["entries"],
+                 "percent": round(100 * c["verified"] / c["entries"], 1) if c["entries"] else 0}
+                for site, c in sorted(sdv.items())],
+    }
 
 
 def _survival(walked) -> dict[str, list[SurvivalRow]]:

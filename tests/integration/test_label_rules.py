@@ -73,7 +73,7 @@ def discontinued_for_good(driver, out: dict, cycle: int, date: str, level: float
     out = infuse(driver, cycle, date, level,
                  deviation_reason="given before the AE report was read")
     assert [d["rule"] for d in out["deviations"]] == ["treatment.after_discontinuation"]
-    stored = driver.ledger.patient(S).events[-1]
+    stored = driver.ledger.patient(S).event_of(out["entry"])  # an edit-check query follows it
     assert stored.deviation_reason == "given before the AE report was read"
     assert [d.rule for d in stored.deviations] == ["treatment.after_discontinuation"]
 

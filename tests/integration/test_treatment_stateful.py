@@ -98,7 +98,8 @@ class TreatmentCourse(RuleBasedStateMachine):
             return
         self.last_output = out
         rules = {d["rule"] for d in out.get("deviations", [])}
-        assert rules == {d.rule for d in self.ledger.patient(S).events[-1].deviations}
+        # The infusion's own entry: an edit-check query on a deviation follows it.
+        assert rules == {d.rule for d in self.ledger.patient(S).event_of(out["entry"]).deviations}
         if before["treatment_state"] == "interrupted":
             assert "treatment.while_interrupted" in rules
         if before["treatment_state"] == "discontinued":
