@@ -7,7 +7,7 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -98,6 +98,11 @@ def parse_known_at(value: str | None) -> datetime | None:
     if moment.tzinfo is None:
         raise BadInput("known-at: give the UTC offset, e.g. 2027-03-01T09:00:00+00:00",
                        field="known_at")
+    try:
+        moment.astimezone(UTC)  # 9999-12-31T23:59:59-14:00 lies past the last datetime
+    except OverflowError:
+        raise BadInput(f"known-at: {value!r} lies outside the years 1-9999 in UTC",
+                       field="known_at") from None
     return moment
 
 

@@ -6,17 +6,22 @@ Validation here is about *input* (types, ranges: exit 2); protocol rules live in
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import typing
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -24,6 +29,79 @@ from m22bol.domain.errors import BadInput
 from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# C0 and C1 controls (DEL too), the bidirectional embeddings, overrides and isolates, and lone
+# surrogates (they cannot be stored as UTF-8): none belongs in a clinical record, and each can
+# make a terminal, an XML export or a reader's eyes show something else than what is stored.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# A plain decimal as a person writes it: Python's own parsers would also take `3_45` (345),
+# `nan`, `inf` and `0x1F`.
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
+MAX_ITEMS = 100  # repeatable options and --set pairs: far above any real scan or correction
+
+
+def unprintable(text: str) -> str | None:
+    """The first character that text fields refuse, shown as an escape, or None."""
+    found = _UNPRINTABLE.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def check_plain(value: Any) -> Any:
+    """Refuse control and bidi-override characters and non-finite numbers anywhere in a value
+    (in lists and pairs too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if isinstance(value, str):
+        if bad := unprintable(value):
+            raise ValueError(f"contains the control or bidirectional character {bad}; "
+                             "only printable text is accepted")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(key)
+            check_plain(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_plain(item)
+    return value
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f"{key}: given twice in one record")
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
+
+
+# An integer of thousands of digits is read as this stand-in (Python refuses to convert more
+# than 4300 digits, and the time to do so grows with the length); it fails every range check,
+# so the model's message names the field.
+_HUGE = 10**400
+
+
+def _integer(text: str) -> int:
+    return int(text) if len(text) <= 400 else _HUGE
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON with no duplicate keys (which one would win?). NaN, Infinity and overflowing
+    numbers are read as the non-finite floats they are and refused by the model, which names
+    the field. Raises ValueError with the reason."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _is_number(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_is_number(a) for a in typing.get_args(annotation) if a is not type(None))
 
 
 def _iso_date(value: Any) -> Any:
@@ -53,9 +131,12 @@ def _text(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 Text = Annotated[str, BeforeValidator(_text), Field(max_length=2000)]
+# Case-insensitive for uniqueness: stored (and looked up) in upper case.
 SubjectId = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", description="study subject id")
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", description="study subject id"),
+    AfterValidator(str.upper),
 ]
+EntryId = Annotated[str, Field(pattern=r"^[^#]+#\d{1,9}$"), AfterValidator(str.upper)]
 Grade = Annotated[int, Field(ge=1, le=5, strict=False)]
 
 
@@ -69,10 +150,9 @@ def _lesion(kind: str):
         mm = parts[2].strip()
         if mm.upper() == "NE":
             return {"lesion_id": parts[0], "organ": parts[1], "mm": None}
-        try:
-            size = float(mm)
-        except ValueError:
-            raise ValueError(f"{mm!r} is not a size in mm or NE") from None
+        if not _DECIMAL.match(mm):
+            raise ValueError(f"{mm!r} is not a size in mm or NE")
+        size = float(mm)
         if not (0 <= size <= 1000):
             raise ValueError("a diameter lies between 0 and 1000 mm")
         return {"lesion_id": parts[0], "organ": parts[1], "mm": size}
@@ -105,13 +185,24 @@ class Command(BaseModel):
     """A request to change the ledger. `name` is the CLI command and the JSON Lines `command`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True,
-                              defer_build=True)
+                              defer_build=True, allow_inf_nan=False)
 
     name: ClassVar[str]
     positional: ClassVar[tuple[str, ...]] = ()
     help: ClassVar[str] = ""
 
     source: Text | None = Field(None, description="source document reference")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_input(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every field, whatever its type: printable text only, and numbers written plainly."""
+        check_plain(value)
+        field = cls.model_fields[info.field_name]
+        if isinstance(value, str) and _is_number(field.annotation):
+            if not _DECIMAL.match(value.strip()):
+                raise ValueError(f"{value!r} is not a plain decimal number")
+        return value
 
 
 class SubjectCommand(Command):
@@ -269,7 +360,7 @@ class AdverseEvent(FactCommand):
                                   description="the investigator's own words (needed for "
                                               "'Other, specify' terms)")
     serious: Annotated[tuple[SeriousCriterion, ...], BeforeValidator(_criteria)] = Field(
-        (), description="ICH E2A criterion; alone: medically-important",
+        (), max_length=MAX_ITEMS, description="ICH E2A criterion; alone: medically-important",
         json_schema_extra={"flag_value": "medically-important"})
     aware_date: IsoDate | None = Field(None, description="when the site became aware "
                                                          "(default: the entry time)")
@@ -359,10 +450,11 @@ class Scan(FactCommand):
     help = "Record a CT/MRI tumour assessment; prints the RECIST 1.1 response."
     date: IsoDate
     modality: Literal["CT", "MRI"] = "CT"
-    target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = ()
-    node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = ()
-    non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = ()
-    new_lesion: tuple[Text, ...] = ()
+    target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = Field((), max_length=MAX_ITEMS)
+    node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = Field((), max_length=MAX_ITEMS)
+    non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = Field(
+        (), max_length=MAX_ITEMS)
+    new_lesion: tuple[Text, ...] = Field((), max_length=MAX_ITEMS)
 
 
 class Pet(FactCommand):
@@ -421,9 +513,10 @@ class Correct(FactCommand):
     name = "correct"
     positional = ("subject", "entry")
     help = "Correct an earlier entry: new values, a reason, the old values kept."
-    entry: str = Field(pattern=r"^[^#]+#\d+$")
+    entry: EntryId
     reason: Text
     set: Annotated[dict[str, Any], BeforeValidator(_pairs)] = Field(
+        min_length=1, max_length=MAX_ITEMS,
         description="KEY=VALUE: the field to correct and its new value (repeatable)"
     )
 
@@ -434,7 +527,7 @@ class Retract(FactCommand):
     name = "retract"
     positional = ("subject", "entry")
     help = "Retract an entry entered in error, with a reason."
-    entry: str = Field(pattern=r"^[^#]+#\d+$")
+    entry: EntryId
     reason: Text
 
 

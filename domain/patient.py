@@ -40,7 +40,14 @@ class Patient:
 
     @property
     def site(self) -> str:
-        return self.registration.site
+        """The site as last corrected: access follows the subject to a corrected site."""
+        first = entry_id(self.subject, 1)
+        site = self.registration.site
+        for event in self.events:
+            if isinstance(event, EntryCorrected) and event.entry == first \
+                    and "site" in event.changes:
+                site = event.changes["site"]
+        return site
 
     @property
     def registration(self) -> Registered:
