@@ -132,6 +132,10 @@ def handled(func):
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
         except Exception as error:  # a bug: say so plainly, exit 1
+            from m22bol.ledger.store import environment_problem
+
+            if problem := environment_problem(s.ledger_url, error):  # the disk, the server
+                fail(problem, s.as_json)
             if os.environ.get("M22BOL_DEBUG"):
                 raise
             click.echo(f"error: unexpected failure (a bug): {type(error).__name__}: {error}",

@@ -57,7 +57,10 @@ def check_plain(value: Any) -> Any:
     elif isinstance(value, dict):
         for key, item in value.items():
             check_plain(key)
-            check_plain(item)
+            try:
+                check_plain(item)
+            except ValueError as bad:  # name the key: `--set dose_mg=nan` names dose_mg
+                raise ValueError(f"{key}: {bad}") from None
     elif isinstance(value, (list, tuple)):
         for item in value:
             check_plain(item)
@@ -70,12 +73,33 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
+class _Twice(dict):
+    """An object in which a key appeared twice; `twice` is that key."""
+
+    twice = ""
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
-    return record
+    if len(record) == len(pairs):
+        return record
+    seen: set[str] = set()
+    marked = _Twice(record)
+    marked.twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return marked
+
+
+def _duplicate(value: Any, path: str = "") -> str | None:
+    """The path of the first key given twice (`aware_date.a`), found after parsing so that
+    the message names the record's field the nested object belongs to."""
+    if isinstance(value, _Twice):
+        return f"{path}{value.twice}"
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        if found := _duplicate(item, f"{path}{key}."):
+            return found
+    return None
 
 
 # An integer of thousands of digits is read as this stand-in (Python refuses to convert more
@@ -93,9 +117,12 @@ def strict_json(text: str | bytes) -> Any:
     numbers are read as the non-finite floats they are and refused by the model, which names
     the field. Raises ValueError with the reason."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if twice := _duplicate(value):
+        raise DuplicateKey(twice)
+    return value
 
 
 def _is_number(annotation: Any) -> bool:
@@ -190,6 +217,7 @@ class Command(BaseModel):
     name: ClassVar[str]
     positional: ClassVar[tuple[str, ...]] = ()
     help: ClassVar[str] = ""
+    checked_after: ClassVar[frozenset[str]] = frozenset()  # fields checked once parsed
 
     source: Text | None = Field(None, description="source document reference")
 
@@ -197,11 +225,15 @@ class Command(BaseModel):
     @classmethod
     def _plain_input(cls, value: Any, info: ValidationInfo) -> Any:
         """Every field, whatever its type: printable text only, and numbers written plainly."""
+        if info.field_name in cls.checked_after:
+            return value
         check_plain(value)
         field = cls.model_fields[info.field_name]
         if isinstance(value, str) and _is_number(field.annotation):
             if not _DECIMAL.match(value.strip()):
                 raise ValueError(f"{value!r} is not a plain decimal number")
+        if isinstance(value, bool) and _is_number(field.annotation):
+            raise ValueError("expected a number, not true or false")
         return value
 
 
@@ -519,6 +551,13 @@ class Correct(FactCommand):
         min_length=1, max_length=MAX_ITEMS,
         description="KEY=VALUE: the field to correct and its new value (repeatable)"
     )
+    # Checked as pairs, so that a refusal names the field being corrected.
+    checked_after = frozenset({"set"})
+
+    @field_validator("set")
+    @classmethod
+    def _plain_pairs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_plain(value)
 
 
 # A FactCommand: withdrawing a fact can expose a deviation (a dose given after a reduction that
