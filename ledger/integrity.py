@@ -48,7 +48,7 @@ from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 
-KINDS = ("modified", "deleted", "reordered", "inserted", "seal")
+KINDS = ("modified", "deleted", "reordered", "inserted", "seal", "value")
 PAGE = 1000
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -239,7 +239,8 @@ def _stored_values(ledger, by_aggregate: dict[UUID, list[Row]], audit: _Audit) -
         except Exception:  # noqa: BLE001 - the chain checks name what is wrong with it
             continue
         for entry, why in patient.stored_problems():
-            audit.add("value", entry, why, aggregate=aggregate)
+            audit.add("value", entry, why, aggregate=aggregate,
+                      version=int(entry.rpartition("#")[2]))
 
 
 def _names(rows: list[Row]) -> dict[UUID, str]:
