@@ -26,6 +26,9 @@ class Session:
     user: str
     as_json: bool = False
     _ledger: Any = None
+    # Whether opening the ledger checks it against what this account saw before (ledger.seen);
+    # `audit verify` reports that check in its report instead of stopping at it.
+    check_seen: bool = True
 
     @property
     def reader(self):
@@ -41,6 +44,10 @@ class Session:
             from m22bol.projections import after_save
 
             self._ledger = TrialLedger(self.ledger_url, after_save=[after_save])
+            if self.check_seen:
+                from m22bol.ledger import seen
+
+                seen.watch(self._ledger)
         return self._ledger
 
 

@@ -72,9 +72,12 @@ def _changed(row: dict) -> str:
 @handled
 def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
+    from m22bol.ledger.coverage import unsealed_text
+
     doc = s.reader.status(known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
-    emit(doc, s.as_json, text=table(rows))
+    sealing = f"\n\n{unsealed_text(doc['not_yet_sealed'])}" if "not_yet_sealed" in doc else ""
+    emit(doc, s.as_json, text=table(rows) + sealing)
 
 
 @cli.command()

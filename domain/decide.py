@@ -8,6 +8,7 @@ with the change in place, so the same rules judge every path into the record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ class Context:
 
 # (aggregate id, head version, SHA-256 of the head's stored bytes) of every chain.
 SealHeads = tuple[tuple[str, int, str], ...]
+# Signs a seal's digest with a key the domain never sees: digest -> (public key, signature).
+SealSigner = Callable[[str], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Vouched:
     password_hash: str | None = None  # set-password: the salted hash of the new password
     head_digest: str | None = None  # sign: the chain head's digest, once the password matched
     seal_heads: SealHeads | None = None  # seal: every chain's head, as verified
+    seal_signer: SealSigner | None = None  # seal --key: signs the digest (optional)
 
 
 _T = TypeVar("_T")
@@ -130,6 +134,9 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
             seal = e.Sealed(**env, digest="", note=command.note, heads=heads,
                             event_count=sum(version for _, version, _ in heads))
             seal = seal.model_copy(update={"digest": seal_digest(seal)})
+            if vouched.seal_signer is not None:
+                key, signature = vouched.seal_signer(seal.digest)
+                seal = seal.model_copy(update={"signing_key": key, "signature": signature})
             return Decision([seal], {"digest": seal.digest, "event_count": seal.event_count,
                                      "chains": len(seal.heads), "note": seal.note})
         case c.SetPassword():

@@ -154,6 +154,10 @@ class Sealed(Event):
     # (aggregate id, head version, SHA-256 of the head's stored bytes) for every chain, sorted.
     # The digest alone proves *that* a sealed head changed; these name *which* one.
     heads: tuple[tuple[str, int, str], ...] = ()
+    # Ed25519 over the digest by a sealing key held outside the ledger (raw public key and
+    # signature, hex); absent on an unsigned seal.
+    signing_key: str | None = None
+    signature: str | None = None
 
 
 # --- a subject: screening and enrolment -------------------------------------------------------

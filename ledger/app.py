@@ -22,7 +22,6 @@ from m22bol.domain import commands as c
 from m22bol.domain.decide import (
     Context,
     Decision,
-    SealHeads,
     Vouched,
     decide_subject,
     decide_trial,
@@ -125,18 +124,18 @@ class TrialLedger(Application):
 
     # --- the write path -----------------------------------------------------------------------
 
-    def execute(self, command: c.Command, actor: str, *,
-                seal_heads: SealHeads | None = None) -> dict:
-        return self.execute_all([command], actor, seal_heads=seal_heads)[0]
+    def execute(self, command: c.Command, actor: str, *, seal: Vouched | None = None) -> dict:
+        return self.execute_all([command], actor, seal=seal)[0]
 
     def execute_all(
         self, commands: Sequence[c.Command], actor: str, *,
-        progress: Callable[[int], None] | None = None, seal_heads: SealHeads | None = None,
+        progress: Callable[[int], None] | None = None, seal: Vouched | None = None,
     ) -> list[dict]:
         """Apply the commands in order, in one transaction; the outputs, one per command.
-        `seal_heads` are the chain heads a `Seal` covers, read by the verification before it."""
+        `seal` is what the verification before a `Seal` vouches for: the chain heads it covers
+        and, for a signed seal, the signer."""
         for attempt in range(MAX_ATTEMPTS):
-            batch = _Batch(self, actor, self.clock(), seal_heads)
+            batch = _Batch(self, actor, self.clock(), seal)
             outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
                        for i, command in _progressing(commands, progress)]
             try:
@@ -191,10 +190,10 @@ class _Batch:
     """A unit of work: aggregates read once, changed in memory, saved together."""
 
     def __init__(self, ledger: TrialLedger, actor: str, now: datetime,
-                 seal_heads: SealHeads | None = None):
+                 seal: Vouched | None = None):
         self.ledger = ledger
         self.ctx = Context(actor=actor, now=now)
-        self.seal_heads = seal_heads
+        self.seal = seal
         self.pending: list[Event] = []
         self._trial: Trial | None = ledger.trial()
         self._patients: dict[UUID, Patient | None] = {}
@@ -240,7 +239,7 @@ class _Batch:
         if isinstance(command, (c.Init, c.AmendProtocol)):
             return Vouched(protocol_text=_protocol_text(command))
         if isinstance(command, c.Seal):
-            return Vouched(seal_heads=self.seal_heads)
+            return self.seal or Vouched()
         assert trial is not None
         return signatures.vouch(command, trial, self.ctx.actor, patient)
 

@@ -35,20 +35,27 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from m22bol.domain import commands as c
+from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import IntegrityFailure
 from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
+from m22bol.ledger import log_digest
+from m22bol.ledger.store import events_table, log_position
 
-KINDS = ("modified", "deleted", "reordered", "inserted", "seal", "value")
+if TYPE_CHECKING:
+    from m22bol.ledger.seal_keys import Signer
+
+KINDS = ("modified", "deleted", "reordered", "inserted", "seal", "log", "witness", "seen",
+         "value")
 PAGE = 1000
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -81,15 +88,21 @@ class SealCheck:
     sealed_at: str
     sealed_by: str
     problems: list[str] = field(default_factory=list)
+    signing_key: str | None = None  # raw Ed25519 public key, hex
+    signature: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def signed_by(self) -> str | None:
+        return key_id(self.signing_key) if self.signing_key else None
+
     def as_dict(self) -> dict[str, Any]:
         return {"entry": self.entry, "digest": self.digest, "event_count": self.event_count,
                 "note": self.note, "sealed_at": self.sealed_at, "sealed_by": self.sealed_by,
-                "ok": self.ok, "problems": list(self.problems)}
+                "signed_by": self.signed_by, "ok": self.ok, "problems": list(self.problems)}
 
 
 @dataclass
@@ -100,10 +113,16 @@ class Report:
     seals: list[SealCheck]
     # (aggregate id, version, hash) of the head of every chain as verified: what a seal records
     heads: list[tuple[str, int, str]]
+    # entries stored after the last seal that verifies: protected by the links alone
+    unsealed: int = 0
+    last_seal: SealCheck | None = None
 
     @property
     def ok(self) -> bool:
         return not self.findings and all(s.ok for s in self.seals)
+
+    def add(self, kind: str, entry: str, message: str) -> None:
+        self.findings.append(Finding(kind, entry, message))
 
     @property
     def trial_intact(self) -> bool:
@@ -111,9 +130,13 @@ class Report:
         return not any(f.aggregate == str(TRIAL_ID) for f in self.findings)
 
     def as_dict(self) -> dict[str, Any]:
+        last = self.last_seal
         return {"ok": self.ok, "events": self.events, "chains": self.chains,
                 "failures": [f.as_dict() for f in self.findings],
-                "seals": [s.as_dict() for s in self.seals]}
+                "seals": [s.as_dict() for s in self.seals],
+                "not_yet_sealed": {"events": self.unsealed,
+                                   "last_seal": last.entry if last else None,
+                                   "last_seal_at": last.sealed_at if last else None}}
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -185,8 +208,58 @@ def _row(ledger, notification, known: dict[str, type]) -> Row:
 # --- verifying --------------------------------------------------------------------------------
 
 
-def verify(ledger, *, seal: str | None = None) -> Report:
-    """Check the whole store; with `seal`, also that it holds that sealed history intact."""
+def verify(ledger, *, seal: str | None = None, trusted_keys: list[str] | None = None,
+           witness: str | None = None, progress: Progress | None = None) -> Report:
+    """Check the whole store; with `seal`, also that it holds that sealed history intact; with
+    `trusted_keys` (raw public keys), that a trusted key signed every seal; with `witness`, that
+    every digest the witness file holds is still matched by a seal that verifies.
+
+    One streaming pass checks an intact ledger in memory proportional to its chains, not its
+    events. When that pass meets anything irregular, a second pass (`_thorough`) rebuilds every
+    chain from its links to name each modified, deleted, reordered or inserted event."""
+    stream = _Stream(ledger, progress)
+    stream.run()
+    report = stream.report() if stream.clean else _thorough(ledger)
+    report.findings.extend(stream.log_findings)
+    _stored_values(ledger, report)
+    _signatures(report, trusted_keys)
+    if seal is not None:
+        wanted = seal.strip().lower().removeprefix("sha256:")
+        if not any(s.digest == wanted for s in report.seals):
+            report.add("seal", "-", f"this ledger holds no seal with digest {wanted}")
+    if witness is not None:
+        from m22bol.ledger import witness as witnesses
+
+        for entry, message in witnesses.check(witness, report.seals):
+            report.add("witness", entry, message)
+    good = [check for check in report.seals if check.ok]
+    report.last_seal = good[-1] if good else None
+    report.unsealed = stream.after.get(report.last_seal.entry, stream.rows) if good else (
+        stream.rows)
+    return report
+
+
+def key_id(public_hex: str) -> str:
+    """A short name for a sealing key (`cryptography` is loaded only to check signatures)."""
+    return "ed25519:" + hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
+
+
+def _signatures(report: Report, trusted_keys: list[str] | None) -> None:
+    if not any(check.signing_key for check in report.seals) and trusted_keys is None:
+        return
+    from m22bol.ledger import seal_keys
+
+    for check in report.seals:
+        if check.signing_key and not seal_keys.signature_holds(
+                check.signing_key, check.signature or "", check.digest):
+            check.problems.append(f"its signature by {check.signed_by} does not hold")
+        elif trusted_keys is not None and check.signing_key not in trusted_keys:
+            check.problems.append("not signed by a trusted key" if not check.signing_key else
+                                  f"signed by {check.signed_by}, which is not a trusted key")
+
+
+def _thorough(ledger) -> Report:
+    """The whole store in memory, every chain rebuilt from its links: names each finding."""
     rows = list(read_rows(ledger))
     by_aggregate: dict[UUID, list[Row]] = defaultdict(list)
     for row in rows:
@@ -217,30 +290,38 @@ def verify(ledger, *, seal: str | None = None) -> Report:
             problem = row.problem or "its bytes no longer say where it belongs"
             checks.append(SealCheck(entry, "", 0, "", "", "", problems=[problem]))
     checks.sort(key=lambda check: int(check.entry.rpartition("#")[2]))
-    _stored_values(ledger, by_aggregate, audit)
-    if seal is not None:
-        wanted = seal.strip().lower().removeprefix("sha256:")
-        if not any(s.digest == wanted for s in checks):
-            audit.add("seal", "-", f"this ledger holds no seal with digest {wanted}")
     return Report(events=len(rows), chains=len(by_aggregate), findings=audit.sorted_findings(),
                   seals=checks, heads=audit.heads())
 
 
-def _stored_values(ledger, by_aggregate: dict[UUID, list[Row]], audit: _Audit) -> None:
-    """A change stored by an older version or a past bug that no longer applies (the read
-    path leaves it out) is a finding, named by its entry."""
+def _stored_values(ledger, report: Report) -> None:
+    """A correction stored by an older version or a past bug that no longer applies (the
+    read path leaves it out) is a finding, named by its entry. Only subjects with a correction
+    can hold one, so only they are loaded."""
+    from m22bol.domain.events import EntryCorrected
     from m22bol.domain.patient import project_patient
 
-    for aggregate, rows in by_aggregate.items():
-        if aggregate == TRIAL_ID or not all(r.decoded for r in rows):
-            continue  # undecodable rows are findings of their own already
+    corrected: set[UUID] = set()
+    for notification in _notifications(ledger):
+        if notification.topic == topic_of(EntryCorrected):
+            corrected.add(notification.originator_id)
+    for aggregate in sorted(corrected, key=str):
         try:
             patient = ledger.repository.get(aggregate, projector_func=project_patient)
         except Exception:  # noqa: BLE001 - the chain checks name what is wrong with it
             continue
         for entry, why in patient.stored_problems():
-            audit.add("value", entry, why, aggregate=aggregate,
-                      version=int(entry.rpartition("#")[2]))
+            report.add("value", entry, why)
+
+
+def _notifications(ledger):
+    last = 0
+    while True:
+        batch = ledger.recorder.select_notifications(last, PAGE, inclusive_of_start=False)
+        yield from batch
+        if len(batch) < PAGE:
+            return
+        last = batch[-1].id
 
 
 def _names(rows: list[Row]) -> dict[UUID, str]:
@@ -428,7 +509,8 @@ class _Audit:
             seal = s.seal
             entry = self.label(TRIAL_ID, s.version)
             check = SealCheck(entry, seal.digest, seal.event_count, seal.note,
-                              seal.recorded_at.isoformat(), seal.actor)
+                              seal.recorded_at.isoformat(), seal.actor,
+                              signing_key=seal.signing_key, signature=seal.signature)
             if problem := _seal_problem(seal):
                 check.problems.append(problem)
                 self.add("modified", entry, f"seal {problem}", s)
@@ -630,12 +712,270 @@ class _Chain:
                           node.claim_version)
 
 
+# --- the streaming pass -----------------------------------------------------------------------
+
+# Called with the number of events read since the last call (a terminal's progress bar).
+Progress = Callable[[int], None]
+STREAM_PAGE = 10_000
+
+
+class _Snapshot:
+    """One read transaction for a whole pass: the events, the recorded log digests and the
+    chain heads as of one moment, so an entry committed meanwhile is neither half seen nor a
+    false alarm (SQLite's WAL snapshot; PostgreSQL's REPEATABLE READ). Writers are never
+    blocked."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+        self.sqlite = ledger.url.startswith("sqlite")
+
+    def __enter__(self) -> _Snapshot:
+        self._transaction = self.ledger.recorder.datastore.transaction(commit=False)
+        cursor = self._transaction.__enter__()
+        if self.sqlite:
+            self._conn = cursor.sqlite_cursor.connection
+        else:
+            self._conn = cursor.connection
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._transaction.__exit__(*exc)
+
+    def _cursor(self, name: str | None = None):
+        if self.sqlite:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return cursor
+        from psycopg.rows import tuple_row
+
+        if name is None:
+            return self._conn.cursor(row_factory=tuple_row)
+        cursor = self._conn.cursor(name=name, row_factory=tuple_row)
+        cursor.itersize = STREAM_PAGE
+        return cursor
+
+    def stream(self, sql: str, params: tuple = (), name: str = "m22bol_verify") -> Iterator:
+        """Rows one page at a time (a server-side cursor on PostgreSQL); `{p}` placeholders,
+        `{events}` and `{pos}` name the backend's events table and log position."""
+        cursor = self._cursor(name)
+        try:
+            cursor.execute(self._sql(sql), params)
+            while page := cursor.fetchmany(STREAM_PAGE):
+                yield from page
+        finally:
+            cursor.close()
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        cursor = self._cursor()
+        try:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _sql(self, sql: str) -> str:
+        url = self.ledger.url
+        return sql.format(p="?" if self.sqlite else "%s", events=events_table(url),
+                          pos=log_position(url), digests=log_digest.DIGESTS)
+
+
+class _Stream:
+    """One pass over the log: every event hashed and linked to the one before it in its chain;
+    each seal checked against the chain heads at its place in the log; the log's running digest
+    recomputed and compared with every digest the ledger recorded. Keeps one head per chain.
+    Anything irregular makes it `clean = False`, and `verify` then names the findings with the
+    thorough pass; the running digest's findings it names itself."""
+
+    def __init__(self, ledger, progress: Progress | None):
+        self.ledger = ledger
+        self.progress = progress
+        self.known = set(_event_classes())
+        self.sealed_topic = topic_of(Sealed)
+        self.trial = TRIAL_ID.hex
+        # aggregate (32 hex digits) -> (version, SHA-256 hex as bytes, position, topic) of its
+        # last event
+        self.chains: dict[str, tuple] = {}
+        self.clean = True
+        self.rows = 0
+        self.after: dict[str, int] = {}  # seal entry -> events stored after it
+        self.seals: list[SealCheck] = []
+        self.log_findings: list[Finding] = []
+
+    def run(self) -> None:
+        with _Snapshot(self.ledger) as snapshot:
+            self._run(snapshot)
+
+    def _run(self, snapshot: _Snapshot) -> None:
+        # The loop is written out flat, with locals: it runs once per stored event, and every
+        # attribute look-up or call saved here is a few percent of the whole verify.
+        recorded = snapshot.stream("SELECT position, digest FROM {digests} ORDER BY position",
+                                   name="m22bol_verify_digests")
+        due = _digest_row(next(recorded, None))
+        newest = 0
+        folding = log_digest.Folding()
+        fold = folding.update
+        last = rows = 0
+        clean = True
+        gapless = self.ledger.url.startswith("sqlite")
+        chains, sha256 = self.chains, hashlib.sha256
+        kinds = {t: b'"event_type":"%s"' % t.encode() for t in self.known}
+        sealed, trial, progress = self.sealed_topic, self.trial, self.progress
+        for position, aggregate, version, topic, state in snapshot.stream(
+                "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} "
+                "ORDER BY {pos}"):
+            if type(aggregate) is not str:
+                aggregate = aggregate.hex
+            raw = sha256(state).digest()
+            fold(f"{position}\x00{aggregate}\x00{version}\x00{topic}\x00".encode() + raw)
+            rows += 1
+            if gapless and position != last + 1:
+                clean = False
+            last = position
+            while due is not None and due[0] <= position:
+                folding = self._compare(due, position, folding)
+                fold, newest = folding.update, due[0]
+                due = _digest_row(next(recorded, None))
+            head = chains.get(aggregate)
+            if clean:
+                # Says what its columns say and links to its chain's head, read as byte
+                # patterns of the canonical form (a JSON parse would halve the rate).
+                # The aggregate an event names and its version need a look only at the start
+                # of a chain: the ledger links an event only to the one before it in its own
+                # chain, and a chain's last event is decoded in full below.
+                if head is None:
+                    ok = (version == 1 and b'"prev_hash":null' in state
+                          and b'"originator_id":"%s"' % str(UUID(aggregate)).encode() in state)
+                else:
+                    ok = version == head[0] + 1 and b'"prev_hash":"%s"' % head[1] in state
+                kind = kinds.get(topic)
+                if not (ok and kind and kind in state):
+                    clean = False
+            chains[aggregate] = (version, raw.hex().encode(), position, topic)
+            if topic == sealed and aggregate == trial:
+                self.after[f"trial#{version}"] = rows  # turned round at the end
+                if clean:
+                    self.rows = rows
+                    clean = self._seal(state, position)
+            if progress and rows % STREAM_PAGE == 0:
+                progress(STREAM_PAGE)
+        self.rows, self.clean = rows, clean
+        if progress:
+            progress(rows % STREAM_PAGE)
+        while due is not None:
+            self.log_findings.append(Finding(
+                "log", f"log#{due[0]}", f"the ledger recorded a digest of its log at position "
+                f"{due[0]}, but its log ends at {last}: events were deleted"))
+            due = _digest_row(next(recorded, None))
+        if newest and last > newest:
+            # Every write records the digest of what it wrote, in its own transaction.
+            self.log_findings.append(Finding(
+                "log", f"log#{newest + 1}-{last}", f"events at log positions {newest + 1}-{last} "
+                f"were stored without the digest every entry records: written outside the "
+                "ledger"))
+        self.after = {entry: rows - upto for entry, upto in self.after.items()}
+        if self.clean:
+            self._decode_heads(snapshot)
+
+    def _compare(self, due: tuple[int, bytes], position: int,
+                 folding: log_digest.Folding) -> log_digest.Folding:
+        """Compare with a recorded digest, then go on from the recorded one, so that one change
+        is named once and a second, later one is named too."""
+        at, recorded = due
+        if at != position:
+            self.log_findings.append(Finding(
+                "log", f"log#{at}", f"the ledger recorded a digest of its log at position {at}, "
+                "which holds no event now: events were deleted"))
+            return folding
+        digest = folding.digest()
+        if recorded != digest:
+            self.log_findings.append(Finding(
+                "log", f"log#{at}", f"the events up to log position {at} no longer fold into "
+                "the running digest recorded there: the log was changed at or before it"))
+        return log_digest.Folding(recorded or digest)
+
+    def _seal(self, state: bytes, position: int) -> bool:
+        """A seal must list exactly the chain heads stored before it (a concurrent entry that
+        landed between a seal's reading and its writing sends the ledger to the thorough
+        pass, which knows that case)."""
+        try:
+            event = self._decode(position, TRIAL_ID, state)
+        except Exception:
+            return False
+        seal = event
+        heads = {UUID(a).hex: (v, h) for a, v, h in seal.heads} if all(
+            _is_uuid(a) for a, _, _ in seal.heads) else None
+        before = {a: (head[0], head[1].decode()) for a, head in self.chains.items()}
+        before[self.trial] = (seal.originator_version - 1, seal.prev_hash)
+        if _seal_problem(seal) or heads != before:
+            return False
+        self.seals.append(SealCheck(
+            f"trial#{seal.originator_version}", seal.digest, seal.event_count, seal.note,
+            seal.recorded_at.isoformat(), seal.actor, signing_key=seal.signing_key,
+            signature=seal.signature))
+        return True
+
+    def _decode(self, position: int, aggregate: UUID, state: bytes):
+        """The event in full (pydantic), as the read side would decode it."""
+        from eventsourcing.persistence import StoredEvent
+
+        head = self.chains[aggregate.hex]
+        return self.ledger.mapper.to_domain_event(StoredEvent(
+            originator_id=aggregate, originator_version=head[0], topic=head[3], state=state))
+
+    def _decode_heads(self, snapshot: _Snapshot) -> None:
+        """Each chain's last event is vouched for by no later link: it must decode in full,
+        and name its chain and version. (Every other event hashes to what the event after it
+        recorded: it is, byte for byte, what the ledger wrote.) Read again by position."""
+        heads = {head[2]: aggregate for aggregate, head in self.chains.items()}
+        positions = sorted(heads)
+        for start in range(0, len(positions), 500):
+            page = positions[start:start + 500]
+            marks = ", ".join(["{p}"] * len(page))
+            for position, state in snapshot.rows(
+                    f"SELECT {{pos}}, state FROM {{events}} WHERE {{pos}} IN ({marks})",
+                    tuple(page)):
+                aggregate = UUID(heads[position])
+                try:
+                    event = self._decode(position, aggregate, bytes(state))
+                except Exception:
+                    self.clean = False
+                    return
+                if (event.originator_id, event.originator_version) != (
+                        aggregate, self.chains[aggregate.hex][0]):
+                    self.clean = False
+                    return
+
+    def report(self) -> Report:
+        heads = sorted((str(UUID(a)), head[0], head[1].decode())
+                       for a, head in self.chains.items())
+        return Report(events=self.rows, chains=len(self.chains), findings=[],
+                      seals=self.seals, heads=heads)
+
+
+def _digest_row(row: tuple | None) -> tuple[int, bytes] | None:
+    if row is None:
+        return None
+    try:
+        return row[0], bytes.fromhex(row[1])
+    except (ValueError, TypeError):
+        return row[0], b""  # an unreadable digest matches nothing
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
 # --- sealing ----------------------------------------------------------------------------------
 
 
-def seal(ledger, note: str, actor: str) -> dict[str, Any]:
-    """Verify, then record one digest over every chain head. Refused on a store that does not
-    verify: a seal must never vouch for tampered data."""
+def seal(ledger, note: str, actor: str, *, sign: Signer | None = None) -> dict[str, Any]:
+    """Verify, then record one digest over every chain head, signed when `sign` is given.
+    Refused on a store that does not verify: a seal must never vouch for tampered data."""
     command = _seal_command(note)
     report = verify(ledger)
     if not report.ok:
@@ -643,9 +983,12 @@ def seal(ledger, note: str, actor: str) -> dict[str, Any]:
         detail = f": {first.kind} {first.entry}" if first else ""
         raise IntegrityFailure(f"the ledger does not verify{detail}; run `m22bol audit verify`."
                                " Nothing was sealed.", rule="seal.unverified")
-    output = ledger.execute(command, actor, seal_heads=tuple(report.heads))
-    trial = ledger.require_trial()
-    return {"entry": f"trial#{trial.version}", **output}
+    output = ledger.execute(command, actor,
+                            seal=Vouched(seal_heads=tuple(report.heads), seal_signer=sign))
+    made = ledger.require_trial().seals[-1]
+    return {"entry": f"trial#{made.originator_version}", **output,
+            "sealed_at": made.recorded_at.isoformat(),
+            "signed_by": key_id(made.signing_key) if made.signing_key else None}
 
 
 def _seal_command(note: str) -> c.Seal:

@@ -110,6 +110,9 @@ def store_env(url: str) -> dict[str, str]:
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(CanonicalTranscoder),
     }
+    # The database recorders also keep the running digest of the log (ledger.log_digest).
+    from m22bol.ledger import log_digest
+
     if url == MEMORY_URL:
         env.update(PERSISTENCE_MODULE="eventsourcing.popo")
     elif scheme == "sqlite":
@@ -118,7 +121,8 @@ def store_env(url: str) -> dict[str, str]:
             raise BadInput("ledger: a SQLite ledger needs a file, e.g. sqlite:///m22bol.sqlite",
                            field="ledger")
         env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=sqlite_name(path),
-                   SQLITE_LOCK_TIMEOUT="30")
+                   SQLITE_LOCK_TIMEOUT="30",
+                   APPLICATION_RECORDER_TOPIC=get_topic(log_digest.SQLiteLedgerRecorder))
     elif scheme in ("postgresql", "postgres"):
         env.update(
             PERSISTENCE_MODULE="eventsourcing.postgres",
@@ -129,6 +133,8 @@ def store_env(url: str) -> dict[str, str]:
             POSTGRES_PASSWORD=unquote(parts.password or ""),
             POSTGRES_LOCK_TIMEOUT="30",
             POSTGRES_POOL_SIZE="2",
+            # Named, not imported: importing it loads psycopg, which SQLite ledgers never need.
+            APPLICATION_RECORDER_TOPIC="m22bol.ledger.log_digest_postgres:PostgresLedgerRecorder",
         )
     else:
         raise BadInput(f"ledger: unsupported URL {url!r} (use sqlite:///FILE or "
@@ -160,23 +166,32 @@ def events_table(url: str) -> str:
     return "stored_events" if url.startswith("sqlite") else f"{APP_NAME}_events"
 
 
+def log_position(url: str) -> str:
+    """The column holding an event's place in the notification log."""
+    return "rowid" if url.startswith("sqlite") else "notification_id"
+
+
 def append_only_statements(url: str) -> list[str]:
-    """Triggers that make the database itself refuse any UPDATE or DELETE of stored events."""
+    """Triggers that make the database itself refuse any UPDATE or DELETE of stored events
+    (and of the log's running digests, which are as much a record as the events)."""
     if url == MEMORY_URL:
         return []  # nothing outside the ledger object can reach a memory store
-    table = events_table(url)
+    from m22bol.ledger.log_digest import DIGESTS
+
+    tables = (events_table(url), DIGESTS)
     if url.startswith("sqlite"):
         return [
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, 'the event store is append-only: {op} refused'); END"
-            for op in ("UPDATE", "DELETE")
+            for table in tables for op in ("UPDATE", "DELETE")
         ]
     return [
         "CREATE OR REPLACE FUNCTION m22bol_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN RAISE EXCEPTION 'the event store is append-only: % refused', TG_OP; END $$",
-        f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
-        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION m22bol_append_only()",
+        *(statement for table in tables for statement in (
+            f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION m22bol_append_only()")),
     ]
 
 

@@ -49,9 +49,15 @@ class Reader:
     def status(self, *, known_at: datetime | None = None) -> dict[str, Any]:
         """Counts per basket: screened, screen-failed, enrolled, ... dead."""
         self.allow("status")
-        if known_at is None:
-            return stored.status(self.ledger)
-        return replay.status_by_replay(self.ledger, known_at=known_at)
+        counts = (stored.status(self.ledger) if known_at is None
+                  else replay.status_by_replay(self.ledger, known_at=known_at))
+        return {**counts, "not_yet_sealed": self.not_yet_sealed(known_at=known_at)}
+
+    def not_yet_sealed(self, *, known_at: datetime | None = None) -> dict[str, Any]:
+        """How many entries no seal covers yet, and when the last seal was made."""
+        from m22bol.ledger.coverage import unsealed
+
+        return unsealed(self.ledger, known_at=known_at)
 
     def protocol(self) -> dict[str, Any]:
         """The protocol in force, and every version registered."""

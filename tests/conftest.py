@@ -13,6 +13,7 @@ so a plain ``pytest`` still works on a laptop without PostgreSQL.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from functools import partial
@@ -67,6 +68,9 @@ STORES = ("memory", *DATABASES)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # What accounts remember of ledgers (ledger.seen) never goes to the real state folder, not
+    # even from module-scoped fixtures that run before the per-test folder below is set.
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="m22bol-test-state-")
     # Registered so `-m "not postgres"` / `-m e2e` work and typos in marker names are visible.
     config.addinivalue_line(
         "markers", f"postgres: needs the PostgreSQL server named by {POSTGRES_ENV}"
@@ -168,3 +172,11 @@ def ledger(store: str, request: pytest.FixtureRequest) -> Iterator[TrialLedger]:
 @pytest.fixture
 def driver(ledger: TrialLedger) -> Driver:
     return Driver(ledger)
+
+
+@pytest.fixture(autouse=True)
+def account_state(tmp_path_factory, monkeypatch) -> Iterator[None]:
+    """What each account remembers of a ledger (ledger.seen) goes to a folder of this test's
+    own, never to the user's real state folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    yield

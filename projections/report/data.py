@@ -33,6 +33,8 @@ class ReportData:
     courses: list[PatientCourse] = field(default_factory=list)
     pfs: list[SurvivalRow] = field(default_factory=list)
     os: list[SurvivalRow] = field(default_factory=list)
+    # entries no seal covers yet (as known at `known_at` for a report of the past)
+    not_yet_sealed: dict[str, Any] | None = None
 
 
 def gather(reader: Reader, *, known_at: datetime | None = None,
@@ -65,6 +67,7 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,
+        not_yet_sealed=reader.not_yet_sealed(known_at=known_at),
         **_survival(facts, walked),
     )
 

@@ -52,8 +52,11 @@ def test_an_untouched_ledger_verifies_clean(trial):
     assert result.exit_code == 0, result.output
     assert "OK: every chain and every seal verifies" in result.output
     report = json.loads(run(trial, "audit", "verify", "--json").output)
-    assert report == {"ok": True, "events": len(store_fingerprint(trial.ledger.url)),
-                      "chains": 3, "failures": [], "seals": []}
+    events = len(store_fingerprint(trial.ledger.url))
+    assert report == {"ok": True, "events": events, "chains": 3, "failures": [], "seals": [],
+                      "not_yet_sealed": {"events": events, "last_seal": None,
+                                         "last_seal_at": None},
+                      "read_models": {"ok": True, "differences": []}}
 
 
 def test_a_seal_is_one_digest_over_every_chain_head_and_the_event_count(trial):
@@ -179,7 +182,8 @@ def test_a_modified_event_on_postgres_is_named(postgres_url):
 
     assert result.exit_code == 5
     failures = json.loads(result.output)["failures"]
-    assert [(f["kind"], f["entry"]) for f in failures] == [("modified", "M22-001#2")]
+    assert [(f["kind"], f["entry"]) for f in failures if f["kind"] != "log"] == [
+        ("modified", "M22-001#2")]
 
 
 def test_a_copy_is_checked_against_the_digest_handed_out(sqlite_url, tmp_path):
@@ -216,5 +220,7 @@ def test_a_copy_is_checked_against_the_digest_handed_out(sqlite_url, tmp_path):
 
     assert result.exit_code == 5
     doc = json.loads(result.output)
-    assert [(f["kind"], f["entry"]) for f in doc["failures"]] == [("modified", "M22-001#3")]
+    # (The log's running digest notices the rewrite too: see test_integrity_attacks.py.)
+    assert [(f["kind"], f["entry"]) for f in doc["failures"] if f["kind"] != "log"] == [
+        ("modified", "M22-001#3")]
     assert doc["seals"][0]["problems"] == ["M22-001#3 modified"]

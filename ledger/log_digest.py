@@ -1,0 +1,147 @@
+"""A running digest over the notification log, written in the same transaction as the events.
+
+Each write transaction appends one row to `m22bol_log_digests`: its last log position and
+
+    d = SHA-256(d_before | for each event it wrote: position, aggregate, version, topic,
+                SHA-256(stored bytes))
+
+where `d_before` is the previous row's digest (32 zero bytes for the first). So every row
+vouches for the whole log up to its position. The row costs one indexed read and one insert per
+save, whatever the ledger's size; the table is append-only like the events.
+
+What it is for: an account that remembers (position, digest) of a row from its last command
+checks on its next run that the ledger still holds that history by reading that row, and the
+events and rows added since (`ledger.seen`). An attacker who rewrites or truncates history either
+leaves the table alone, and then `audit verify`, which recomputes the digest over every event,
+names the first row that no longer matches, or rewrites the table too, and then every account
+that saw a rewritten row notices. Doing both unnoticed needs every such account's state file.
+
+It lives in the store layer because only the recorder's insert runs inside the transaction that
+writes the events (and, on PostgreSQL, under the table lock that orders the log). The
+PostgreSQL recorder is in `log_digest_postgres`, so a SQLite ledger never loads psycopg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+from m22bol.ledger.store import events_table, log_position
+
+DIGESTS = "m22bol_log_digests"
+GENESIS = bytes(32)
+
+
+def aggregate_text(value: Any) -> str:
+    """The aggregate id as folded: the 32 hex digits SQLite stores, whatever the column type."""
+    return value.hex if isinstance(value, UUID) else str(value)
+
+
+class Folding:
+    """The digest of one stretch of the log, from the digest of the row before it."""
+
+    def __init__(self, digest: bytes = GENESIS):
+        self._hash = hashlib.sha256(digest)
+        # What `add` feeds it, for a caller folding a million events without the call.
+        self.update = self._hash.update
+
+    def add(self, position: int, aggregate: str, version: int, topic: str,
+            state_sha: bytes) -> None:
+        self.update(f"{position}\x00{aggregate}\x00{version}\x00{topic}\x00".encode()
+                    + state_sha)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
+def fold_rows(digest: bytes, rows: Iterable[tuple]) -> tuple[int | None, bytes]:
+    """Fold (position, aggregate, version, topic, state) rows as one stretch; the last position
+    and the digest."""
+    folding, position = Folding(digest), None
+    for position, aggregate, version, topic, state in rows:
+        folding.add(position, aggregate_text(aggregate), version, topic,
+                    hashlib.sha256(state).digest())
+    return position, folding.digest()
+
+
+def events_query(url: str) -> str:
+    """Events after a position, in log order, as (position, aggregate, version, topic, state);
+    `{p}` is the placeholder."""
+    table, position = events_table(url), log_position(url)
+    return (f"SELECT {position}, originator_id, originator_version, topic, state FROM {table} "
+            f"WHERE {position} > {{p}} AND {position} <= {{p}} ORDER BY {position}")
+
+
+def extend(execute, url: str, ids: list[int], stored_events) -> None:
+    """Append the digest at this transaction's last position, folding every event after the
+    newest row: usually just the events this transaction wrote, folded from memory; on a ledger
+    made before this table (or after a hole), everything since, read back."""
+    p = "?" if url.startswith("sqlite") else "%s"
+    table, position = events_table(url), log_position(url)
+    rows = execute(f"SELECT position, digest FROM {DIGESTS} ORDER BY position DESC LIMIT 1", ())
+    start, digest = (rows[0][0], bytes.fromhex(rows[0][1])) if rows else (0, GENESIS)
+    between = execute(f"SELECT count(*) FROM {table} WHERE {position} > {p} AND "
+                      f"{position} <= {p}", (start, ids[-1]))[0][0]
+    if between == len(ids):
+        _, digest = fold_rows(digest, ((i, s.originator_id, s.originator_version, s.topic,
+                                        s.state) for i, s in zip(ids, stored_events,
+                                                                 strict=True)))
+    else:
+        _, digest = fold_rows(digest, execute(events_query(url).format(p=p),
+                                              (start, ids[-1])))
+    execute(f"INSERT INTO {DIGESTS} (position, digest) VALUES ({p}, {p})",
+            (ids[-1], digest.hex()), fetch=False)
+
+
+def create_statement(url: str) -> str:
+    kind = "INTEGER" if url.startswith("sqlite") else "BIGINT"
+    return (f"CREATE TABLE IF NOT EXISTS {DIGESTS} (position {kind} PRIMARY KEY, "
+            "digest TEXT NOT NULL)")
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), create_statement("sqlite")]
+
+    def _insert_events(self, c, stored_events, **kwargs):
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if ids:
+            def execute(sql: str, params: tuple, fetch: bool = True) -> list:
+                c.execute(sql, params)
+                return [tuple(r) for r in c.fetchall()] if fetch else []
+
+            extend(execute, "sqlite", ids, stored_events)
+        return ids
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def query(ledger, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one read-only statement on the ledger's own connection; `{p}` is the
+    placeholder."""
+    sql = sql.format(p="?" if ledger.url.startswith("sqlite") else "%s")
+    with ledger.recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(sql, params)
+        return [tuple(r.values()) if isinstance(r, dict) else tuple(r)
+                for r in cursor.fetchall()]
+
+
+def recorded_after(ledger, position: int) -> list[tuple[int, bytes]]:
+    """The rows after `position`, oldest first: one per write transaction since."""
+    return [(at, bytes.fromhex(digest)) for at, digest in query(
+        ledger, f"SELECT position, digest FROM {DIGESTS} WHERE position > {{p}} "
+        "ORDER BY position", (position,))]
+
+
+def recorded(ledger, position: int) -> bytes | None:
+    rows = query(ledger, f"SELECT digest FROM {DIGESTS} WHERE position = {{p}}", (position,))
+    return bytes.fromhex(rows[0][0]) if rows else None
+
+
+def newest(ledger) -> int:
+    return query(ledger, f"SELECT max(position) FROM {DIGESTS}")[0][0] or 0
