@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from m22bol.cli.output import fail
+from m22bol.domain.commands import unprintable
 from m22bol.domain.errors import BadInput, LedgerError
 
 DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
@@ -133,6 +134,9 @@ def handled(func):
     def wrapper(*args, **kwargs):
         s = session()
         try:
+            if bad := unprintable(s.user):  # a name is printed in every audit trail
+                raise BadInput(f"user: contains the control or bidirectional character {bad}",
+                               field="user")
             return func(s, *args, **kwargs)
         except LedgerError as error:
             fail(error, s.as_json)

@@ -211,3 +211,12 @@ def test_any_printable_text_exports_to_well_formed_odm(driver, tmp_path, text, s
                        "--out", str(out)], url=url, user="aud")
     assert exported.exit_code == 0, exported.output
     ET.parse(out)
+
+
+@ON_SQLITE
+def test_a_user_name_with_a_control_character_is_refused(infused):
+    url = infused.ledger.url
+    before = store_fingerprint(url)
+    for user in ("dm\x1b[8m", "dm\u202e", "d\x00m"):
+        refused(invoke(["contact", S, "--date", "2025-01-20"], url=url, user=user), 2, "user")
+    assert store_fingerprint(url) == before
