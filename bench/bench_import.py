@@ -61,7 +61,7 @@ def import_through_rules(folder: Path, events: int, timeout: float) -> dict:
     b.remove(path)
     jsonl = folder / "demo-10k.jsonl"
     lines = b.write_jsonl(b.demo_subjects(events), jsonl)
-    b.cli(["init"], path, timeout=60)
+    b.cli(["init", "--synthetic"], path, timeout=60)
     b.cli(["grant", b.USER, "data-manager"], path, timeout=60)
     seconds, _ = b.cli(["import", str(jsonl)], path, timeout=timeout)
     total = b.count_events(path)
@@ -123,7 +123,7 @@ def main() -> None:
     # The decided-event path at 10k too: the same events saved again into a new ledger.
     scratch = args.dir / "resave.sqlite"
     b.remove(scratch)
-    b.cli(["init"], scratch, timeout=60)
+    b.cli(["init", "--synthetic"], scratch, timeout=60)
     saved, spent = save_decided(streams, range(1), scratch, args.batch)
     raw_rows, raw = raw_insert(scratch, 1, args.batch, args.dir / "raw.sqlite")
     rows.append({"size": "10k", "events written": saved,

@@ -225,7 +225,7 @@ def sign(s: Session, subject: str, meaning: str, password_stdin: bool) -> None:
 @shared_options
 @handled
 def set_password(s: Session, password_stdin: bool) -> None:
-    """Set your signing password; changing it asks for the current one first.
+    """Set your own password; changing it asks for the current one first.
 
     With --password-stdin: the new password on the first line, or, to change one, the current
     password on the first line and the new one on the second.
@@ -240,6 +240,27 @@ def set_password(s: Session, password_stdin: bool) -> None:
         new = click.prompt("New password", hide_input=True, confirmation_prompt=True,
                            err=True)
     command = _build(c.SetPassword, password=new, current_password=current)
+    emit(s.ledger.execute(command, s.user), s.as_json)
+
+
+@cli.command("reset-password")
+@click.argument("user")
+@password_stdin_option
+@shared_options
+@handled
+def reset_password(s: Session, user: str, password_stdin: bool) -> None:
+    """Set a user's first or forgotten password (admin); lifts a lockout.
+
+    Hand the new password to the user by a channel of its own; they change it with
+    `m22bol set-password`.
+    """
+    s.reader.allow("reset-password")
+    if password_stdin:
+        new = _password(True, "New password")
+    else:
+        new = click.prompt(f"New password for {user}", hide_input=True,
+                           confirmation_prompt=True, err=True)
+    command = _build(c.ResetPassword, user=user, password=new)
     emit(s.ledger.execute(command, s.user), s.as_json)
 
 

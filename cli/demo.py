@@ -1,10 +1,11 @@
 """`m22bol demo`: a realistic synthetic trial, entered through the one write path.
 
-On a new ledger it runs `init` as the acting user (who becomes admin) and grants that user
-data-manager, so the entries are allowed; on an existing ledger only an admin may run it. The
+On a new ledger it runs `init` as the acting user (who becomes admin), marking the ledger
+synthetic, and grants that user data-manager, so the entries are allowed; it refuses a ledger
+initialised for real data (exit 3), and on a synthetic one only an admin may run it. The
 subjects come from `synthetic.generator.generate` and go through `TrialLedger.execute_all` in
-chunks, one transaction per chunk, so the rules judge every fact as they judge a person's entry
-and a refusal leaves the chunks before it in place. Then it prints the endpoint tallies.
+one transaction with the setup, so the rules judge every fact as they judge a person's entry
+and a refusal or a kill leaves nothing. Then it prints the endpoint tallies.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -30,11 +32,9 @@ ENTRY_ROLES = ("data-manager", "investigator")
               help="Subjects to register (about one in six fails screening).")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="The same seed gives the same trial.")
-@click.option("--chunk", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="Subjects per transaction.")
 @shared_options
 @handled
-def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
+def demo(s: Session, patients: int, seed: int) -> None:
     """Build a realistic synthetic trial in the ledger and print the endpoints.
 
     Screening failures, all four baskets, delays, dose reductions after AEs, surgery and
@@ -46,6 +46,9 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
 
     ledger = s.ledger
     trial = ledger.trial()
+    if trial is not None and not trial.synthetic:
+        raise RuleViolation("demo: this ledger was initialised for real data; run the demo on "
+                            "a new ledger, which it marks synthetic", rule="demo.real_ledger")
     if trial is not None:
         access.check(trial, s.user, "demo")
     # The protocol in force; on a new ledger, the bundled one `init` is about to register.
@@ -57,25 +60,17 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
         # Checked before anything is written: a refused run leaves the ledger as it was.
         raise RuleViolation(f"demo: subject {first.subject} is already in this ledger; "
                             "run the demo on a new ledger", rule="register.exists")
-    setup = _prepare(ledger, s.user, trial)
+    setup, first_commands = _prepare(s, trial)
 
     started = time.perf_counter()
-    entered = subjects = 0
+    batch = list(itertools.chain([first], subjects_iter))
     bar = click.progressbar(length=patients, label="entering subjects", file=sys.stderr,
                             show_pos=True)
     try:
-        batch: list = []
-        for subject in itertools.chain([first], subjects_iter):
-            batch.append(subject)
-            if len(batch) == chunk:
-                entered += _enter(ledger, s.user, batch, bar)
-                subjects += len(batch)
-                batch = []
-        if batch:
-            entered += _enter(ledger, s.user, batch, bar)
-            subjects += len(batch)
+        entered = _enter(ledger, s.user, batch, bar, first_commands)
     finally:
         bar.render_finish()
+    subjects = len(batch)
     seconds = time.perf_counter() - started
 
     summary = {"patients": subjects, "seed": seed, "data_cutoff": today.isoformat(),
@@ -91,25 +86,26 @@ def demo(s: Session, patients: int, seed: int, chunk: int) -> None:
          text=None if s.as_json else head + "\n\n" + endpoints_text(report))
 
 
-def _prepare(ledger, user: str, trial) -> dict[str, Any]:
-    """Initialise a new ledger; make sure the user may enter facts."""
+def _prepare(s: Session, trial) -> tuple[dict[str, Any], list]:
+    """What goes first in the demo's transaction: a new ledger's init (marked synthetic), and
+    an entry role for the user, so that they may enter the facts."""
+    user = s.user
+    grant = c.Grant(user=user, role="data-manager")
     if trial is None:
-        ledger.execute_all([c.Init(), c.Grant(user=user, role="data-manager")], user)
-        return {"initialised": True}
+        return {"initialised": True}, s.first_commands([c.Init(synthetic=True), grant])
     if not any(g.role in ENTRY_ROLES and g.site is None for g in trial.roles_of(user)):
         # An admin holds no entry role by default; the demo enters facts in that admin's name.
-        ledger.execute(c.Grant(user=user, role="data-manager"), user)
-        return {"initialised": False, "granted": True}
-    return {"initialised": False}
+        return {"initialised": False, "granted": True}, [grant]
+    return {"initialised": False}, []
 
 
-def _enter(ledger, user: str, batch: list, bar) -> int:
-    """One transaction for the chunk; the bar moves one step per subject as its last command
-    is decided."""
-    commands = [cmd for subject in batch for cmd in subject.commands]
+def _enter(ledger, user: str, batch: list, bar, first: Sequence[c.Command] = ()) -> int:
+    """One transaction for the setup (`first`) and every subject, all or nothing; the bar moves
+    one step per subject as its last command is decided. The entries made for the subjects."""
+    commands = [*first, *(cmd for subject in batch for cmd in subject.commands)]
     ends: list[int] = []
     for subject in batch:
-        ends.append((ends[-1] if ends else 0) + len(subject.commands))
+        ends.append((ends[-1] if ends else len(first)) + len(subject.commands))
     done = [0, 0]  # commands decided, subjects finished
 
     def step(n: int) -> None:
@@ -121,11 +117,12 @@ def _enter(ledger, user: str, batch: list, bar) -> int:
     try:
         ledger.execute_all(commands, user, progress=step)
     except LedgerError as error:
-        # Name the subject: the generator, not the person, made the command.
-        if error.line is not None:
+        # Name the subject: the generator, not the person, made the command. A line within
+        # the setup (init, the grant) belongs to no subject.
+        if error.line is not None and error.line > len(first):
             who = next(b.subject for b, end in zip(batch, ends, strict=True) if error.line <= end)
             error.message = f"demo subject {who}: {error.message}"
             error.args = (error.message,)
         raise
     bar.update(len(batch) - done[1])  # a retried transaction decides again without a bar
-    return len(commands)
+    return len(commands) - len(first)

@@ -79,7 +79,10 @@ def _entry_command(model: type[c.Command]) -> click.Command:
     @handled
     def run(s: Session, **given: Any) -> None:
         command = c.parse_command(model.name, _values(model, given))
-        output = s.ledger.execute(command, s.user)
+        if isinstance(command, c.Init):
+            output = s.ledger.execute_all(s.first_commands([command]), s.user)[0]
+        else:
+            output = s.ledger.execute(command, s.user)
         emit(output, s.as_json)
 
     command = click.Command(model.name, callback=run, params=_params(model),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import sys
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from m22bol.cli.output import fail
 from m22bol.domain.commands import unprintable
@@ -19,17 +19,62 @@ from m22bol.domain.errors import BadInput, LedgerError
 DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
 
 
+PASSWORD_ENV = "M22BOL_PASSWORD"
+
+
 @dataclass
 class Session:
-    """What every command needs: where the ledger is, who acts, how to print."""
+    """What every command needs: where the ledger is, who acts, how to print.
+
+    `claimed` is the name given with --user (or M22BOL_USER), a claim only: `user` is who the
+    store authenticated, or that name once its password was checked (ledger/identity.py).
+    """
 
     ledger_url: str
-    user: str
+    claimed: str | None = None
     as_json: bool = False
     _ledger: Any = None
     # Whether opening the ledger checks it against what this account saw before (ledger.seen);
     # `audit verify` reports that check in its report instead of stopping at it.
     check_seen: bool = True
+    _user: str | None = None
+    _password: str | None = None
+
+    @property
+    def user(self) -> str:
+        if self._user is None:
+            from m22bol.ledger.identity import authenticate
+
+            self._user = authenticate(self.ledger, self.claimed, self.password)
+        return self._user
+
+    def password(self) -> str | None:
+        """The claimed user's password: M22BOL_PASSWORD (for scripts, as PGPASSWORD is for
+        psql), else asked on the terminal; None when neither can give one."""
+        if self._password is None:
+            self._password = os.environ.get(PASSWORD_ENV)
+            if self._password is None and sys.stdin.isatty():
+                self._password = click.prompt(f"Password of {self.claimed}", hide_input=True,
+                                              err=True)
+        return self._password
+
+    def first_commands(self, commands: list) -> list:
+        """`init` as someone other than the account running it names the first admin: that
+        admin's password is set in the same transaction, or nothing is written."""
+        from m22bol.domain import commands as c
+        from m22bol.domain.errors import NotPermitted
+
+        if self.ledger.trial() is not None or self.user == self.ledger.account:
+            return commands
+        password = self.password()
+        if password is None:
+            raise NotPermitted(f"--user {self.user}: a new ledger's first admin needs a "
+                               f"password (asked on a terminal, or {PASSWORD_ENV})",
+                               rule="identity.no_password", field="password")
+        try:
+            return [*commands, c.SetPassword(password=password)]
+        except ValidationError as exc:
+            raise c.describe_validation_error(exc) from None
 
     @property
     def reader(self):
@@ -53,9 +98,16 @@ class Session:
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    # Shared options may be given before or after the command name; the last one wins.
-    if value is not None and value is not False:
-        ctx.find_root().meta[f"m22bol.{param.name}"] = value
+    # Shared options may be given before or after the command name; the last one typed wins,
+    # and one typed anywhere wins over its environment variable, which every level reads.
+    if value is None or value is False:
+        return value
+    key = f"m22bol.{param.name}"
+    meta = ctx.find_root().meta
+    if ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+        meta.setdefault(key, value)
+    else:
+        meta[key] = value
     return value
 
 
@@ -67,7 +119,9 @@ def shared_options(func):
                      f"(env M22BOL_LEDGER, default {DEFAULT_LEDGER})."),
         click.option("--user", "acting_user", envvar="M22BOL_USER", expose_value=False,
                      callback=_remember, is_eager=True,
-                     help="Who is acting (env M22BOL_USER, default: your login)."),
+                     help="Act as this ledger user, with that user's password (env "
+                     "M22BOL_USER; password asked, or env M22BOL_PASSWORD). Default: your "
+                     "operating-system account (SQLite) or database login (PostgreSQL)."),
         click.option("--json", "as_json", is_flag=True, default=False, expose_value=False,
                      callback=_remember, is_eager=True,
                      help="Print one JSON document instead of text."),
@@ -80,16 +134,9 @@ def session() -> Session:
     meta = click.get_current_context().find_root().meta
     return Session(
         ledger_url=meta.get("m22bol.ledger") or DEFAULT_LEDGER,
-        user=meta.get("m22bol.acting_user") or _login(),
+        claimed=meta.get("m22bol.acting_user"),
         as_json=bool(meta.get("m22bol.as_json")),
     )
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment
-        return "unknown"
 
 
 # --- options and checks that several command modules share ----------------------------------
@@ -172,7 +219,16 @@ def cli() -> None:
 
 def app() -> click.Group:
     """The group with every command registered (each module adds its commands on import)."""
-    from m22bol.cli import audit, demo, entry, queries, read_models, report, tallies  # noqa: F401
+    from m22bol.cli import (  # noqa: F401
+        audit,
+        db,
+        demo,
+        entry,
+        queries,
+        read_models,
+        report,
+        tallies,
+    )
 
     return cli
 

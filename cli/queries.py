@@ -39,12 +39,13 @@ def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) 
 
 
 @cli.command()
-@click.argument("subject")
+@click.argument("subject", required=False)
 @known_at_option
 @shared_options
 @handled
-def history(s: Session, subject: str, known_at: str | None) -> None:
-    """The audit trail: who entered or changed what, when and why."""
+def history(s: Session, subject: str | None, known_at: str | None) -> None:
+    """The audit trail: who entered or changed what, when and why. Without SUBJECT, the
+    trial's: protocol versions, grants, passwords set, refused authentications, locks, seals."""
     from m22bol.ledger.signatures import describe
 
     doc = s.reader.history(subject, known_at=parse_known_at(known_at))
@@ -52,7 +53,9 @@ def history(s: Session, subject: str, known_at: str | None) -> None:
              "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded_by": r["superseded_by"]}
             for r in doc["entries"]]
-    emit(doc, s.as_json, text=table(rows) + "\n\nsignature: " + describe(doc["signature"]))
+    foot = ("signature: " + describe(doc["signature"]) if subject is not None
+            else "SYNTHETIC DEMO DATA: not a trial record" if doc["synthetic"] else "")
+    emit(doc, s.as_json, text=table(rows) + ("\n\n" + foot if foot else ""))
 
 
 def _changed(row: dict) -> str:

@@ -262,6 +262,7 @@ class Init(Command):
     name = "init"
     help = "Start a new ledger with the protocol; the acting user becomes admin."
     protocol: str | None = Field(None, description="protocol TOML file (default: bundled)")
+    synthetic: bool = Field(False, description="mark the ledger as synthetic (demo, training)")
 
 
 class Grant(Command):
@@ -574,7 +575,7 @@ class Retract(FactCommand):
 # Not in COMMANDS: a seal needs the ledger to read the whole store first, and a password must be
 # typed by the person at the keyboard, never read from an import file (Part 11 §11.200).
 
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 12
 
 
 class Seal(Command):
@@ -583,30 +584,66 @@ class Seal(Command):
     note: Text
 
 
+# Passwords are taken exactly as typed: spaces at either end are part of them.
+_AS_TYPED = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False,
+                       defer_build=True)
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    return value
+
+
 class SetPassword(Command):
     name = "set-password"
-    help = "Set your signing password (stored only as a salted scrypt hash)."
+    help = "Set your own password (stored only as a salted scrypt hash)."
+    model_config = _AS_TYPED
     password: SecretStr
     # Changing a password needs the current one: otherwise anyone naming your --user could
     # replace it and sign in your name.
     current_password: SecretStr | None = None
 
-    @field_validator("password")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < MIN_PASSWORD_LENGTH:
-            raise ValueError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
-        return value
+    _check_password = field_validator("password")(_long_enough)
+
+
+class ResetPassword(Command):
+    name = "reset-password"
+    positional = ("user",)
+    help = "Set a user's first or forgotten password (admin); lifts a lockout."
+    model_config = _AS_TYPED
+    user: Text
+    password: SecretStr
+
+    _check_password = field_validator("password")(_long_enough)
+
+
+class RecordAuthenticationFailure(Command):
+    """Not typed by anyone: the ledger records a refused authentication with it."""
+
+    name = "authentication-failed"
+    user: Text
+    account: Text
+    attempt: Literal["password", "signature", "current-password", "session-user", "locked-out"]
+    message: str
+
+
+class RecordAuthenticationSuccess(Command):
+    """Not typed by anyone: a password accepted after failures, recorded by the ledger."""
+
+    name = "authentication-succeeded"
+    user: Text
 
 
 class Sign(SubjectCommand):
     name = "sign"
     help = "Sign the subject's records as they stand, re-entering your password."
+    model_config = _AS_TYPED
     meaning: Literal["reviewed", "approved"]
     password: SecretStr
 
 
-INTERACTIVE = {"sign", "set-password", "audit seal"}
+INTERACTIVE = {"sign", "set-password", "reset-password", "audit seal"}
 
 
 COMMANDS: dict[str, type[Command]] = {

@@ -46,7 +46,7 @@ class Vouched:
     in the ledger (TypeError), not a refusal."""
 
     protocol_text: str | None = None  # init, amend-protocol: the protocol file as read
-    password_hash: str | None = None  # set-password: the salted hash of the new password
+    password_hash: str | None = None  # set-/reset-password: the salted hash of the new password
     head_digest: str | None = None  # sign: the chain head's digest, once the password matched
     seal_heads: SealHeads | None = None  # seal: every chain's head, as verified
     seal_signer: SealSigner | None = None  # seal --key: signs the digest (optional)
@@ -93,7 +93,7 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
         event = e.TrialInitialised(
             **_envelope(TRIAL_ID, 1, ctx, command), trial=protocol.name, protocol_text=text,
             protocol_digest=protocol_digest(text), protocol_version=protocol.version,
-            admin=ctx.actor,
+            admin=ctx.actor, synthetic=command.synthetic,
         )
         return Decision([event], {"trial": protocol.name, "protocol_version": protocol.version,
                                   "protocol_digest": event.protocol_digest, "admin": ctx.actor})
@@ -144,6 +144,16 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
             event = e.PasswordSet(**env, user=ctx.actor, password_hash=_needed(
                 vouched.password_hash, "password_hash", command.name))
             return Decision([event], {"user": ctx.actor, "password": "set"})
+        case c.ResetPassword():
+            event = e.PasswordSet(**env, user=command.user, password_hash=_needed(
+                vouched.password_hash, "password_hash", command.name))
+            return Decision([event], {"user": command.user, "password": "reset"})
+        case c.RecordAuthenticationFailure():
+            event = e.AuthenticationFailed(**env, user=command.user, account=command.account,
+                                           attempt=command.attempt, message=command.message)
+            return Decision([event], {"user": command.user, "attempt": command.attempt})
+        case c.RecordAuthenticationSuccess():
+            return Decision([e.AuthenticationSucceeded(**env, user=command.user)], {})
         case c.Unlock():
             if command.subject is None and not trial.locked or (
                 command.subject is not None and command.subject not in trial.locked_subjects

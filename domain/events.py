@@ -114,6 +114,9 @@ class TrialInitialised(Event):
     protocol_digest: str
     protocol_version: str
     admin: str
+    # A demo or training ledger: every report and export of it says so, and `demo` refuses
+    # any ledger initialised without it.
+    synthetic: bool = False
 
 
 class ProtocolAmended(Event):
@@ -137,6 +140,23 @@ class RoleRevoked(Event):
 class PasswordSet(Event):
     user: str
     password_hash: str
+
+
+class AuthenticationFailed(Event):
+    """A refused password, signature or session claim: a security event of the trial chain.
+    `actor` is the account that tried (the OS account or database login), `user` the ledger
+    user it claimed to be."""
+
+    user: str
+    account: str
+    attempt: Literal["password", "signature", "current-password", "session-user", "locked-out"]
+    message: str
+
+
+class AuthenticationSucceeded(Event):
+    """A password accepted after failures: the count of consecutive failures starts again."""
+
+    user: str
 
 
 class LedgerLocked(Event):

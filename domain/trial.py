@@ -9,6 +9,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from m22bol.domain.canonical import canonical
 from m22bol.domain.events import (
+    AuthenticationFailed,
+    AuthenticationSucceeded,
     Event,
     LedgerLocked,
     LedgerUnlocked,
@@ -22,6 +24,9 @@ from m22bol.domain.events import (
 from m22bol.domain.protocol import Protocol, parse_protocol
 
 TRIAL_ID: UUID = uuid5(NAMESPACE_URL, "urn:m22bol:trial")
+# Consecutive failed authentications (passwords and signatures) that lock a user out until an
+# admin resets the password (spec: audit, "People, identity").
+LOCKOUT_AFTER = 5
 
 
 def seal_digest(seal: Sealed) -> str:
@@ -62,6 +67,9 @@ class Trial:
     locked_subjects: set[str] = field(default_factory=set)
     password_hashes: dict[str, str] = field(default_factory=dict)
     seals: list[Sealed] = field(default_factory=list)
+    # Failed authentications per user since their last success or password (re)set.
+    failures: dict[str, int] = field(default_factory=dict)
+    synthetic: bool = False
     _protocol: Protocol | None = None
 
     @property
@@ -79,6 +87,12 @@ class Trial:
     def roles_of(self, user: str) -> set[Grant]:
         return {g for g in self.grants if g.user == user}
 
+    def locked_out(self, user: str) -> bool:
+        return self.failures.get(user, 0) >= LOCKOUT_AFTER
+
+    def admins(self) -> set[str]:
+        return {g.user for g in self.grants if g.role == "admin"}
+
 
 def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
     for event in events:
@@ -94,6 +108,7 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
                 trial._protocol = None
                 if isinstance(event, TrialInitialised):
                     trial.grants.add(Grant(event.admin, "admin"))
+                    trial.synthetic = event.synthetic
             case RoleGranted():
                 trial.grants.add(Grant(event.user, event.role, event.site))
             case RoleRevoked():
@@ -108,6 +123,11 @@ def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:
                 trial.locked_subjects.discard(event.subject)
             case PasswordSet():
                 trial.password_hashes[event.user] = event.password_hash
+                trial.failures.pop(event.user, None)
+            case AuthenticationFailed():
+                trial.failures[event.user] = trial.failures.get(event.user, 0) + 1
+            case AuthenticationSucceeded():
+                trial.failures.pop(event.user, None)
             case Sealed():
                 trial.seals.append(event)
     return trial

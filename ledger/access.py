@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from m22bol.domain import commands as c
 from m22bol.domain.errors import NotPermitted
-from m22bol.domain.trial import Trial
+from m22bol.domain.trial import Grant, Trial
 
 QUERIES = frozenset({"patient", "history", "status", "endpoints", "safety", "deviations",
                      "protocol", "report", "projections status"})
@@ -15,8 +16,11 @@ ENTRY = frozenset({
     "subsequent-therapy", "death",
     "withdraw", "correct", "retract", "import",
 })
-ADMIN = frozenset({"grant", "revoke", "amend-protocol", "lock", "unlock", "audit seal",
-                   "projections rebuild", "demo"})
+ADMIN = frozenset({"grant", "revoke", "reset-password", "amend-protocol", "lock", "unlock",
+                   "audit seal", "projections rebuild", "demo"})
+# Written by the ledger itself when an authentication fails or succeeds after failures: the
+# person who failed may hold no role at all, and the attempt must still leave a trace.
+SECURITY_RECORDS = frozenset({"authentication-failed", "authentication-succeeded"})
 AUDIT = frozenset({"audit verify", "audit export"})
 
 
@@ -50,6 +54,26 @@ def check(trial: Trial, actor: str, action: str, *, site: str | None = None) -> 
                            + ", ".join(sorted(f"{g.role}" + (f"@{g.site}" if g.site else "")
                                               for g in grants)),
                            rule="access.role")
+
+
+def check_command(trial: Trial, actor: str, command: c.Command) -> None:
+    """The role check for a trial-level command, and the rules that keep administration safe:
+    nobody grants a role to themselves, resets their own password or revokes the last admin."""
+    if command.name in SECURITY_RECORDS:
+        return
+    check(trial, actor, command.name)
+    if isinstance(command, c.Grant) and command.user == actor and not trial.synthetic:
+        # The one exception beyond init's admin: `demo` lets its author enter synthetic data.
+        raise NotPermitted(f"grant: {actor} cannot grant a role to themselves; another admin "
+                           "must", rule="admin.self_grant")
+    if isinstance(command, c.ResetPassword) and command.user == actor:
+        raise NotPermitted("reset-password: change your own password with `m22bol "
+                           "set-password`, which asks for the current one", rule="admin.self_reset")
+    if isinstance(command, c.Revoke) and command.role == "admin":
+        revoked = Grant(command.user, command.role, command.site)
+        if not any(g.role == "admin" for g in trial.grants - {revoked}):
+            raise NotPermitted(f"revoke: {command.user} is the last admin; grant admin to "
+                               "someone else first", rule="admin.last_admin")
 
 
 def check_unlocked(trial: Trial, subject: str | None) -> None:

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
 
 from m22bol.domain import commands as c
 from m22bol.domain.decide import (
@@ -26,7 +31,13 @@ from m22bol.domain.decide import (
     decide_subject,
     decide_trial,
 )
-from m22bol.domain.errors import BadInput, ConcurrencyConflict, IntegrityFailure, LedgerError
+from m22bol.domain.errors import (
+    BadInput,
+    ConcurrencyConflict,
+    IntegrityFailure,
+    LedgerError,
+    NotPermitted,
+)
 from m22bol.domain.events import Event
 from m22bol.domain.patient import Patient, patient_id, project_patient
 from m22bol.domain.protocol import bundled_protocol_text
@@ -38,11 +49,12 @@ from m22bol.ledger.store import (
     environment_problem,
     event_hash,
     is_contention,
-    schema_lock,
     store_env,
 )
 
 MAX_ATTEMPTS = 8
+# PostgreSQL's SQLSTATE for a missing privilege, also raised by the actor check of `db setup`.
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 # Called after each committed save with the ledger, the recordings and the aggregates as saved.
@@ -53,7 +65,7 @@ class TrialLedger(Application):
     name = APP_NAME
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None,
-                 after_save: Iterable[AfterSave] = ()):
+                 after_save: Iterable[AfterSave] = (), *, create_tables: bool = False):
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
         self.after_save = list(after_save)
@@ -63,8 +75,10 @@ class TrialLedger(Application):
         # on close, so a query (or a refused entry) on a ledger that does not exist leaves none.
         self._new_file = _new_sqlite_file(url)
         try:
-            with schema_lock(url):  # processes opening one PostgreSQL database take turns
-                super().__init__(env=store_env(url))
+            super().__init__(env=store_env(url, create_tables=create_tables))
+            if url.startswith("sqlite"):
+                # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,
+                # run once by the owner, so that ordinary logins never need to run DDL.
                 self._make_append_only()
         except Exception as error:
             self._remove_if_new()
@@ -127,6 +141,24 @@ class TrialLedger(Application):
     def execute(self, command: c.Command, actor: str, *, seal: Vouched | None = None) -> dict:
         return self.execute_all([command], actor, seal=seal)[0]
 
+    def record_failure(self, actor: str, user: str, account: str, attempt: str,
+                       message: str) -> None:
+        """Put a refused authentication on the trial chain. Best effort: a ledger that cannot
+        be written (a read-only file, a reader login) still refuses, it only cannot record."""
+        command = c.RecordAuthenticationFailure(user=user, account=account, attempt=attempt,
+                                                message=message)
+        try:
+            self.execute(command, actor)
+        except (LedgerError, PersistenceError):
+            pass
+
+    def record_success(self, user: str) -> None:
+        """A password accepted after failures: the consecutive count starts again."""
+        try:
+            self.execute(c.RecordAuthenticationSuccess(user=user), user)
+        except (LedgerError, PersistenceError):
+            pass
+
     def execute_all(
         self, commands: Sequence[c.Command], actor: str, *,
         progress: Callable[[int], None] | None = None, seal: Vouched | None = None,
@@ -136,10 +168,21 @@ class TrialLedger(Application):
         and, for a signed seal, the signer."""
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self, actor, self.clock(), seal)
-            outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
-                       for i, command in _progressing(commands, progress)]
+            try:
+                outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
+                           for i, command in _progressing(commands, progress)]
+            except signatures.PasswordRefused as refused:
+                self.record_failure(actor, refused.user, self.account, refused.attempt,
+                                    refused.message)
+                raise
             try:
                 recordings = self.save(*batch.pending) if batch.pending else []
+            except ProgrammingError as error:
+                if getattr(error.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                    # The database's own refusal: a reader login, or another person's name.
+                    raise NotPermitted(f"the database refused the write: {error}".strip(),
+                                       rule="database.privilege") from None
+                raise
             except (IntegrityError, OperationalError) as error:
                 # Only someone else writing the same aggregate first (or holding the lock) is
                 # worth deciding again; a full disk or a read-only file stays so.
@@ -155,6 +198,14 @@ class TrialLedger(Application):
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
             rule="concurrency",
         )
+
+    @property
+    def account(self) -> str:
+        """Who the store itself authenticated: the database session user on PostgreSQL, the
+        operating-system account running this process on SQLite."""
+        from m22bol.ledger import identity
+
+        return identity.account_of(self)
 
     def close(self) -> None:
         while self.on_close:
@@ -227,7 +278,7 @@ class _Batch:
             self._patients[patient_id(command.subject)] = project_patient(
                 patient, self._chain(decision, patient))
             return decision
-        access.check(trial, self.ctx.actor, command.name)
+        access.check_command(trial, self.ctx.actor, command)
         decision = decide_trial(command, trial, self.ctx, self._vouch(command, trial))
         self._trial = project_trial(trial, self._chain(decision, trial))
         return decision

@@ -38,6 +38,8 @@ from m22bol.domain.trial import TRIAL_ID, project_trial
 # The stored object also names its event type (ledger/store.py), which the hash covers.
 ENVELOPE = (*e.Event.model_fields, "event_type")
 REDACTED = {e.PasswordSet: ("password_hash",)}
+# Trial events an ODM export of the whole trial carries as audit records of the trial.
+SECURITY_EVENTS = (e.AuthenticationFailed,)
 MEANINGS = {
     "reviewed": "Reviewed: the investigator has reviewed the subject's records",
     "approved": "Approved: the investigator approves the subject's records as accurate",
@@ -105,7 +107,8 @@ def export_jsonl(ledger, out: str, *, subject: str | None = None,
         if stream is not sys.stdout.buffer:
             stream.close()
     return {"format": "jsonl", "out": out, "events": len(lines), "subject": subject,
-            "known_at": known_at.isoformat() if known_at else None}
+            "known_at": known_at.isoformat() if known_at else None,
+            "synthetic": ledger.require_trial().synthetic}
 
 
 def _jsonl(ledger, *, subject: str | None, known_at: datetime | None) -> Iterator[bytes]:
@@ -144,7 +147,8 @@ def export_odm(ledger, out: str, *, subject: str | None = None,
         if stream is not sys.stdout.buffer:
             stream.close()
     return {"format": "odm", "out": out, "events": count, "subject": subject,
-            "known_at": known_at.isoformat() if known_at else None}
+            "known_at": known_at.isoformat() if known_at else None,
+            "synthetic": ledger.require_trial().synthetic}
 
 
 def build_odm(ledger, *, subject: str | None = None,
@@ -168,13 +172,19 @@ def build_odm(ledger, *, subject: str | None = None,
         if event.originator_id != TRIAL_ID:
             builder.add(event)
             count += 1
+    security = [ev for ev in trial_events if isinstance(ev, SECURITY_EVENTS)]
+    if subject is None and security:
+        # Refused authentications belong to no subject: they are audit records of the trial.
+        builder.clinical.AuditRecords.append(odm.AuditRecords(
+            AuditRecord=[builder.security_record(ev) for ev in security]))
     now = ledger.clock()
     scope = f"subject.{subject}" if subject else "trial"
     root = odm.ODM(
         FileOID=f"{trial.name}.audit.{scope}.{now.strftime('%Y%m%dT%H%M%S%fZ')}",
         FileType="Transactional", Granularity="SingleSubject" if subject else "All",
         CreationDateTime=now.isoformat(), ODMVersion="1.3.2", SourceSystem="m22bol",
-        Description=f"Audit trail of the {trial.name} ledger" + (
+        Description=("SYNTHETIC DEMO DATA, not a trial record. " if trial.synthetic else "")
+        + f"Audit trail of the {trial.name} ledger" + (
             f" for subject {subject}" if subject else ""),
         AsOfDateTime=(known_at or now).isoformat(),
     )
@@ -207,6 +217,10 @@ def _value(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     return str(value)
+
+
+# The location of trial-level records, which belong to no site.
+LEDGER_LOCATION = "ledger"
 
 
 class _OdmBuilder:
@@ -333,6 +347,21 @@ class _OdmBuilder:
     def user(self, actor: str) -> str:
         self.users.add(actor)
         return f"USR.{actor}"
+
+    def security_record(self, event: e.AuthenticationFailed):
+        """A refused authentication: who tried (the account) as whom, when, and what failed."""
+        odm = self.odm
+        entry = f"trial#{event.originator_version}"
+        return odm.AuditRecord(
+            ID=f"AR.trial.{event.originator_version}", EditPoint="DBAudit",
+            UserRef=odm.UserRef(UserOID=self.user(event.actor)),
+            LocationRef=odm.LocationRef(LocationOID=self.location(LEDGER_LOCATION)),
+            DateTimeStamp=odm.DateTimeStamp(_content=event.recorded_at.isoformat()),
+            ReasonForChange=odm.ReasonForChange(
+                _content=f"security: failed {event.attempt} authentication as {event.user}: "
+                         f"{event.message}"),
+            SourceID=odm.SourceID(_content=entry),
+        )
 
     def location(self, site: str) -> str:
         self.sites.add(site)

@@ -22,7 +22,7 @@ from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import NotPermitted
 from m22bol.domain.events import Signed
 from m22bol.domain.patient import Patient, entry_id
-from m22bol.domain.trial import Trial
+from m22bol.domain.trial import LOCKOUT_AFTER, Trial
 from m22bol.ledger.store import event_hash
 
 # scrypt cost: 2**15 x 8 x 128 bytes = 32 MiB and about 0.1 s per hash, in line with current
@@ -68,27 +68,50 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class PasswordRefused(NotPermitted):
+    """A wrong or missing password, or a locked-out user (exit 4). The command is refused and
+    the ledger records the attempt as a security event of the trial chain."""
+
+    def __init__(self, message: str, *, user: str, attempt: str, rule: str):
+        super().__init__(message, rule=rule, field="password")
+        self.user = user
+        self.attempt = attempt
+
+
+def check_password(trial: Trial, user: str, password: str | None, *, attempt: str,
+                   what: str) -> None:
+    """Refuse unless `password` is the user's own and the user is not locked out."""
+    if trial.locked_out(user):
+        raise PasswordRefused(f"{what}: {user} is locked out after {LOCKOUT_AFTER} failed "
+                              "attempts; an admin must run `m22bol reset-password`",
+                              user=user, attempt="locked-out", rule="identity.locked_out")
+    stored = trial.password_hashes.get(user)
+    if stored is None:
+        raise PasswordRefused(f"{what}: {user} has no password yet; an admin sets the first "
+                              "one with `m22bol reset-password`", user=user, attempt=attempt,
+                              rule="identity.no_password")
+    if password is None or not verify_password(password, stored):
+        raise PasswordRefused(f"{what}: the password of {user} does not match; nothing was "
+                              "written but this failed attempt", user=user, attempt=attempt,
+                              rule="identity.password")
+
+
 def vouch(command: c.Command, trial: Trial, actor: str,
           patient: Patient | None = None) -> Vouched:
     """What a password-bearing command passes on to the domain once its password is dealt with:
-    the new hash for `set-password`, the signed head's digest for `sign`; nothing otherwise."""
+    the new hash for `set-password` and `reset-password`, the signed head's digest for `sign`;
+    nothing otherwise."""
     if isinstance(command, c.SetPassword):
-        stored = trial.password_hashes.get(actor)
-        if stored is not None and not (
-            command.current_password is not None
-            and verify_password(command.current_password.get_secret_value(), stored)
-        ):
-            raise NotPermitted(f"set-password: {actor} has a password already; give the current "
-                               "one to change it", rule="signature.password")
+        if actor in trial.password_hashes or trial.locked_out(actor):
+            current = command.current_password
+            check_password(trial, actor, current.get_secret_value() if current else None,
+                           attempt="current-password", what="set-password")
+        return Vouched(password_hash=hash_password(command.password.get_secret_value()))
+    if isinstance(command, c.ResetPassword):
         return Vouched(password_hash=hash_password(command.password.get_secret_value()))
     if isinstance(command, c.Sign) and patient is not None:
-        stored = trial.password_hashes.get(actor)
-        if stored is None:
-            raise NotPermitted(f"sign: {actor} has no signing password; run `m22bol "
-                               "set-password` first", rule="signature.no_password")
-        if not verify_password(command.password.get_secret_value(), stored):
-            raise NotPermitted("sign: the password does not match; nothing was signed",
-                               rule="signature.password")
+        check_password(trial, actor, command.password.get_secret_value(), attempt="signature",
+                       what="sign")
         return Vouched(head_digest=event_hash(patient.events[-1]))
     return Vouched()
 

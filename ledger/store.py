@@ -101,8 +101,9 @@ class PydanticMapper(Mapper):
 MEMORY_URL = "memory:"
 
 
-def store_env(url: str) -> dict[str, str]:
-    """The eventsourcing settings for a ledger URL."""
+def store_env(url: str, *, create_tables: bool = False) -> dict[str, str]:
+    """The eventsourcing settings for a ledger URL. PostgreSQL tables are created only when
+    asked (`db setup`): ordinary commands run no DDL and may hold no right to."""
     parts = urlsplit(url)
     scheme = parts.scheme.split("+")[0]
     env = {
@@ -133,7 +134,9 @@ def store_env(url: str) -> dict[str, str]:
             POSTGRES_PASSWORD=unquote(parts.password or ""),
             POSTGRES_LOCK_TIMEOUT="30",
             POSTGRES_POOL_SIZE="2",
+            CREATE_TABLE="yes" if create_tables else "no",
             # Named, not imported: importing it loads psycopg, which SQLite ledgers never need.
+            # It keeps the log's running digest and orders inserts without a table lock.
             APPLICATION_RECORDER_TOPIC="m22bol.ledger.log_digest_postgres:PostgresLedgerRecorder",
         )
     else:
@@ -197,12 +200,11 @@ def append_only_statements(url: str) -> list[str]:
 
 @contextmanager
 def schema_lock(url: str) -> Iterator[None]:
-    """Serialise the schema statements run on opening a PostgreSQL ledger.
+    """Serialise the schema statements of `db setup` on one PostgreSQL server.
 
-    Opening runs the library's CREATE TABLE IF NOT EXISTS / CREATE OR REPLACE FUNCTION and the
-    append-only trigger statements; processes opening one database at the same moment fail
-    with "tuple concurrently updated" (measured: 13 of 32 simultaneous opens). A session
-    advisory lock makes them take turns. SQLite serialises them with its write lock already.
+    The library's CREATE TABLE IF NOT EXISTS / CREATE OR REPLACE FUNCTION and the trigger
+    statements fail with "tuple concurrently updated" when run at the same moment (measured:
+    13 of 32 simultaneous runs). A session advisory lock makes them take turns.
     """
     if not url.startswith("postgres"):
         yield

@@ -1,6 +1,8 @@
 """Every question asked of the ledger, for one reader: the CLI, the report and tests ask here.
 
-The reader's access is checked first, for every question. Then one rule decides where the
+The reader's access is checked first, for every question, and a reader whose every grant is
+limited to sites sees only those sites' subjects: a subject elsewhere is refused (exit 4) and
+the tallies count only theirs. Then one rule decides where the
 answer comes from: the present is read from the read models (`stored`), kept current after each
 entry; the past (`--known-at`) and a data cutoff (`--cutoff`) are answered by replaying the
 events (`replay`), which is also the reference the read models must agree with.
@@ -11,6 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from m22bol.domain.errors import NotPermitted
 from m22bol.ledger import access
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import documents, replay, stored
@@ -21,16 +24,28 @@ class Reader:
         self.ledger = ledger
         self.user = user
 
-    def allow(self, action: str) -> None:
-        """Refuse (exit 4) unless the reader may run this action."""
-        access.check(self.ledger.require_trial(), self.user, action)
+    def allow(self, action: str, *, subject: str | None = None) -> None:
+        """Refuse (exit 4) unless the reader may run this action (on this subject's site)."""
+        trial = self.ledger.require_trial()
+        site = None
+        if subject is not None and self.sites() is not None:
+            site = self.ledger.require_patient(subject).site
+        access.check(trial, self.user, action, site=site)
+
+    def sites(self) -> frozenset[str] | None:
+        """The sites this reader is limited to; None when one of its grants covers them all."""
+        if not hasattr(self, "_sites"):
+            grants = self.ledger.require_trial().roles_of(self.user)
+            self._sites = (None if not grants or any(g.site is None for g in grants)
+                           else frozenset(g.site for g in grants))
+        return self._sites
 
     # --- one subject -------------------------------------------------------------------------
 
     def patient(self, subject: str, *, known_at: datetime | None = None,
                 cutoff: date | None = None) -> dict[str, Any]:
         """The subject's state and timeline (`patient --json`)."""
-        self.allow("patient")
+        self.allow("patient", subject=subject)
         if known_at is None and cutoff is None:
             document = stored.patient(self.ledger, subject)
         else:
@@ -39,9 +54,16 @@ class Reader:
         document["signature"] = replay.signature_view(self.ledger, subject, known_at=known_at)
         return document
 
-    def history(self, subject: str, *, known_at: datetime | None = None) -> dict[str, Any]:
-        """The subject's audit trail: every event, who, when, why and what it changed."""
-        self.allow("history")
+    def history(self, subject: str | None, *,
+                known_at: datetime | None = None) -> dict[str, Any]:
+        """The subject's audit trail: every event, who, when, why and what it changed; without
+        a subject, the trial's own (grants, passwords, security events, locks, seals)."""
+        self.allow("history", subject=subject)
+        if subject is None:
+            if self.sites() is not None:
+                raise NotPermitted("history of the trial: a user limited to sites reads the "
+                                   "history of their subjects only", rule="access.site")
+            return replay.trial_history_view(self.ledger, known_at=known_at)
         return replay.history_view(self.ledger, subject, known_at=known_at)
 
     # --- the trial -----------------------------------------------------------------------------
@@ -49,8 +71,9 @@ class Reader:
     def status(self, *, known_at: datetime | None = None) -> dict[str, Any]:
         """Counts per basket: screened, screen-failed, enrolled, ... dead."""
         self.allow("status")
-        counts = (stored.status(self.ledger) if known_at is None
-                  else replay.status_by_replay(self.ledger, known_at=known_at))
+        counts = (stored.status(self.ledger, self.sites()) if known_at is None
+                  else replay.status_by_replay(self.ledger, known_at=known_at,
+                                               sites=self.sites()))
         return {**counts, "not_yet_sealed": self.not_yet_sealed(known_at=known_at)}
 
     def not_yet_sealed(self, *, known_at: datetime | None = None) -> dict[str, Any]:
@@ -78,7 +101,7 @@ class Reader:
     def deviations(self) -> list[dict[str, Any]]:
         """Every protocol deviation accepted with a reason, in the order recorded."""
         self.allow("deviations")
-        return replay.deviations(self.ledger)
+        return replay.deviations(self.ledger, self.sites())
 
     def endpoints(self, *, known_at: datetime | None = None,
                   cutoff: date | None = None) -> dict[str, Any]:
@@ -99,11 +122,11 @@ class Reader:
             now = self.ledger.clock()
             return documents.Inputs(protocol=self.ledger.require_trial().protocol,
                                     cutoff=now.date(), known_at=now,
-                                    patients=stored.endpoint_inputs(self.ledger))
-        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff)
+                                    patients=stored.endpoint_inputs(self.ledger, self.sites()))
+        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff, sites=self.sites())
 
     def walk(self, *, known_at: datetime | None = None,
              cutoff: date | None = None) -> replay.Replay:
         """Every subject walked through the rules as known at T and cut at D (the report)."""
         self.allow("report")
-        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff)
+        return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff, sites=self.sites())

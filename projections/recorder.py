@@ -127,6 +127,11 @@ class ReadModelStore:
         tables.metadata.drop_all(conn, tables=chosen, checkfirst=True)
         tables.metadata.create_all(conn, tables=chosen, checkfirst=True)
 
+    def empty(self, conn: sa.Connection, names: list[str]) -> None:
+        """Delete every row of the named tables, inside the caller's transaction."""
+        for name in names:
+            conn.execute(sa.delete(tables.BY_NAME[name]))
+
     def _serialise_ddl(self, conn: sa.Connection) -> None:
         # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalog
         # (duplicate key in pg_type); SQLite is already serialised by BEGIN IMMEDIATE.

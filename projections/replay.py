@@ -127,6 +127,26 @@ def history_view(ledger: TrialLedger, subject: str, *,
             "signature": signature_status(patient) if patient else None}
 
 
+# Trial events' values not shown in its history: material for guessing passwords, and the
+# protocol file itself (its digest and version stay).
+_HIDDEN = {"password_hash", "protocol_text"}
+
+
+def trial_history_view(ledger: TrialLedger, *,
+                       known_at: datetime | None = None) -> dict[str, Any]:
+    """The trial's own audit trail: protocol versions, grants, passwords set, locks, seals and
+    every refused authentication, oldest first."""
+    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    entries = []
+    for event in trial.events:
+        row = _audit_row(f"trial#{event.originator_version}", event)
+        row["values"] = {k: v for k, v in row["values"].items() if k not in _HIDDEN}
+        row["superseded_by"] = None
+        entries.append(row)
+    return {"subject": None, "entries": entries, "signature": None,
+            "synthetic": trial.synthetic}
+
+
 def _audit_row(entry: str, event: Event) -> dict[str, Any]:
     return {
         "entry": entry,
@@ -143,10 +163,17 @@ def subjects(ledger: TrialLedger) -> list[str]:
     return [e.subject for _, e in ledger.stored_events() if isinstance(e, Registered)]
 
 
-def deviations(ledger: TrialLedger) -> list[dict[str, Any]]:
-    """Every accepted deviation, with the reason given and who gave it when."""
+def deviations(ledger: TrialLedger,
+               sites: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Every accepted deviation, with the reason given and who gave it when; only those of the
+    subjects of `sites` when given."""
     rows = []
+    site_of: dict[UUID, str] = {}
     for _, event in ledger.stored_events():
+        if isinstance(event, Registered):  # a subject's first event, before its facts
+            site_of[event.originator_id] = event.site
+        if sites is not None and site_of.get(event.originator_id) not in sites:
+            continue
         if isinstance(event, Fact) and event.deviations:
             rows += [{"entry": d.entry, "rule": d.rule, "message": d.message,
                       "reason": event.deviation_reason, "actor": event.actor,
@@ -154,14 +181,15 @@ def deviations(ledger: TrialLedger) -> list[dict[str, Any]]:
     return rows
 
 
-def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None) -> dict[str, Any]:
+def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None,
+                     sites: frozenset[str] | None = None) -> dict[str, Any]:
     """Status from the events alone: the reference the read models must agree with, and the
-    only way to the status as known at a past moment."""
+    only way to the status as known at a past moment; only the subjects of `sites` if given."""
     trial = trial_as_known_at(ledger.require_trial(), known_at)
     today = today_at(ledger, known_at)
     patients = [as_known_at(ledger.require_patient(s), known_at) for s in subjects(ledger)]
     summaries = [summary(derive(p.subject, p.timeline(), trial.protocol, today))
-                 for p in patients if p is not None]
+                 for p in patients if p is not None and (sites is None or p.site in sites)]
     return status_counts(summaries, [b.id for b in trial.protocol.baskets])
 
 
@@ -198,8 +226,9 @@ class Replay:
 
 
 def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
-           cutoff: date | None = None) -> Replay:
-    """Every subject's endpoint inputs as known at T, cut at D, with the protocol then in force."""
+           cutoff: date | None = None, sites: frozenset[str] | None = None) -> Replay:
+    """Every subject's endpoint inputs as known at T, cut at D, with the protocol then in force;
+    only the subjects of `sites` when given."""
     now = ledger.clock()
     moment = known_at or now
     cutoff = cutoff or now.date()
@@ -221,6 +250,8 @@ def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
     protocol = trial.protocol
     walked = []
     for patient in _patients(subjects.values()):
+        if sites is not None and patient.site not in sites:
+            continue
         timeline = [(k, f) for k, f in patient.timeline() if f.clinical_date <= cutoff]
         state = derive(patient.subject, timeline, protocol, today)
         walked.append(Walked(patient, timeline, state, patient_facts(state, timeline)))

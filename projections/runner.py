@@ -191,7 +191,9 @@ def advance(models: ReadModels, behind: dict[str, int], target: int, *,
     bar = progress(len(subjects)) if progress else nullcontext(None)
     with models.store.transaction(lock_timeout=600 if reset else 10) as conn, bar as shown:
         if reset:
-            models.store.recreate(conn, [t.name for p in behind for t in tables.tables_of(p)])
+            # Rows deleted, not tables recreated: their shape is current (ensure_tables), and
+            # a writer login on PostgreSQL may change rows but not the schema.
+            models.store.empty(conn, [t.name for p in behind for t in tables.tables_of(p)])
             for p in behind:
                 models.tracking[p].forget(conn)
         # Positions first: on PostgreSQL the first upsert takes the row lock that makes a

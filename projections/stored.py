@@ -57,23 +57,38 @@ def ensure_current(ledger: TrialLedger) -> None:
             # Still consistent, only behind (say, the database is read-only here): answer
             # from what is there, and say so.
             log.warning("warning: the read models are behind the ledger (%s)", error)
+        except Exception as error:
+            if getattr(getattr(error, "orig", None), "sqlstate", None) != "42501":
+                raise
+            # A reader login may not keep the read models; the next writer's entry will.
+            log.warning("warning: the read models are behind the ledger and this login may "
+                        "not bring them up to date")
+
+
+def _at_sites(sites: frozenset[str] | None, column: str = "site") -> tuple[str, tuple]:
+    """The SQL condition (and its parameters) keeping the rows of a site-limited reader."""
+    if sites is None:
+        return "", ()
+    return f" AND {column} IN ({', '.join('?' * len(sites))})", tuple(sorted(sites))
 
 
 def basket_ids(ledger: TrialLedger) -> list[str]:
     return [r["id"] for r in _rows(ledger, f"SELECT id FROM {catalog.BASKETS} ORDER BY ordinal")]
 
 
-def status(ledger: TrialLedger) -> dict[str, Any]:
-    """Counts per basket, as `replay.status_by_replay` computes them from the events."""
+def status(ledger: TrialLedger, sites: frozenset[str] | None = None) -> dict[str, Any]:
+    """Counts per basket, as `replay.status_by_replay` computes them from the events; only the
+    subjects of `sites` when given."""
     from m22bol.projections.documents import status_counts
 
     ensure_current(ledger)
+    where, params = _at_sites(sites)
     groups = _rows(ledger, (
         "SELECT basket, status, treatment_state, phase, enrolled IS NOT NULL AS is_enrolled, "
         "withdrawn IS NOT NULL AS is_withdrawn, death IS NOT NULL AS is_dead, COUNT(*) AS n "
-        f"FROM {catalog.PATIENT_SUMMARY} WHERE error IS NULL "
+        f"FROM {catalog.PATIENT_SUMMARY} WHERE error IS NULL{where} "
         "GROUP BY basket, status, treatment_state, phase, is_enrolled, is_withdrawn, is_dead"
-    ))
+    ), params)
     # The same counting rule as the replay, fed one summary per subject in each group: the
     # database does the scan, `status_counts` stays the one definition of each column.
     summaries = []
@@ -86,7 +101,7 @@ def status(ledger: TrialLedger) -> dict[str, Any]:
         summaries.extend([summary] * g["n"])
     document = status_counts(summaries, basket_ids(ledger))
     broken = _rows(ledger, f"SELECT subject, error FROM {catalog.PATIENT_SUMMARY} "
-                           "WHERE error IS NOT NULL ORDER BY subject")
+                           f"WHERE error IS NOT NULL{where} ORDER BY subject", params)
     if broken:
         # Subjects whose recorded facts the rules in force now refuse are not counted; say so
         # rather than print counts that silently leave them out.
@@ -109,10 +124,17 @@ def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
     return orjson.loads(found[0]["document"])
 
 
-def endpoint_inputs(ledger: TrialLedger) -> list:
-    """Every subject's endpoint facts, one row each: what `endpoints` and `safety` tally."""
+def endpoint_inputs(ledger: TrialLedger, sites: frozenset[str] | None = None) -> list:
+    """Every subject's endpoint facts, one row each: what `endpoints` and `safety` tally; only
+    the subjects of `sites` when given."""
     from m22bol.domain.rules.endpoints import PatientFacts
 
     ensure_current(ledger)
-    rows = _rows(ledger, f"SELECT facts FROM {catalog.ENDPOINT_INPUTS} ORDER BY subject")
+    if sites is None:
+        rows = _rows(ledger, f"SELECT facts FROM {catalog.ENDPOINT_INPUTS} ORDER BY subject")
+    else:
+        where, params = _at_sites(sites, "p.site")
+        rows = _rows(ledger, f"SELECT e.facts FROM {catalog.ENDPOINT_INPUTS} e JOIN "
+                             f"{catalog.PATIENT_SUMMARY} p ON p.subject = e.subject "
+                             f"WHERE 1 = 1{where} ORDER BY e.subject", params)
     return [PatientFacts.from_plain(orjson.loads(r["facts"])) for r in rows]

@@ -49,9 +49,10 @@ settings.register_profile("nightly", parent=settings.get_profile("ci"), max_exam
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # The production scrypt cost (2**15, 32 MiB, ~0.1 s a hash) buys nothing in a test and is paid
-# for every password set and every signature checked; 2**10 is ~30 times cheaper. The cost is
-# stored with each hash, so checking reads it back; test_signatures pins the production cost.
-# Session scope: hypothesis refuses function-scoped fixtures around its examples.
+# for every password set, every --user checked and every signature checked; 2**10 is ~30 times
+# cheaper. The cost is stored with each hash, so checking reads it back; test_signatures and
+# test_identity pin the production cost. Session scope: hypothesis refuses function-scoped
+# fixtures around its examples, and the template ledgers are made with the cheap cost too.
 TEST_SCRYPT_LOG2_N = 10
 
 

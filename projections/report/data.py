@@ -25,6 +25,8 @@ class ReportData:
     cutoff: date
     known_at: datetime
     seal: dict[str, Any] | None
+    # A demo or training ledger (marked at init): the page says so at the top.
+    synthetic: bool
     consort: dict[str, Any]
     endpoints: dict[str, Any]
     safety: dict[str, Any]
@@ -62,6 +64,7 @@ def gather(reader: Reader, *, known_at: datetime | None = None,
         trial=walked.protocol.name, title=walked.protocol.title,
         protocol_version=walked.protocol.version, cutoff=walked.cutoff,
         known_at=known_at or _last_recorded(walked), seal=walked.seal,
+        synthetic=walked.trial.synthetic,
         consort=consort(summaries, [b.id for b in walked.protocol.baskets]),
         endpoints=tallies, safety=safety,
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import invoke
+from tests.support import TEST_PASSWORD, invoke
 from tests.support.databases import sqlite_url
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +37,8 @@ def m22bol() -> str:
 def in_process(tmp_path):
     ledger = sqlite_url(tmp_path)
 
-    def run(user: str, *args: str, code: int = 0):
-        done = invoke(list(args), url=ledger, user=user)
+    def run(user: str, *args: str, code: int = 0, input: str | None = None):
+        done = invoke(list(args), url=ledger, user=user, input=input)
         assert done.exit_code == code, done.output
         return done
 
@@ -47,11 +47,15 @@ def in_process(tmp_path):
 
 @pytest.fixture
 def run(tmp_path):
+    """The installed command in a subprocess, as a script acting as a person runs it: the
+    user and their password in M22BOL_USER and M22BOL_PASSWORD."""
     ledger = f"sqlite:///{tmp_path}/course.sqlite"
 
-    def run(user: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([m22bol(), "--ledger", ledger, *args],
-                              env={**os.environ, "M22BOL_USER": user}, cwd=tmp_path,
+    def run(user: str, *args: str, code: int = 0,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run([m22bol(), "--ledger", ledger, *args], input=input,
+                              env={**os.environ, "M22BOL_USER": user,
+                                   "M22BOL_PASSWORD": TEST_PASSWORD}, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == code, done.stderr or done.stdout
         assert "Traceback" not in done.stderr
@@ -67,6 +71,8 @@ def test_a_full_course_through_the_command_line(in_process):
 
     in_process("chief", "init")
     in_process("chief", "grant", "nurse", "data-manager")
+    in_process("chief", "reset-password", "nurse", "--password-stdin",
+               input=TEST_PASSWORD + "\n")
     nurse("register", S, "--site", "S1", "--consent-date", "2025-01-02")
     nurse("assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",
@@ -119,6 +125,7 @@ def test_an_adverse_event_through_the_installed_command(run):
     """The printed action, the stored action, and a refused infusion naming the rule."""
     run("chief", "init")
     run("chief", "grant", "nurse", "data-manager")
+    run("chief", "reset-password", "nurse", "--password-stdin", input=TEST_PASSWORD + "\n")
     run("nurse", "register", S, "--site", "S1", "--consent-date", "2025-01-02")
     run("nurse", "assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
         "negative", "--prior-therapy", "none", "--distant-lesions", "1",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TEST_PASSWORD
+
 pytestmark = pytest.mark.e2e
 
 
@@ -18,11 +20,15 @@ def m22bol_path() -> str:
     return found
 
 
-def run(tmp_path, user, *args, check=True):
+# A script acting as a person gives the person's password as M22BOL_PASSWORD.
+PASSWORD = TEST_PASSWORD
+
+
+def run(tmp_path, user, *args, check=True, input=None):
     env = {**os.environ, "M22BOL_LEDGER": f"sqlite:///{tmp_path}/trial.sqlite",
-           "M22BOL_USER": user}
+           "M22BOL_USER": user, "M22BOL_PASSWORD": PASSWORD}
     done = subprocess.run([m22bol_path(), *args], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, input=input)
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -31,6 +37,7 @@ def run(tmp_path, user, *args, check=True):
 def test_screening_and_enrolment_through_the_installed_command(tmp_path):
     run(tmp_path, "chief", "init")
     run(tmp_path, "chief", "grant", "nurse", "data-manager")
+    run(tmp_path, "chief", "reset-password", "nurse", "--password-stdin", input=PASSWORD + "\n")
     run(tmp_path, "nurse", "register", "M22-001", "--site", "S1", "--consent-date", "2025-01-02")
     run(tmp_path, "nurse", "assess-eligibility", "M22-001", "--date", "2025-01-03", "--her2",
         "positive", "--er", "negative", "--prior-therapy", "chemo-anti-her2",

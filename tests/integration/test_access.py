@@ -9,7 +9,7 @@ import json
 import pytest
 
 from m22bol.ledger.access import roles_for
-from tests.support import ON_SQLITE, PEOPLE, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, PEOPLE, TEST_PASSWORD, invoke, new_ledger, store_fingerprint
 
 ENROLLED = [
     ["register", "{s}", "--site", "S1", "--consent-date", "2025-01-02"],
@@ -114,6 +114,8 @@ def test_role_matrix(url, command):
 def test_site_limited_grant(url):
     assert invoke(["grant", "sara", "data-manager", "--site", "S2"], url=url,
                   user="admin").exit_code == 0
+    assert invoke(["reset-password", "sara", "--password-stdin"], url=url, user="admin",
+                  input=TEST_PASSWORD + "\n").exit_code == 0
     refused = invoke(_fill(ENROLLED[0], "M22-900"), url=url, user="sara")
     assert refused.exit_code == 4 and "site S1" in refused.output
     done = invoke(["register", "M22-901", "--site", "S2", "--consent-date", "2025-01-02"],
@@ -125,3 +127,32 @@ def test_revoked_role_no_longer_permits(url):
     assert invoke(["revoke", "dm", "data-manager", "--reason", "left the site"], url=url,
                   user="admin").exit_code == 0
     assert invoke(_fill(ENROLLED[0], "M22-950"), url=url, user="dm").exit_code == 4
+
+
+def test_a_site_limited_user_reads_only_that_sites_subjects_and_tallies(url):
+    """Spec: audit, roles: patient and history refused elsewhere (exit 4); status, endpoints,
+    safety and deviations count that site only, from the read models and by replay alike."""
+    for args in (["grant", "sara", "monitor", "--site", "S2"],
+                 ["reset-password", "sara", "--password-stdin"]):
+        assert invoke(args, url=url, user="admin", input=TEST_PASSWORD + "\n").exit_code == 0
+    for subject, site in (("M22-001", "S1"), ("M22-002", "S1"), ("M22-003", "S2")):
+        for step in ENROLLED:
+            args = [a.replace("S1", site) for a in _fill(step, subject)]
+            assert invoke(args, url=url).exit_code == 0, args
+
+    def ask(*args, user="sara"):
+        return invoke([*args, "--json"], url=url, user=user)
+
+    assert ask("patient", "M22-003").exit_code == 0
+    for command in ("patient", "history"):
+        refused = ask(command, "M22-001")
+        assert refused.exit_code == 4 and "site S1" in refused.output, command
+    later = "2099-01-01T00:00:00+00:00"
+    for args in (["status"], ["status", "--known-at", later]):
+        counts = json.loads(ask(*args).output)["baskets"]["all"]
+        assert counts["screened"] == 1, args
+        assert json.loads(ask(*args, user="mon").output)["baskets"]["all"]["screened"] == 3
+    for args in (["endpoints"], ["endpoints", "--cutoff", "2099-01-01"]):
+        mine = json.loads(ask(*args).output)["baskets"]["all"]
+        everyone = json.loads(ask(*args, user="mon").output)["baskets"]["all"]
+        assert (mine["enrolled"], everyone["enrolled"]) == (1, 3), args

@@ -5,6 +5,7 @@ per-drug tables after an amendment, and ledgers written before coding."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,15 @@ from m22bol.projections.reader import Reader
 from m22bol.projections.replay import history_view, patient_view
 from tests.integration.test_endpoints_cli import Clock
 from tests.integration.test_protocol_amendment import amendment
-from tests.support import PEOPLE, Driver, invoke, open_ledger, store_fingerprint
+from tests.support import (
+    PEOPLE,
+    TEST_PASSWORD,
+    Driver,
+    invoke,
+    new_ledger,
+    open_ledger,
+    store_fingerprint,
+)
 
 S = "M22-001"
 
@@ -39,9 +48,10 @@ SPELLINGS = [str, str.lower, str.upper]
 
 
 def started(url: str) -> None:
-    """Through the CLI: a subject enrolled on 2025-01-10 and given cycle 1 on 2025-01-15."""
+    """Through the CLI, on a ledger with the usual people and their passwords: a subject
+    enrolled on 2025-01-10 and given cycle 1 on 2025-01-15."""
+    new_ledger(url).close()
     steps = [
-        (["init"], "admin"), *((["grant", u, r], "admin") for u, r in PEOPLE.items()),
         (["register", S, "--site", "S1", "--consent-date", "2025-01-02"], "dm"),
         (["assess-eligibility", S, "--date", "2025-01-03", "--her2", "positive", "--er",
           "positive", "--prior-therapy", "none", "--distant-lesions", "2",
@@ -444,6 +454,6 @@ finally:
     print("READ", coding.dictionary.cache_info().currsize, file=sys.stderr)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env={**os.environ, "M22BOL_PASSWORD": TEST_PASSWORD})
     assert done.returncode == 0, done.stderr
     assert "READ 0" in done.stderr

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.support import invoke
+from tests.support import TEST_PASSWORD, invoke, new_ledger
 
 S, OTHER = "M22-001", "M22-002"
 STEPS = [
@@ -41,16 +41,11 @@ def query(url: str, *args: str) -> dict:
 
 def test_known_at_each_recorded_time_prints_what_was_printed_then(ledger_url):
     url = ledger_url
-    for user, args in [("admin", ["init"]), ("admin", ["grant", "dm", "data-manager"]),
-                       ("admin", ["grant", "inv", "investigator"]),
-                       ("admin", ["grant", "mon", "monitor"])]:
-        assert invoke(args, url=url, user=user).exit_code == 0
-    assert invoke(["set-password", "--password-stdin"], url=url, user="inv",
-                  input="signing-pass-1\n").exit_code == 0
+    new_ledger(url).close()
 
     seen = []
     for user, args in STEPS:
-        result = invoke(args, url=url, user=user, input="signing-pass-1\n")
+        result = invoke(args, url=url, user=user, input=TEST_PASSWORD + "\n")
         assert result.exit_code == 0, (args, result.output)
         subject = args[1]
         moment = query(url, "history", subject)["entries"][-1]["recorded_at"]

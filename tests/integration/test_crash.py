@@ -16,7 +16,7 @@ from pathlib import Path
 
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import runner
-from tests.support import new_ledger, open_ledger
+from tests.support import TEST_PASSWORD, new_ledger, open_ledger
 from tests.support.read_models import snapshot
 
 SUBJECTS_PER_IMPORT = 250
@@ -56,14 +56,18 @@ def write_import(path: Path, prefix: str) -> int:
     return len(records)
 
 
+# The subprocesses act as the people of tests.support, with their password.
+PASSWORD_ENV = {**os.environ, "M22BOL_PASSWORD": TEST_PASSWORD}
+
+
 def start_import(url: str, file: Path) -> subprocess.Popen:
     return subprocess.Popen([m22bol(), "--ledger", url, "--user", "dm", "import", str(file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=PASSWORD_ENV)
 
 
 def cli(url: str, user: str, *args: str) -> subprocess.CompletedProcess:
     done = subprocess.run([m22bol(), "--ledger", url, "--user", user, *args],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=PASSWORD_ENV)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m22bol.cli.demo import _enter as enter_chunk
+from m22bol.cli.demo import _enter as enter_demo
 from m22bol.domain import commands as c
 from m22bol.domain.decide import Context, decide_subject
 from m22bol.domain.errors import RuleViolation
@@ -26,8 +26,9 @@ from m22bol.domain.patient import project_patient
 from m22bol.domain.protocol import Strata, bundled_protocol_text, parse_protocol
 from m22bol.domain.rules.eligibility import failed_criteria
 from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.identity import os_account
 from m22bol.synthetic.generator import DATA_CUTOFF, DemoSubject, describe, generate
-from tests.support import invoke, open_ledger, store_fingerprint
+from tests.support import invoke, new_ledger, open_ledger, set_passwords, store_fingerprint
 
 N = 12
 PROTOCOL = parse_protocol(bundled_protocol_text())
@@ -35,7 +36,8 @@ PROTOCOL = parse_protocol(bundled_protocol_text())
 
 def _enter(url: str, subjects: list[DemoSubject]) -> TrialLedger:
     ledger = open_ledger(url)
-    ledger.execute_all([c.Init(), c.Grant(user="admin", role="data-manager")], "admin")
+    ledger.execute_all([c.Init(synthetic=True), c.Grant(user="admin", role="data-manager")],
+                       "admin")
     for subject in subjects:
         ledger.execute_all(subject.commands, "admin")
     return ledger
@@ -106,27 +108,30 @@ def test_a_cutoff_during_accrual_gives_a_trial_up_to_that_day(today):
         _deviations_only_where_reasoned(subject.commands, facts)
 
 
-def test_a_refused_chunk_names_the_subject_and_line_and_writes_nothing(tmp_path):
+def test_a_refused_demo_names_the_subject_and_line_and_writes_nothing(tmp_path):
+    """One transaction from init to the last subject: a refusal names the subject the line
+    falls in, and leaves the ledger as it was, its init and grant included."""
     url = f"sqlite:///{tmp_path}/demo.sqlite"
     first, second = generate(2, seed=5)
     consent = second.commands[0].consent_date
     # A contact before consent: impossible whoever enters it.
     broken = DemoSubject(second.subject, [
         *second.commands, c.Contact(subject=second.subject, date=consent - timedelta(days=1))])
-    line = len(first.commands) + len(broken.commands)
+    setup = [c.Init(synthetic=True), c.Grant(user="admin", role="data-manager")]
+    line = len(setup) + len(first.commands) + len(broken.commands)
     ledger = open_ledger(url)
     try:
-        ledger.execute_all([c.Init(), c.Grant(user="admin", role="data-manager")], "admin")
         before = store_fingerprint(url)
         bar = click.progressbar(length=2, file=io.StringIO())
         with pytest.raises(RuleViolation) as refused:
-            enter_chunk(ledger, "admin", [first, broken], bar)
+            enter_demo(ledger, "admin", [first, broken], bar, setup)
+        assert ledger.trial() is None
     finally:
         ledger.close()
     assert refused.value.line == line
     assert refused.value.rule == "date.before_consent"
     assert refused.value.message.startswith(f"demo subject {second.subject}: line {line}: ")
-    assert store_fingerprint(url) == before
+    assert store_fingerprint(url) == before == []
 
 
 def _features(subject: DemoSubject) -> set[str]:
@@ -254,8 +259,7 @@ def test_400_patients_hold_a_realistic_trial_of_at_least_20000_entries(default_t
 
 def test_cli_demo_initialises_a_new_ledger_and_prints_the_endpoints(tmp_path):
     url = f"sqlite:///{tmp_path}/demo.sqlite"
-    result = invoke(["--json", "demo", "--patients", "4", "--seed", "3", "--chunk", "3"],
-                    url=url, user="alice")
+    result = invoke(["--json", "demo", "--patients", "4", "--seed", "3"], url=url, user="alice")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["demo"]["initialised"] is True
@@ -269,6 +273,7 @@ def test_cli_demo_initialises_a_new_ledger_and_prints_the_endpoints(tmp_path):
     try:
         trial = ledger.require_trial()
         assert {g.role for g in trial.roles_of("alice")} == {"admin", "data-manager"}
+        assert trial.synthetic and "alice" in trial.password_hashes
         subject_events = [e for _, e in ledger.stored_events() if isinstance(e, Fact)]
         assert len(subject_events) == expected
     finally:
@@ -279,9 +284,41 @@ def test_cli_demo_initialises_a_new_ledger_and_prints_the_endpoints(tmp_path):
     again = invoke(["demo", "--patients", "4", "--seed", "3"], url=url, user="alice")
     assert again.exit_code == 3
     assert "already in this ledger" in again.stderr
-    # Only an admin may fill an existing ledger.
+    assert store_fingerprint(url) == before
+    # Only an admin may fill an existing ledger (bob is refused, and so is his login).
     stranger = invoke(["demo", "--patients", "4"], url=url, user="bob")
     assert stranger.exit_code == 4
+    assert [row[3] for row in store_fingerprint(url)[len(before):]] == [
+        "domain.events:AuthenticationFailed"]
+
+
+def test_cli_demo_refuses_a_ledger_initialised_for_real_data(tmp_path):
+    url = f"sqlite:///{tmp_path}/real.sqlite"
+    new_ledger(url).close()
+    before = store_fingerprint(url)
+
+    result = invoke(["demo", "--patients", "2"], url=url, user="admin")
+
+    assert result.exit_code == 3 and "real data" in result.stderr
+    assert store_fingerprint(url) == before
+
+
+def test_cli_demo_is_all_or_nothing(tmp_path):
+    # The fifth subject is registered already: the demo is refused there, and the four before
+    # it (and the grant that goes first) are not left behind.
+    url = f"sqlite:///{tmp_path}/demo.sqlite"
+    ledger = open_ledger(url)
+    ledger.execute_all([c.Init(synthetic=True), c.Grant(user="dm", role="data-manager")],
+                       "admin")
+    set_passwords(ledger, ["dm"])
+    fifth = list(generate(6, seed=2))[4]
+    ledger.execute(fifth.commands[0], "dm")
+    ledger.close()
+    before = store_fingerprint(url)
+
+    result = invoke(["demo", "--patients", "6", "--seed", "2"], url=url, user="admin")
+
+    assert result.exit_code == 3 and fifth.subject in result.stderr, result.output
     assert store_fingerprint(url) == before
 
 
@@ -296,8 +333,10 @@ def test_cli_demo_prints_the_endpoint_table(tmp_path):
 def test_an_admin_without_an_entry_role_is_granted_one(tmp_path):
     url = f"sqlite:///{tmp_path}/demo.sqlite"
     ledger = open_ledger(url)
-    ledger.execute(c.Init(), "root")
+    ledger.execute(c.Init(synthetic=True), os_account())
     ledger.close()
-    result = invoke(["--json", "demo", "--patients", "1"], url=url, user="root")
+    # The operating-system account acts as itself: no password asked.
+    result = invoke(["--json", "demo", "--patients", "1"], url=url, user=os_account(),
+                    password=None)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["demo"]["granted"] is True

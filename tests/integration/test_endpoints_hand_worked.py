@@ -74,7 +74,7 @@ import pytest
 
 from m22bol.domain.rules import endpoints as rules
 from m22bol.projections.reader import Reader
-from tests.support import invoke, open_ledger, store_fingerprint
+from tests.support import invoke, new_ledger, open_ledger, store_fingerprint
 
 DATA = Path(__file__).parent.parent / "data"
 EARLY, LATE = DATA / "endpoints_trial.jsonl", DATA / "endpoints_trial_late.jsonl"
@@ -95,9 +95,7 @@ def run(url: str, *args: str, user: str = "dm", code: int = 0):
 
 def load(url: str) -> datetime:
     """Both batches through `m22bol import`; the moment between them (T1)."""
-    run(url, "init", user="admin")
-    run(url, "grant", "dm", "data-manager", user="admin")
-    run(url, "grant", "mon", "monitor", user="admin")
+    new_ledger(url).close()  # the usual people, with their passwords
     run(url, "import", str(EARLY))
     time.sleep(0.01)
     between = datetime.now(UTC)

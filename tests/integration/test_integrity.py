@@ -20,7 +20,7 @@ from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import integrity
 from m22bol.ledger.store import events_table
-from tests.support import ON_SQLITE, Driver, invoke, new_ledger, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, Driver, invoke, new_ledger, store_fingerprint
 
 
 @pytest.fixture
@@ -30,9 +30,8 @@ def trial(driver):
     driver.do("correct", subject="M22-001", entry="M22-001#3", reason="weighed again",
               set=["weight_kg=61"])
     driver.do("retract", subject="M22-002", entry="M22-002#3", reason="wrong patient")
-    driver.ledger.execute(c.SetPassword(password="signing-pass-1"), "inv")
     driver.ledger.execute(c.Sign(subject="M22-001", meaning="reviewed",
-                                 password="signing-pass-1"), "inv")
+                                 password=TEST_PASSWORD), "inv")
     return driver
 
 

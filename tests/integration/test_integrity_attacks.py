@@ -47,6 +47,7 @@ from m22bol.ledger import integrity, log_digest, seal_keys, witness
 from m22bol.ledger.seen import ledger_key
 from m22bol.ledger.store import canonical
 from tests.support import Driver, invoke, new_ledger
+from tests.support.databases import fresh_postgres_database
 
 PASSPHRASE = "sealing key passphrase 1"
 EXAMPLES = settings(max_examples=15, deadline=None,
@@ -200,18 +201,9 @@ def sample(request, tmp_path_factory):
     if request.param == "sqlite":
         yield Sample(f"sqlite:///{folder}/ledger.sqlite", folder)
         return
-    server = os.environ.get("M22BOL_TEST_POSTGRES")
-    if not server:
-        pytest.skip("PostgreSQL not configured: set M22BOL_TEST_POSTGRES")
-    name = f"t_{uuid.uuid4().hex}"
-    with psycopg.connect(_admin(server), autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    url = urlsplit(server)._replace(path=f"/{name}").geturl()
-    try:
+    # A database set up by its owner (`db setup`), as a site would have it.
+    with fresh_postgres_database() as url:
         yield Sample(url, folder)
-    finally:
-        with psycopg.connect(_admin(server), autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Attack:

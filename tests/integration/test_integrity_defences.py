@@ -119,7 +119,8 @@ def test_the_witness_file_gets_each_seal_and_verify_checks_them_all(url, tmp_pat
         assert result.exit_code == 0, result.output
 
     lines = [json.loads(line) for line in witness.read_text().splitlines()]
-    assert [line["entry"] for line in lines] == ["trial#6", "trial#7"]
+    first, second = (int(line["entry"].removeprefix("trial#")) for line in lines)
+    assert second == first + 1  # the two seals, one after the other on the trial chain
     assert verify(url, "--witness", str(witness))[0] == 0
 
     # A digest the ledger never held (another ledger's, or a history since replaced).
@@ -248,9 +249,9 @@ def test_status_and_verify_count_the_entries_after_the_last_seal(url):
     status, verified = counted()
 
     assert status == verified
-    assert status["events"] == 1 and status["last_seal"] == "trial#6"
+    assert status["events"] == 1 and status["last_seal"].startswith("trial#")
     text = invoke(["status"], url=url, user="aud").output
-    assert "not yet sealed: 1 entries recorded after the last seal (trial#6" in text
+    assert "not yet sealed: 1 entries recorded after the last seal (trial#" in text
 
 
 def test_the_report_says_how_many_entries_no_seal_covers_yet(sqlite_url, tmp_path):
@@ -266,4 +267,4 @@ def test_the_report_says_how_many_entries_no_seal_covers_yet(sqlite_url, tmp_pat
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert re.search(r"<th>Not yet sealed</th><td>1 entries recorded after the last seal "
-                     r"\(trial#6, ", page)
+                     r"\(trial#\d+, ", page)

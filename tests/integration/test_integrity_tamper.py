@@ -21,7 +21,7 @@ from m22bol.domain import commands as c
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID
 from m22bol.ledger import integrity
-from tests.support import Driver, invoke, new_ledger
+from tests.support import TEST_PASSWORD, Driver, invoke, new_ledger
 
 SUBJECTS = ("M22-001", "M22-002", "M22-003")
 EXAMPLES = settings(max_examples=40, deadline=None,
@@ -49,8 +49,7 @@ def sealed(tmp_path_factory) -> dict:
          lvef=55, ecog=0)
     d.do("correct", subject="M22-003", entry="M22-003#2", reason="echo re-read",
          set=["lvef=45"])
-    ledger.execute(c.SetPassword(password="signing-pass-1"), "inv")
-    ledger.execute(c.Sign(subject="M22-001", meaning="approved", password="signing-pass-1"),
+    ledger.execute(c.Sign(subject="M22-001", meaning="approved", password=TEST_PASSWORD),
                    "inv")
     d.do("lock", actor="admin", subject="M22-002", reason="source data verification")
     d.do("unlock", actor="admin", subject="M22-002", reason="verification done")

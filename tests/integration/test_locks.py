@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from m22bol.domain import commands as c
-from tests.support import ON_SQLITE, invoke, store_fingerprint
+from tests.support import ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
 
 S, OTHER = "M22-001", "M22-002"
 ENTRIES = [
@@ -51,7 +50,6 @@ def test_a_locked_ledger_refuses_every_entry_with_exit_4(two, entry):
 
 
 def test_a_locked_ledger_refuses_an_import_and_a_signature_but_answers_queries(two, tmp_path):
-    two.ledger.execute(c.SetPassword(password="signing-pass-1"), "inv")
     lock(two, "--reason", "database lock")
     before = store_fingerprint(two.ledger.url)
     path = tmp_path / "late.jsonl"
@@ -60,7 +58,7 @@ def test_a_locked_ledger_refuses_an_import_and_a_signature_but_answers_queries(t
 
     assert run(two, "import", str(path)).exit_code == 4
     assert run(two, "sign", S, "--meaning", "approved", "--password-stdin", user="inv",
-               input="signing-pass-1\n").exit_code == 4
+               input=TEST_PASSWORD + "\n").exit_code == 4
     assert store_fingerprint(two.ledger.url) == before
     assert run(two, "patient", S, user="mon").exit_code == 0
     assert run(two, "history", S, user="mon").exit_code == 0

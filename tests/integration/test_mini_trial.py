@@ -13,28 +13,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-import m22bol.cli.entry  # noqa: F401  (registers the entry commands and import)
-import m22bol.cli.queries  # noqa: F401
-import m22bol.cli.tallies  # noqa: F401  (registers endpoints, safety)
-from m22bol.cli.main import cli
+from tests.support import invoke, new_ledger
 from tests.support.mini_trial import DATA, EXPECTED, KM_NONE, without_intervals
 
 CUTOFF = "2025-12-31"  # after every fact of the mini-trial
 
 
 def run(url: str, *args: str, user: str = "dm"):
-    result = CliRunner().invoke(cli, ["--ledger", url, "--user", user, *args],
-                                catch_exceptions=False)
+    """The CLI as `user` (a person of tests.support, with their password)."""
+    result = invoke(list(args), url=url, user=user)
     assert result.exit_code == 0, result.output
     return result
 
 
 def load(url: str, path: Path = DATA) -> None:
-    run(url, "init", user="admin")
-    run(url, "grant", "dm", "data-manager", user="admin")
-    run(url, "grant", "mon", "monitor", user="admin")
+    new_ledger(url).close()
     run(url, "import", str(path))
 
 
@@ -43,8 +37,6 @@ def endpoints(url: str, *args: str) -> dict:
     intervals in tests/integration/test_endpoints_hand_worked.py)."""
     return without_intervals(json.loads(run(url, "endpoints", "--json", *args,
                                             user="mon").output))
-
-
 
 
 @pytest.fixture(scope="module")

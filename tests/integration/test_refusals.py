@@ -34,7 +34,7 @@ REFUSALS = {
     "out-of-range": (["enrol", "M22-001", "--date", "2025-01-03", "--weight-kg", "301"], "dm",
                      2, "bad-input"),
     "role": (["contact", "M22-001", "--date", "2025-02-01"], "mon", 4, "not-permitted"),
-    "no-grant": (["contact", "M22-001", "--date", "2025-02-01"], "eve", 4, "not-permitted"),
+    "no-grant": (["contact", "M22-001", "--date", "2025-02-01"], "nobody", 4, "not-permitted"),
 }
 
 

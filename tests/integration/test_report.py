@@ -1,5 +1,6 @@
 """The monitoring report: every section and figure, the same bytes twice, and seen in a browser."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import invoke, new_ledger
+from tests.support import TEST_PASSWORD, invoke, new_ledger
 
 MINI_TRIAL = Path(__file__).parents[1] / "data" / "mini_trial.jsonl"
 SECTIONS = ["header", "consort", "endpoints", "waterfall", "swimmer", "spider", "survival",
@@ -100,7 +101,7 @@ def test_the_report_needs_no_lifelines(rendered, tmp_path):
               f"'--out', {str(tmp_path)!r}, '--cutoff', '2025-12-31']\n"
               "main()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, "M22BOL_PASSWORD": TEST_PASSWORD})
     assert done.returncode == 0, done.stderr
     for figure in ("km_pfs.svg", "km_os.svg"):
         assert (tmp_path / figure).read_bytes() == (rendered[0] / figure).read_bytes()

@@ -12,26 +12,29 @@ from m22bol.domain import commands as c
 from m22bol.domain.errors import NotPermitted
 from m22bol.ledger.signatures import hash_password, verify_password
 from m22bol.ledger.store import event_hash
-from tests.support import invoke, store_fingerprint
+from tests.support import TEST_PASSWORD, invoke, store_fingerprint
 
 S = "M22-001"
-PASSWORD = "tumour-board-42"
+PASSWORD = TEST_PASSWORD  # one password per person: the one `inv` logs in with signs too
 
 
 @pytest.fixture
 def signer(driver):
-    """M22-001 enrolled (entries #1-#3); `inv` has set a signing password."""
+    """M22-001 enrolled (entries #1-#3); `inv` has a password (tests.support)."""
     driver.enrolled(S)
-    result = invoke(["set-password", "--password-stdin"], url=driver.ledger.url, user="inv",
-                    input=PASSWORD + "\n")
-    assert result.exit_code == 0, result.output
     return driver
 
 
 def sign(driver, password: str = PASSWORD, user: str = "inv", meaning: str = "approved",
-         subject: str = S):
+         subject: str = S, login: str = TEST_PASSWORD):
+    """`sign` re-entering `password`, run as `user` authenticated with `login`."""
     return invoke(["sign", subject, "--meaning", meaning, "--password-stdin", "--json"],
-                  url=driver.ledger.url, user=user, input=password + "\n")
+                  url=driver.ledger.url, user=user, input=password + "\n", password=login)
+
+
+def security_events(url: str, before: list) -> list[str]:
+    """The topics of the rows written since `before`."""
+    return [row[3].split(":")[-1] for row in store_fingerprint(url)[len(before):]]
 
 
 def test_only_a_salted_scrypt_hash_of_the_password_is_stored(signer):
@@ -85,20 +88,24 @@ def test_a_later_correction_shows_the_signature_no_longer_covers_the_data(signer
     assert (status["covers_current_data"], status["covers"]) == (True, f"{S}#5")
 
 
-@pytest.mark.parametrize("password, user, exit_code, rule", [
-    ("not-the-password", "inv", 4, "signature.password"),
-    (PASSWORD, "dm", 4, "access.role"),
-    (PASSWORD, "mon", 4, "access.role"),
+@pytest.mark.parametrize("password, user, rule, written", [
+    ("not-the-password", "inv", "identity.password", ["AuthenticationFailed"]),
+    (PASSWORD, "dm", "access.role", []),
+    (PASSWORD, "mon", "access.role", []),
 ])
 def test_a_signature_is_refused_without_the_right_password_or_role(signer, password, user,
-                                                                   exit_code, rule):
+                                                                   rule, written):
     before = store_fingerprint(signer.ledger.url)
 
     result = sign(signer, password=password, user=user)
 
-    assert result.exit_code == exit_code, result.output
+    assert result.exit_code == 4, result.output
     assert json.loads(result.output)["error"]["rule"] == rule
-    assert store_fingerprint(signer.ledger.url) == before
+    # No signature; a failed signature is a failed authentication and leaves its trace.
+    assert security_events(signer.ledger.url, before) == written
+    if written:
+        failed = signer.ledger.require_trial().events[-1]
+        assert (failed.user, failed.attempt) == ("inv", "signature")
 
 
 def test_an_investigator_without_a_password_cannot_sign(signer):
@@ -107,7 +114,7 @@ def test_an_investigator_without_a_password_cannot_sign(signer):
     result = sign(signer, user="inv2")
 
     assert result.exit_code == 4
-    assert json.loads(result.output)["error"]["rule"] == "signature.no_password"
+    assert json.loads(result.output)["error"]["rule"] == "identity.no_password"
 
 
 def test_an_investigator_limited_to_a_site_signs_only_its_subjects(signer):
@@ -115,9 +122,9 @@ def test_an_investigator_limited_to_a_site_signs_only_its_subjects(signer):
     signer.do("grant", actor="admin", user="inv2", role="investigator", site="S2")
     signer.ledger.execute(c.SetPassword(password="site-two-password"), "inv2")
 
-    assert sign(signer, user="inv2", password="site-two-password",
+    assert sign(signer, user="inv2", password="site-two-password", login="site-two-password",
                 subject="M22-002").exit_code == 0
-    result = sign(signer, user="inv2", password="site-two-password")
+    result = sign(signer, user="inv2", password="site-two-password", login="site-two-password")
     assert result.exit_code == 4
     assert json.loads(result.output)["error"]["rule"] == "access.role"
 
@@ -132,17 +139,27 @@ def test_changing_a_password_needs_the_current_one(signer):
                      input=f"{PASSWORD}\nnew-password-99\n")
 
     assert changed.exit_code == 0, changed.output
-    assert sign(signer).exit_code == 4
-    assert sign(signer, password="new-password-99").exit_code == 0
+    assert sign(signer, login="new-password-99").exit_code == 4
+    assert sign(signer, password="new-password-99", login="new-password-99").exit_code == 0
 
 
-def test_a_password_has_at_least_eight_characters(driver):
+@pytest.mark.parametrize("password", ["short", "eleven char", " " * 11])
+def test_a_password_has_at_least_twelve_characters(driver, password):
+    before = driver.ledger.require_trial().password_hashes["inv"]
     result = invoke(["set-password", "--password-stdin", "--json"], url=driver.ledger.url,
-                    user="inv", input="short\n")
+                    user="inv", input=f"{TEST_PASSWORD}\n{password}\n")
 
     assert result.exit_code == 2
-    assert "at least 8 characters" in json.loads(result.output)["error"]["message"]
-    assert "inv" not in driver.ledger.require_trial().password_hashes
+    assert "at least 12 characters" in json.loads(result.output)["error"]["message"]
+    assert driver.ledger.require_trial().password_hashes["inv"] == before
+
+
+def test_a_password_is_taken_exactly_as_typed(driver):
+    spaced = "  twelve or more  "
+    assert invoke(["set-password", "--password-stdin"], url=driver.ledger.url, user="inv",
+                  input=f"{TEST_PASSWORD}\n{spaced}\n").exit_code == 0
+    stored = driver.ledger.require_trial().password_hashes["inv"]
+    assert verify_password(spaced, stored) and not verify_password(spaced.strip(), stored)
 
 
 def test_the_password_is_prompted_for_without_echo(signer):
@@ -178,5 +195,5 @@ def test_passwords_cannot_come_from_an_import_file(signer, tmp_path, record):
 
 def test_a_wrong_password_raises_not_permitted_on_the_write_path(signer):
     with pytest.raises(NotPermitted):
-        signer.ledger.execute(c.Sign(subject=S, meaning="reviewed", password="wrong-one-1"),
+        signer.ledger.execute(c.Sign(subject=S, meaning="reviewed", password="wrong-one-12"),
                               "inv")

@@ -14,13 +14,16 @@ from uuid import UUID
 
 import pytest
 
-from m22bol.domain.commands import parse_command
+from m22bol.domain.commands import ResetPassword, SetPassword, parse_command
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL, events_table
 from m22bol.projections import after_save
 from tests.support.databases import read_rows
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
+# Everyone's ledger password in the tests: `invoke` acts as a person with `--user NAME` and
+# this password in M22BOL_PASSWORD, as a script would (conftest makes hashing it cheap).
+TEST_PASSWORD = "test passphrase 1"
 
 # Where a ledger test runs (conftest.py reads the marker). A rule test checks what the domain
 # decides: the memory store runs the same write path without a database, so most run there and
@@ -60,23 +63,39 @@ def open_ledger(url: str, **options: Any) -> TrialLedger:
 
 
 def new_ledger(url: str) -> TrialLedger:
-    """An initialised ledger whose admin is `admin`, with one person per other role."""
+    """An initialised ledger whose admin is `admin`, with one person per other role. On a
+    database everyone (and `nobody`, who holds no role) has TEST_PASSWORD, so that `invoke`
+    can act as them; the session's template ledgers are made here, so their copies carry the
+    passwords. A memory ledger is out of the CLI's reach: it skips the hashing."""
     ledger = open_ledger(url)
     driver = Driver(ledger)
     driver.do("init", actor="admin")
     for user, role in PEOPLE.items():
         driver.do("grant", actor="admin", user=user, role=role)
+    if url != MEMORY_URL:
+        set_passwords(ledger, [*PEOPLE, "nobody"])
     return ledger
 
 
-def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | None = None):
-    """Run the CLI in-process, as a person would type it; the click Result."""
+def set_passwords(ledger: TrialLedger, users: list[str], *, admin: str = "admin") -> None:
+    """Give the admin and each user TEST_PASSWORD, so the CLI can act as them."""
+    commands = [ResetPassword(user=user, password=TEST_PASSWORD) for user in users]
+    if admin not in ledger.require_trial().password_hashes:
+        commands.insert(0, SetPassword(password=TEST_PASSWORD))
+        ledger.execute(commands.pop(0), admin)
+    ledger.execute_all(commands, admin)
+
+
+def invoke(args: list[str], *, url: str, user: str = "dm", input: bytes | str | None = None,
+           password: str | None = TEST_PASSWORD):
+    """Run the CLI in-process, as a person would type it, acting as `user` with `password`
+    (None: no password given); the click Result."""
     from click.testing import CliRunner
 
     from m22bol.cli.main import app
 
     return CliRunner().invoke(app(), ["--ledger", url, "--user", user, *args], input=input,
-                              catch_exceptions=False)
+                              env={"M22BOL_PASSWORD": password}, catch_exceptions=False)
 
 
 def store_fingerprint(url: str) -> list[tuple]:

@@ -1,5 +1,6 @@
 """Ledger databases for one test: a SQLite file in a folder, a brand-new PostgreSQL database;
-empty, or copied from an initialised one."""
+empty, or copied from an initialised one. A new PostgreSQL database is set up as a site's
+owner sets one up (`m22bol db setup`): ordinary commands create nothing."""
 
 from __future__ import annotations
 
@@ -50,11 +51,18 @@ def read_rows(url: str, query: str) -> list[tuple]:
 
 @contextmanager
 def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
-    """The URL of a brand-new database, dropped afterwards: empty, or a copy of the database
-    `template` names (which nobody may be connected to).
+    """The URL of a brand-new database, dropped afterwards with its group roles: empty but set
+    up by its owner (`db setup`: tables, triggers, the writer and reader roles), or a copy of
+    the database `template` names (which nobody may be connected to).
 
-    One database per test keeps tests independent without any cleanup code in the tests.
+    One database per test keeps tests independent without any cleanup code in the tests. A
+    copy has the template's tables, triggers and grants, the grants naming the template's
+    roles (the copy has none of its own): the tests act on it as the owner. Tests with real
+    staff logins take a database set up for itself (`postgres_url`).
     """
+    from m22bol.cli.db import setup_database
+    from m22bol.ledger.postgres import group_roles
+
     server_url = os.environ.get(POSTGRES_ENV)
     if not server_url:
         pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV} or run make test")
@@ -70,9 +78,14 @@ def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
         if template:
             create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(create)
+    url = parts._replace(path=f"/{name}").geturl()
     try:
-        yield parts._replace(path=f"/{name}").geturl()
+        if not template:
+            setup_database(url)
+        yield url
     finally:
         # FORCE: a test that leaked a connection or pool must not make teardown fail.
         with psycopg.connect(admin_conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            for role in group_roles(url):  # roles are the server's, not the database's
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

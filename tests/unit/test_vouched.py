@@ -33,6 +33,7 @@ def test_the_value_type_cannot_be_changed_after_the_ledger_built_it():
 @pytest.mark.parametrize(("command", "field"), [
     (c.Seal(note="month 3"), "seal_heads"),
     (c.SetPassword(password="signing-pass-1"), "password_hash"),
+    (c.ResetPassword(user="dm", password="signing-pass-1"), "password_hash"),
     (c.AmendProtocol(file="amendment.toml", reason="new basket"), "protocol_text"),
 ])
 def test_a_trial_command_without_its_vouched_value_is_a_type_error_naming_it(command, field):

@@ -1,0 +1,68 @@
+"""`m22bol db setup`: a PostgreSQL ledger's schema, triggers and group roles, made once by the
+database owner, so that staff logins run every command with no right to change the schema."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from m22bol.cli.main import Session, cli, handled, shared_options
+from m22bol.cli.output import emit
+from m22bol.domain.errors import BadInput
+
+
+@cli.group()
+@shared_options
+def db() -> None:
+    """The database of a PostgreSQL ledger."""
+
+
+@db.command()
+@shared_options
+@handled
+def setup(s: Session) -> None:
+    """Create the schema, the append-only and actor-check triggers and the writer and reader
+    group roles (PostgreSQL; run once by the database owner, again after an upgrade).
+
+    Staff then log in as their own PostgreSQL users, members of one of the two roles:
+    GRANT <database>_writer TO alice;  GRANT <database>_reader TO bob;
+    """
+    if not s.ledger_url.startswith("postgres"):
+        raise BadInput("db setup: PostgreSQL only; a SQLite ledger is made by its first "
+                       "command", field="ledger")
+    result = setup_database(s.ledger_url)
+    emit(result, s.as_json, text=(
+        f"database {result['database']} set up by its owner {result['owner']}\n"
+        f"writer role: {result['writer_role']} (entries and queries)\n"
+        f"reader role: {result['reader_role']} (queries only)\n"
+        f"give staff logins one of them, e.g. GRANT {result['writer_role']} TO alice;"))
+
+
+def setup_database(url: str) -> dict[str, Any]:
+    """Idempotent: every statement creates what is missing or replaces it as it should be."""
+    from m22bol.ledger import postgres
+    from m22bol.ledger.app import TrialLedger
+    from m22bol.ledger.store import append_only_statements, events_table, schema_lock
+    from m22bol.projections import tables
+    from m22bol.projections.runner import read_models
+
+    database = urlsplit(url).path.lstrip("/") or "postgres"
+    with schema_lock(url):
+        ledger = TrialLedger(url, create_tables=True)
+        try:
+            read_models(ledger)  # the read-model tables, created by their own code
+            with ledger.recorder.datastore.transaction(commit=True) as cursor:
+                cursor.execute("SELECT current_user AS owner")
+                owner = cursor.fetchone()["owner"]
+                postgres.create_group_roles(cursor, url)
+                statements = [*append_only_statements(url),
+                              *postgres.actor_check_statements(url, owner),
+                              *postgres.privilege_statements(url, database,
+                                                             sorted(tables.metadata.tables))]
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            ledger.close()
+    writer, reader = postgres.group_roles(url)
+    return {"database": database, "owner": owner, "events_table": events_table(url),
+            "writer_role": writer, "reader_role": reader}

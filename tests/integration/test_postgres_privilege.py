@@ -1,0 +1,217 @@
+"""PostgreSQL run with least privilege (spec: audit, "PostgreSQL: least privilege"), with real
+logins: staff log in as themselves, members of the writer or reader role that `db setup`
+made; the database itself refuses what their ledger role might not stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from m22bol.domain.commands import Grant
+from m22bol.ledger.app import TrialLedger
+from m22bol.ledger.postgres import group_roles
+from m22bol.ledger.store import events_table
+from m22bol.projections import tables
+from tests.integration.test_access import ENROLLED, IMPORT_INPUT, SCENARIOS, _fill
+from tests.support import Driver, invoke, new_ledger
+
+pytestmark = pytest.mark.postgres
+
+QUERIES = [["patient", "{s}"], ["history", "{s}"], ["status"], ["endpoints"], ["safety"],
+           ["deviations"], ["protocol"], ["projections", "status"]]
+
+
+def conninfo(url: str, login: str | None = None) -> str:
+    parts = urlsplit(url)._replace(scheme="postgresql")
+    if login is not None:
+        parts = parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}")
+    return parts.geturl()
+
+
+def as_login(url: str, login: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}").geturl()
+
+
+@pytest.fixture
+def site(postgres_url):
+    """A ledger set up by its owner; a writer login and a reader login, both data-managers in
+    the ledger, so that only the database stands between the reader and an entry."""
+    suffix = uuid.uuid4().hex[:10]
+    writer, reader = f"w_{suffix}", f"r_{suffix}"
+    writer_role, reader_role = group_roles(postgres_url)
+    owner = conninfo(postgres_url)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        for login, role in ((writer, writer_role), (reader, reader_role)):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(login), sql.Identifier(role)))
+    try:
+        ledger = new_ledger(postgres_url)
+        for login in (writer, reader):
+            ledger.execute(Grant(user=login, role="data-manager"), "admin")
+        ledger.close()
+        yield {"url": postgres_url, "writer": writer, "reader": reader,
+               "writer_url": as_login(postgres_url, writer),
+               "reader_url": as_login(postgres_url, reader)}
+    finally:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            for login in (writer, reader):
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE usename = %s", (login,))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+
+
+def cli(url: str, args: list[str], *, user: str | None = None, input: str | None = None):
+    """The CLI as a staff member runs it: their own login in the URL, no --user."""
+    from click.testing import CliRunner
+
+    from m22bol.cli.main import app
+
+    return CliRunner().invoke(app(), ["--ledger", url, *(["--user", user] if user else []),
+                                      *args], input=input, catch_exceptions=False,
+                              env={"M22BOL_USER": None, "M22BOL_PASSWORD": None})
+
+
+def enrol(site, subject: str) -> None:
+    for step in ENROLLED:
+        result = cli(site["writer_url"], _fill(step, subject))
+        assert result.exit_code == 0, result.output
+
+
+def test_a_writer_login_enters_facts_in_its_own_name_only(site):
+    enrol(site, "M22-001")
+    history = json.loads(cli(site["writer_url"], ["history", "M22-001", "--json"]).output)
+    assert {e["actor"] for e in history["entries"]} == {site["writer"]}
+
+    claimed = cli(site["writer_url"], ["contact", "M22-001", "--date", "2025-02-01", "--json"],
+                  user="dm")
+    assert claimed.exit_code == 4
+    assert json.loads(claimed.output)["error"]["rule"] == "identity.session_user"
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE {t} SET topic = topic",
+    "DELETE FROM {t}",
+    "TRUNCATE {t}",
+    "ALTER TABLE {t} DISABLE TRIGGER ALL",
+    "ALTER TABLE {t} DISABLE TRIGGER m22bol_actor_check",
+    "DROP TRIGGER m22bol_actor_check ON {t}",
+    "CREATE OR REPLACE FUNCTION m22bol_actor_is_session_user() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    "CREATE TABLE m22bol_shadow (x int)",
+])
+def test_a_writer_login_cannot_change_the_schema_or_stored_events(site, statement):
+    enrol(site, "M22-001")
+    with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement.format(t=events_table(site["url"])))
+
+
+def test_the_database_refuses_a_raw_insert_naming_another_actor(site):
+    enrol(site, "M22-001")
+    table = sql.Identifier(events_table(site["url"]))
+    with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
+        row = conn.execute(sql.SQL("SELECT originator_id, originator_version, topic, state "
+                                   "FROM {} ORDER BY notification_id DESC LIMIT 1")
+                           .format(table)).fetchone()
+        state = json.loads(bytes(row[3]))
+        insert = sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
+                         "VALUES (%s, %s, %s, %s)").format(table)
+        forged = json.dumps({**state, "actor": "admin"}).encode()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="session user"):
+            conn.execute(insert, (row[0], row[1] + 1, row[2], forged))
+        conn.rollback()
+        # The check is exactly that: the same row in the writer's own name goes in.
+        own = json.dumps({**state, "actor": site["writer"]}).encode()
+        conn.execute(insert, (row[0], row[1] + 1, row[2], own))
+        conn.rollback()
+
+
+def test_a_reader_login_runs_every_query_and_no_entry(site):
+    enrol(site, "M22-001")
+    for query in QUERIES:
+        result = cli(site["reader_url"], [*_fill(query, "M22-001"), "--json"])
+        assert result.exit_code == 0, (query, result.output)
+    for n, (command, (setup, args)) in enumerate(sorted(SCENARIOS.items())):
+        subject = f"M22-{100 + n}"
+        for step in setup:
+            assert cli(site["writer_url"], _fill(step, subject)).exit_code == 0, step
+        stdin = IMPORT_INPUT.format(s=subject) if command == "import" else None
+        result = cli(site["reader_url"], [*_fill(args, subject), "--json"], input=stdin)
+        assert result.exit_code == 4, (command, result.output)
+        error = json.loads(result.output)["error"]
+        # The ledger role allows it: the database's grants are what refuse it.
+        assert error["rule"] == "database.privilege", (command, error)
+
+
+def test_an_admin_with_a_writer_login_rebuilds_the_read_models(site):
+    enrol(site, "M22-001")
+    owner = TrialLedger(site["url"])
+    try:
+        Driver(owner).do("grant", actor="admin", user=site["writer"], role="admin")
+    finally:
+        owner.close()
+    before = json.loads(cli(site["writer_url"], ["status", "--json"]).output)
+    result = cli(site["writer_url"], ["projections", "rebuild", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli(site["reader_url"], ["status", "--json"]).output) == before
+
+
+def test_a_reader_login_answers_even_when_the_read_models_lag(site, caplog):
+    enrol(site, "M22-001")
+    bare = TrialLedger(site["url"])  # the owner, writing without keeping the read models
+    try:
+        Driver(bare).enrolled("M22-002")
+    finally:
+        bare.close()
+    result = cli(site["reader_url"], ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "may not bring them up to date" in caplog.text
+
+
+def test_an_open_reader_transaction_does_not_block_an_entry(site):
+    """As pg_dump holds: one snapshot, ACCESS SHARE on every table, for as long as it runs."""
+    enrol(site, "M22-001")
+    names = [events_table(site["url"]), *sorted(tables.metadata.tables)]
+    with psycopg.connect(conninfo(site["url"], site["reader"])) as dump:
+        dump.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for name in names:
+            dump.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                sql.Identifier(name)))
+            dump.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))
+        done: list = []
+        entry = threading.Thread(target=lambda: done.append(cli(
+            site["writer_url"], ["contact", "M22-001", "--date", "2025-02-01"])))
+        started = time.monotonic()
+        entry.start()
+        entry.join(timeout=20)
+        assert done and done[0].exit_code == 0, done and done[0].output
+        assert time.monotonic() - started < 20
+        dump.rollback()
+
+
+def test_ordinary_commands_run_no_ddl_even_as_the_owner(postgres_url):
+    """After `db setup`, opening the ledger, entries and queries issue no DDL at all: an event
+    trigger that refuses every DDL command stays silent."""
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'DDL during an ordinary command: %', tg_tag; "
+                     "END $$")
+        conn.execute("CREATE EVENT TRIGGER refuse_ddl ON ddl_command_start "
+                     "EXECUTE FUNCTION refuse_ddl()")
+    ledger = new_ledger(postgres_url)
+    try:
+        Driver(ledger).enrolled("M22-001")
+    finally:
+        ledger.close()
+    for args in (["status"], ["patient", "M22-001"], ["history"], ["endpoints"],
+                 ["contact", "M22-001", "--date", "2025-02-01"]):
+        result = invoke([*args, "--json"], url=postgres_url, user="dm")
+        assert result.exit_code == 0, (args, result.output)
