@@ -181,7 +181,8 @@ def handled(func):
     def wrapper(*args, **kwargs):
         s = session()
         try:
-            if bad := unprintable(s.user):  # a name is printed in every audit trail
+            # A claimed name is printed in every audit trail: refused before it is checked.
+            if bad := unprintable(s.claimed or ""):
                 raise BadInput(f"user: contains the control or bidirectional character {bad}",
                                field="user")
             return func(s, *args, **kwargs)

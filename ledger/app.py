@@ -49,6 +49,7 @@ from m22bol.ledger.store import (
     environment_problem,
     event_hash,
     is_contention,
+    reach,
     store_env,
 )
 
@@ -75,6 +76,7 @@ class TrialLedger(Application):
         # on close, so a query (or a refused entry) on a ledger that does not exist leaves none.
         self._new_file = _new_sqlite_file(url)
         try:
+            reach(url)  # a server that is down or a database that is missing says so at once
             super().__init__(env=store_env(url, create_tables=create_tables))
             if url.startswith("sqlite"):
                 # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,

@@ -222,6 +222,21 @@ def schema_lock(url: str) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
 
 
+def reach(url: str) -> None:
+    """Connect to a PostgreSQL ledger once and hang up. The library's pool retries a failed
+    connection in the background and says only "couldn't get a connection after 30 sec"; this
+    fails at once with the driver's own words (server unreachable, no such database, login
+    refused), which `environment_problem` turns into exit 7. It runs no statement at all."""
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    env = store_env(url)
+    psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                    dbname=env["POSTGRES_DBNAME"], connect_timeout=10).close()
+
+
 # An arbitrary constant naming "schema statements of an m22bol ledger" among advisory locks.
 _SCHEMA_LOCK_KEY = 0x6D32_3262_6F6C_0001
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from m22bol.domain import commands as c
-from tests.support import Driver, invoke, open_ledger, store_fingerprint
+from tests.support import Driver, invoke, open_ledger, set_passwords, store_fingerprint
 from tests.support.databases import copy_sqlite_ledger, sqlite_url
 
 S = "M22-001"
@@ -242,6 +242,7 @@ def baseline(tmp_path_factory) -> str:
     d.do("init", actor="admin")
     for user, role in {"dm": "data-manager", "mon": "monitor"}.items():
         d.do("grant", actor="admin", user=user, role=role)
+    set_passwords(ledger, ["dm", "mon"])  # `invoke` acts as dm with TEST_PASSWORD
     d.enrolled(S, site="S1")
     d.do("infuse", subject=S, cycle=1, date="2025-01-10", weight_kg=60, dose_mg=324)
     d.do("adverse-event", subject=S, term="Nausea", grade=1, onset="2025-01-12")

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from m22bol.domain import events as e
-from m22bol.ledger.store import event_hash
+from m22bol.ledger.store import MEMORY_URL, event_hash
 from m22bol.projections import runner
-from tests.support import ON_SQLITE, invoke, store_fingerprint
+from tests.support import ON_SQLITE, invoke, set_passwords, store_fingerprint
 
 S = "M22-001"
 
@@ -27,6 +27,8 @@ def infused(driver):
     driver.enrolled(S, site="S1")
     driver.do("infuse", subject=S, cycle=1, date="2025-01-10", weight_kg=60, dose_mg=324)
     driver.do("grant", actor="admin", user="inv2", role="investigator", site="S2")
+    if driver.ledger.url != MEMORY_URL:
+        set_passwords(driver.ledger, ["inv2"])  # so the CLI can act as inv2
     return driver
 
 
@@ -69,7 +71,7 @@ def test_a_correction_keeps_the_entry_s_length_limits_and_printable_text(infused
 def test_a_corrected_site_moves_the_subject_s_access(infused):
     url = infused.ledger.url
     contact = ["contact", S, "--date", "2025-01-20"]
-    refused(invoke(contact, url=url, user="inv2"), 4)
+    refused(invoke(contact, url=url, user="inv2"), 4, "site")
     result = invoke(["correct", S, f"{S}#1", "--reason", "registered at the wrong site",
                      "--set", "site=S2"], url=url)
     assert result.exit_code == 0, result.output
