@@ -246,14 +246,19 @@ def parse_jsonl(data: bytes) -> list[c.Command]:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw.decode("utf-8"))
+            record = c.strict_json(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise BadInput(f"{where}not UTF-8 text", field="line") from None
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except c.DuplicateKey as exc:
+            raise BadInput(f"{where}{exc}", field=exc.key) from None
+        except ValueError as exc:  # also: an integer of more digits than Python converts
             raise BadInput(f"{where}not a JSON object: {exc}", field="line") from None
         if not isinstance(record, dict):
             raise BadInput(f"{where}not a JSON object", field="line")
         name = record.pop("command", None)
+        if not isinstance(name, str):
+            raise BadInput(f"{where}command: expected the command's name as text, got "
+                           f"{type(name).__name__}", field="command")
         if name == "import":
             raise BadInput(f"{where}command: import cannot be nested", field="command")
         commands.append(c.parse_command(name, record, where=where))

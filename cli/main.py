@@ -6,13 +6,14 @@ import functools
 import os
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
 from m22bol.cli.output import fail
+from m22bol.domain.commands import unprintable
 from m22bol.domain.errors import BadInput, LedgerError
 
 DEFAULT_LEDGER = "sqlite:///m22bol.sqlite"
@@ -152,6 +153,11 @@ def parse_known_at(value: str | None) -> datetime | None:
     if moment.tzinfo is None:
         raise BadInput("known-at: give the UTC offset, e.g. 2027-03-01T09:00:00+00:00",
                        field="known_at")
+    try:
+        moment.astimezone(UTC)  # 9999-12-31T23:59:59-14:00 lies past the last datetime
+    except OverflowError:
+        raise BadInput(f"known-at: {value!r} lies outside the years 1-9999 in UTC",
+                       field="known_at") from None
     return moment
 
 
@@ -175,12 +181,20 @@ def handled(func):
     def wrapper(*args, **kwargs):
         s = session()
         try:
+            # A claimed name is printed in every audit trail: refused before it is checked.
+            if bad := unprintable(s.claimed or ""):
+                raise BadInput(f"user: contains the control or bidirectional character {bad}",
+                               field="user")
             return func(s, *args, **kwargs)
         except LedgerError as error:
             fail(error, s.as_json)
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
         except Exception as error:  # a bug: say so plainly, exit 1
+            from m22bol.ledger.store import environment_problem
+
+            if problem := environment_problem(s.ledger_url, error):  # the disk, the server
+                fail(problem, s.as_json)
             if os.environ.get("M22BOL_DEBUG"):
                 raise
             click.echo(f"error: unexpected failure (a bug): {type(error).__name__}: {error}",

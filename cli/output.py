@@ -25,12 +25,23 @@ def to_json(document: Any) -> str:
     return document_json(document, indent=True)
 
 
+# What a terminal would act on rather than show (escape sequences, bells, bidi overrides);
+# newlines and tabs lay the text out and stay.
+_RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """The text with every control character shown as an escape (a value stored before the
+    input rules, or quoted back in an error message), never sent raw to the terminal."""
+    return _RAW.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def emit(document: Any, as_json: bool, text: str | None = None) -> None:
     """Print the result: the JSON document, or the text (default: key: value lines)."""
     if as_json:
         click.echo(to_json(document))
     else:
-        click.echo(text if text is not None else key_values(document))
+        click.echo(printable(text if text is not None else key_values(document)))
 
 
 def key_values(document: dict[str, Any]) -> str:
@@ -153,7 +164,7 @@ def fail(error: LedgerError, as_json: bool) -> None:
         click.echo(to_json(error.as_json()))
     else:
         rule = f" [{error.rule}]" if error.rule else ""
-        click.echo(f"error: {error.message}{rule}", err=True)
+        click.echo(printable(f"error: {error.message}{rule}"), err=True)
     sys.exit(error.exit_code)
 
 

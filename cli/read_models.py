@@ -21,8 +21,11 @@ def status(s: Session) -> None:
     s.reader.allow("projections status")
     doc = projection_status(s.ledger)
     rows = [{k: p[k] for k in ("name", "position", "lag")} for p in doc["projections"]]
+    behind = "" if doc["caught_up"] else (
+        "\nbehind: the read models lag the ledger (an upkeep after an entry failed?); the next "
+        "query or entry catches up, or run `m22bol projections rebuild`")
     emit(doc, s.as_json,
-         text=f"ledger at notification {doc['max_notification_id']}\n\n" + table(rows))
+         text=f"ledger at notification {doc['max_notification_id']}\n\n" + table(rows) + behind)
 
 
 @projections_group.command("rebuild")

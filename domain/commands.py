@@ -12,17 +12,22 @@ are one subject's whole course, which tests/integration/test_docs_examples.py en
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import typing
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -30,6 +35,106 @@ from m22bol.domain.errors import BadInput
 from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# C0 and C1 controls (DEL too), the bidirectional embeddings, overrides and isolates, and lone
+# surrogates (they cannot be stored as UTF-8): none belongs in a clinical record, and each can
+# make a terminal, an XML export or a reader's eyes show something else than what is stored.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# A plain decimal as a person writes it: Python's own parsers would also take `3_45` (345),
+# `nan`, `inf` and `0x1F`.
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
+MAX_ITEMS = 100  # repeatable options and --set pairs: far above any real scan or correction
+
+
+def unprintable(text: str) -> str | None:
+    """The first character that text fields refuse, shown as an escape, or None."""
+    found = _UNPRINTABLE.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def check_plain(value: Any) -> Any:
+    """Refuse control and bidi-override characters and non-finite numbers anywhere in a value
+    (in lists and pairs too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if isinstance(value, str):
+        if bad := unprintable(value):
+            raise ValueError(f"contains the control or bidirectional character {bad}; "
+                             "only printable text is accepted")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(key)
+            try:
+                check_plain(item)
+            except ValueError as bad:  # name the key: `--set dose_mg=nan` names dose_mg
+                raise ValueError(f"{key}: {bad}") from None
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_plain(item)
+    return value
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f"{key}: given twice in one record")
+        self.key = key
+
+
+class _Twice(dict):
+    """An object in which a key appeared twice; `twice` is that key."""
+
+    twice = ""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    seen: set[str] = set()
+    marked = _Twice(record)
+    marked.twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return marked
+
+
+def _duplicate(value: Any, path: str = "") -> str | None:
+    """The path of the first key given twice (`aware_date.a`), found after parsing so that
+    the message names the record's field the nested object belongs to."""
+    if isinstance(value, _Twice):
+        return f"{path}{value.twice}"
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        if found := _duplicate(item, f"{path}{key}."):
+            return found
+    return None
+
+
+# An integer of thousands of digits is read as this stand-in (Python refuses to convert more
+# than 4300 digits, and the time to do so grows with the length); it fails every range check,
+# so the model's message names the field.
+_HUGE = 10**400
+
+
+def _integer(text: str) -> int:
+    return int(text) if len(text) <= 400 else _HUGE
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON with no duplicate keys (which one would win?). NaN, Infinity and overflowing
+    numbers are read as the non-finite floats they are and refused by the model, which names
+    the field. Raises ValueError with the reason."""
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if twice := _duplicate(value):
+        raise DuplicateKey(twice)
+    return value
+
+
+def _is_number(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_is_number(a) for a in typing.get_args(annotation) if a is not type(None))
 
 
 def _iso_date(value: Any) -> Any:
@@ -59,11 +164,14 @@ def _text(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 Text = Annotated[str, BeforeValidator(_text), Field(max_length=2000)]
+# Case-insensitive for uniqueness: stored (and looked up) in upper case.
 SubjectId = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
                description="study subject id: up to 40 letters, digits, '.', '_' or '-', "
-                           "starting with a letter or digit, e.g. M22-001")
+                           "starting with a letter or digit, e.g. M22-001"),
+    AfterValidator(str.upper),
 ]
+EntryId = Annotated[str, Field(pattern=r"^[^#]+#\d{1,9}$"), AfterValidator(str.upper)]
 Grade = Annotated[int, Field(ge=1, le=5, strict=False)]
 
 
@@ -77,10 +185,9 @@ def _lesion(kind: str):
         mm = parts[2].strip()
         if mm.upper() == "NE":
             return {"lesion_id": parts[0], "organ": parts[1], "mm": None}
-        try:
-            size = float(mm)
-        except ValueError:
-            raise ValueError(f"{mm!r} is not a size in mm or NE") from None
+        if not _DECIMAL.match(mm):
+            raise ValueError(f"{mm!r} is not a size in mm or NE")
+        size = float(mm)
         if not (0 <= size <= 1000):
             raise ValueError("a diameter lies between 0 and 1000 mm")
         return {"lesion_id": parts[0], "organ": parts[1], "mm": size}
@@ -113,15 +220,31 @@ class Command(BaseModel):
     """A request to change the ledger. `name` is the CLI command and the JSON Lines `command`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True,
-                              defer_build=True)
+                              defer_build=True, allow_inf_nan=False)
 
     name: ClassVar[str]
     positional: ClassVar[tuple[str, ...]] = ()
     help: ClassVar[str] = ""
     example: ClassVar[dict[str, Any]] = {}
+    checked_after: ClassVar[frozenset[str]] = frozenset()  # fields checked once parsed
 
     source: Text | None = Field(None, description="reference of the source document, free "
                                                   "text (e.g. a CRF page)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_input(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every field, whatever its type: printable text only, and numbers written plainly."""
+        if info.field_name in cls.checked_after:
+            return value
+        check_plain(value)
+        field = cls.model_fields[info.field_name]
+        if isinstance(value, str) and _is_number(field.annotation):
+            if not _DECIMAL.match(value.strip()):
+                raise ValueError(f"{value!r} is not a plain decimal number")
+        if isinstance(value, bool) and _is_number(field.annotation):
+            raise ValueError("expected a number, not true or false")
+        return value
 
 
 class SubjectCommand(Command):
@@ -304,8 +427,8 @@ class AdverseEvent(FactCommand):
                                   description="the investigator's own words (needed for "
                                               "'Other, specify' terms)")
     serious: Annotated[tuple[SeriousCriterion, ...], BeforeValidator(_criteria)] = Field(
-        (), description="ICH E2A seriousness criterion; the option alone means "
-                        "medically-important",
+        (), max_length=MAX_ITEMS,
+        description="ICH E2A seriousness criterion; the option alone means medically-important",
         json_schema_extra={"flag_value": "medically-important"})
     aware_date: IsoDate | None = Field(None, description="when the site became aware "
                                                          "(default: the entry time)")
@@ -419,16 +542,19 @@ class Scan(FactCommand):
     date: IsoDate = Field(description="date of the scan")
     modality: Literal["CT", "MRI"] = Field("CT", description="imaging modality")
     target: tuple[Annotated[Lesion, _lesion("ORGAN")], ...] = Field(
-        (), description="a target lesion as ID:ORGAN:MM, its longest diameter in mm, or NE "
-                        "if not evaluated (e.g. L1:liver:30)")
+        (), max_length=MAX_ITEMS,
+        description="a target lesion as ID:ORGAN:MM, its longest diameter in mm, or NE "
+                    "if not evaluated (e.g. L1:liver:30)")
     node: tuple[Annotated[Lesion, _lesion("LOCATION")], ...] = Field(
-        (), description="a target lymph node as ID:LOCATION:MM, its short axis in mm, or NE "
-                        "(e.g. N1:axilla:16)")
+        (), max_length=MAX_ITEMS,
+        description="a target lymph node as ID:LOCATION:MM, its short axis in mm, or NE "
+                    "(e.g. N1:axilla:16)")
     non_target: tuple[Annotated[NonTargetLesion, BeforeValidator(_non_target)], ...] = Field(
-        (), description="a non-target lesion as ID:ORGAN:STATUS, STATUS one of present, absent "
-                        "or progression (e.g. NT1:bone:present)")
-    new_lesion: tuple[Text, ...] = Field((), description="where a new lesion was seen, in "
-                                                         "words")
+        (), max_length=MAX_ITEMS,
+        description="a non-target lesion as ID:ORGAN:STATUS, STATUS one of present, absent "
+                    "or progression (e.g. NT1:bone:present)")
+    new_lesion: tuple[Text, ...] = Field(
+        (), max_length=MAX_ITEMS, description="where a new lesion was seen, in words")
 
 
 class Pet(FactCommand):
@@ -499,12 +625,20 @@ class Correct(FactCommand):
     help = "Correct an earlier entry: new values, a reason, the old values kept."
     example = {"subject": "M22-001", "entry": "M22-001#14", "reason": "transcription error",
                "set": ["percent=58"]}
-    entry: str = Field(pattern=r"^[^#]+#\d+$", description="entry id as SUBJECT#N, as "
-                                                           "`history` lists it (e.g. M22-001#7)")
+    entry: EntryId = Field(description="entry id as SUBJECT#N, as `history` lists it "
+                                       "(e.g. M22-001#7)")
     reason: Text = Field(description="why, in words")
     set: Annotated[dict[str, Any], BeforeValidator(_pairs)] = Field(
+        min_length=1, max_length=MAX_ITEMS,
         description="KEY=VALUE: the field to correct and its new value (repeatable)"
     )
+    # Checked as pairs, so that a refusal names the field being corrected.
+    checked_after = frozenset({"set"})
+
+    @field_validator("set")
+    @classmethod
+    def _plain_pairs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_plain(value)
 
 
 # A FactCommand: withdrawing a fact can expose a deviation (a dose given after a reduction that
@@ -515,8 +649,8 @@ class Retract(FactCommand):
     help = "Retract an entry entered in error, with a reason."
     example = {"subject": "M22-001", "entry": "M22-001#17", "reason": "entered for the wrong "
                                                                       "subject"}
-    entry: str = Field(pattern=r"^[^#]+#\d+$", description="entry id as SUBJECT#N, as "
-                                                           "`history` lists it (e.g. M22-001#7)")
+    entry: EntryId = Field(description="entry id as SUBJECT#N, as `history` lists it "
+                                       "(e.g. M22-001#7)")
     reason: Text = Field(description="why, in words")
 
 
@@ -640,7 +774,6 @@ def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Comm
 # Not in COMMANDS: their names are two words (`query open`), so the CLI builds them as a group.
 
 QueryId = Annotated[str, Field(pattern=r"^Q-[1-9][0-9]{0,8}$", description="query id, Q-N")]
-EntryId = Annotated[str, Field(pattern=r"^[^#]+#\d+$")]
 
 
 class QueryOpen(SubjectCommand):

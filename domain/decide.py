@@ -314,17 +314,20 @@ def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:
 
 def _correction(command: c.Correct, patient: Patient, timeline, env):
     current = _live_fact(patient, timeline, command.entry)
-    allowed = set(current.facts()) - _COMPUTED
+    allowed = set(current.facts()) - _COMPUTED - _IDENTIFYING
     changes: dict[str, Any] = {}
     for key, value in command.set.items():
         name = _RENAMES.get(key.replace("-", "_"), key.replace("-", "_"))
+        if name in _IDENTIFYING:
+            raise BadInput(f"set: {key} identifies the entry and cannot be corrected; retract "
+                           "the entry and enter it anew", field=key)
         if name not in allowed:
             raise BadInput(f"set: {key} is not a field of {command.entry} "
                            f"(fields: {', '.join(sorted(allowed))})", field="set")
         changes[name] = value
     if not changes:
         raise BadInput("set: give at least one KEY=VALUE", field="set")
-    corrected = apply_correction(current, changes)
+    corrected = apply_correction(current, _as_entered(current, changes, patient.subject))
     stored = {k: v for k, v in corrected.facts().items() if k in changes}
     if all(current.facts()[k] == v for k, v in stored.items()):
         raise BadInput("set: the new values equal the current ones", field="set")
@@ -348,6 +351,33 @@ def _explain(error: LedgerError, command: c.Command, entry: str) -> None:
     error.args = (message,)
 
 
+def _as_entered(current: e.Fact, changes: dict[str, Any], subject: str) -> dict[str, Any]:
+    """The changed values, validated by the command model that entered the fact, exactly as a
+    new entry is (types, ranges, lengths, patterns, printable text, finite numbers); an error
+    names the field as the command spells it."""
+    model = _COMMAND_OF[type(current)]
+    facts = current.facts()
+    values: dict[str, Any] = {"subject": subject}
+    for name in model.model_fields:
+        stored = _RENAMES.get(name, name)
+        if stored in changes:
+            values[name] = _list_from_json(changes[stored], name)
+        elif stored in facts and stored not in _COMPUTED and facts[stored] is not None:
+            values[name] = facts[stored]
+    entered = c.parse_command(model.name, values)
+    return {k: getattr(entered, _ENTERED_AS.get(k, k)) for k in changes}
+
+
+def _list_from_json(value: Any, name: str) -> Any:
+    # `correct --set targets=[...]` hands a list in as JSON text.
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return c.strict_json(value)
+        except ValueError as exc:
+            raise BadInput(f"{name}: not a JSON list: {exc}", field=name) from None
+    return value
+
+
 def _retraction(command: c.Retract, patient: Patient, timeline, env):
     current = _live_fact(patient, timeline, command.entry)
     if isinstance(current, e.Registered):
@@ -361,5 +391,10 @@ def _retraction(command: c.Retract, patient: Patient, timeline, env):
 _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expected_dose_mg",
              "dose_level_mg_per_kg", "action", "response", "pcr", "ctcae_version",
              "ctcae_term", "meddra_code", "soc", "coded_on_read"}
+# Fields that name what other entries refer to: a correction would cut those links.
+_IDENTIFYING = {"subject", "ae_id"}
+_COMMAND_OF: dict[type[e.Fact], type[c.Command]] = {
+    **{fact: command for command, fact in _FACTS.items()}, e.Registered: c.Register}
+_ENTERED_AS = {stored: entered for entered, stored in _RENAMES.items()}
 # Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
 _RECORD_ONLY = {"response"}

@@ -63,3 +63,12 @@ class ConcurrencyConflict(LedgerError):
 
     exit_code = 6
     code = "conflict"
+
+
+class EnvironmentProblem(LedgerError):
+    """The ledger could not be opened or written: a missing folder, not a database, a
+    read-only file for an entry, a full disk, an unreachable server, a missing database
+    (exit 7). The message names the ledger and the cause."""
+
+    exit_code = 7
+    code = "environment"

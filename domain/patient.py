@@ -40,7 +40,14 @@ class Patient:
 
     @property
     def site(self) -> str:
-        return self.registration.site
+        """The site as last corrected: access follows the subject to a corrected site."""
+        first = entry_id(self.subject, 1)
+        site = self.registration.site
+        for event in self.events:
+            if isinstance(event, EntryCorrected) and event.entry == first \
+                    and "site" in event.changes:
+                site = event.changes["site"]
+        return site
 
     @property
     def registration(self) -> Registered:
@@ -57,15 +64,33 @@ class Patient:
 
     def timeline(self) -> list[tuple[str, Fact]]:
         """The effective facts in entry order: corrections applied, retractions left out."""
+        return list(self._effective()[0].items())
+
+    def stored_problems(self) -> list[tuple[str, str]]:
+        """(entry, why) for each stored change that no longer applies: a value an older
+        version or a past bug let in (a correction to null). The timeline leaves such a change
+        out, so the subject still takes entries; `audit verify` names it."""
+        return self._effective()[1]
+
+    def _effective(self) -> tuple[dict[str, Fact], list[tuple[str, str]]]:
         facts: dict[str, Fact] = {}
+        problems: list[tuple[str, str]] = []
         for event in self.events:
-            if isinstance(event, EntryCorrected):
-                facts[event.entry] = apply_correction(facts[event.entry], event.changes)
+            entry = entry_id(self.subject, event.originator_version)
+            if isinstance(event, (EntryCorrected, EntryRetracted)) \
+                    and event.entry not in facts:
+                problems.append((entry, f"changes {event.entry}, which is no live fact"))
+            elif isinstance(event, EntryCorrected):
+                try:
+                    facts[event.entry] = apply_correction(facts[event.entry], event.changes)
+                except BadInput as refused:
+                    problems.append((entry, f"its stored change of {event.entry} does not "
+                                            f"apply ({refused.message}); left out"))
             elif isinstance(event, EntryRetracted):
                 del facts[event.entry]
             elif isinstance(event, Fact):
-                facts[entry_id(self.subject, event.originator_version)] = event
-        return list(facts.items())
+                facts[entry] = event
+        return facts, problems
 
 
 def apply_correction(fact: Fact, changes: dict) -> Fact:

@@ -8,6 +8,7 @@ current) is whatever the caller hands in as `after_save`: the ledger knows no re
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,7 +54,15 @@ from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.domain.timeline import derive
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger import access, signatures
-from m22bol.ledger.store import APP_NAME, append_only_statements, event_hash, store_env
+from m22bol.ledger.store import (
+    APP_NAME,
+    append_only_statements,
+    environment_problem,
+    event_hash,
+    is_contention,
+    reach,
+    store_env,
+)
 
 MAX_ATTEMPTS = 8
 # PostgreSQL's SQLSTATE for a missing privilege, also raised by the actor check of `db setup`.
@@ -74,11 +83,19 @@ class TrialLedger(Application):
         self.after_save = list(after_save)
         # Resources others keep for this ledger (a read-model connection), closed with it.
         self.on_close: list[Callable[[], None]] = []
-        super().__init__(env=store_env(url, create_tables=create_tables))
-        if url.startswith("sqlite"):
-            # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,
-            # run once by the owner, so that ordinary logins never need to run DDL.
-            self._make_append_only()
+        # Opening a SQLite file creates it; a ledger that never got an event is removed again
+        # on close, so a query (or a refused entry) on a ledger that does not exist leaves none.
+        self._new_file = _new_sqlite_file(url)
+        try:
+            reach(url)  # a server that is down or a database that is missing says so at once
+            super().__init__(env=store_env(url, create_tables=create_tables))
+            if url.startswith("sqlite"):
+                # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,
+                # run once by the owner, so that ordinary logins never need to run DDL.
+                self._make_append_only()
+        except Exception as error:
+            self._remove_if_new()
+            raise environment_problem(url, error) or error from None
 
     def _make_append_only(self) -> None:
         statements = append_only_statements(self.url)
@@ -194,8 +211,11 @@ class TrialLedger(Application):
                     raise NotPermitted(f"the database refused the write: {error}".strip(),
                                        rule="database.privilege") from None
                 raise
-            except (IntegrityError, OperationalError):
-                # Someone else wrote the same aggregate first: re-read and decide again.
+            except (IntegrityError, OperationalError) as error:
+                # Only someone else writing the same aggregate first (or holding the lock) is
+                # worth deciding again; a full disk or a read-only file stays so.
+                if not (isinstance(error, IntegrityError) or is_contention(error)):
+                    raise environment_problem(self.url, error) or error from None
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
                 progress = None
                 continue
@@ -218,7 +238,24 @@ class TrialLedger(Application):
     def close(self) -> None:
         while self.on_close:
             self.on_close.pop()()
+        empty = self._new_file and not self.recorder.max_notification_id()
         super().close()
+        if empty:
+            self._remove_if_new()
+        self._new_file = None  # closed once: the library closes again when collected
+
+    def _remove_if_new(self) -> None:
+        if self._new_file:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                if os.path.exists(self._new_file + suffix):
+                    os.remove(self._new_file + suffix)
+
+
+def _new_sqlite_file(url: str) -> str | None:
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1]
+    return None if os.path.exists(path) or path == ":memory:" else path
 
 
 def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:

@@ -10,17 +10,18 @@ bench/); the read models use SQLAlchemy Core on the same database (projections/)
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
 from m22bol.domain.canonical import canonical
-from m22bol.domain.errors import BadInput
+from m22bol.domain.errors import BadInput, EnvironmentProblem
 from m22bol.domain.events import event_class, topic_of
 
 APP_NAME = "m22bol"
@@ -120,7 +121,7 @@ def store_env(url: str, *, create_tables: bool = False) -> dict[str, str]:
         if not path or path == ":memory:":
             raise BadInput("ledger: a SQLite ledger needs a file, e.g. sqlite:///m22bol.sqlite",
                            field="ledger")
-        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=path,
+        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=sqlite_name(path),
                    SQLITE_LOCK_TIMEOUT="30",
                    APPLICATION_RECORDER_TOPIC=get_topic(log_digest.SQLiteLedgerRecorder))
     elif scheme in ("postgresql", "postgres"):
@@ -142,6 +143,26 @@ def store_env(url: str, *, create_tables: bool = False) -> dict[str, str]:
         raise BadInput(f"ledger: unsupported URL {url!r} (use sqlite:///FILE or "
                        "postgresql+psycopg://user@host/db)", field="ledger")
     return env
+
+
+def read_only(path: str) -> bool:
+    """A ledger file this process cannot write: its mode, or a read-only file system."""
+    return os.path.isfile(path) and (
+        not os.access(path, os.W_OK) or bool(os.statvfs(path).f_flag & os.ST_RDONLY))
+
+
+def sqlite_name(path: str) -> str:
+    """What SQLite opens: the path, or for a read-only file a read-only URI, so that every
+    query still works (an entry then fails to write, exit 7). Where not even the WAL's shared
+    memory file can be made (a read-only folder) and no WAL is pending, the file is opened as
+    immutable: nothing can change it from here."""
+    if not read_only(path):
+        return path
+    folder = os.path.dirname(os.path.abspath(path))
+    frozen = not os.access(folder, os.W_OK) or bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    pending = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
+    flags = "mode=ro&immutable=1" if frozen and not pending else "mode=ro"
+    return f"file:{quote(os.path.abspath(path))}?{flags}"
 
 
 def events_table(url: str) -> str:
@@ -201,5 +222,91 @@ def schema_lock(url: str) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
 
 
+def reach(url: str) -> None:
+    """Connect to a PostgreSQL ledger once and hang up. The library's pool retries a failed
+    connection in the background and says only "couldn't get a connection after 30 sec"; this
+    fails at once with the driver's own words (server unreachable, no such database, login
+    refused), which `environment_problem` turns into exit 7. It runs no statement at all."""
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    env = store_env(url)
+    psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                    dbname=env["POSTGRES_DBNAME"], connect_timeout=10).close()
+
+
 # An arbitrary constant naming "schema statements of an m22bol ledger" among advisory locks.
 _SCHEMA_LOCK_KEY = 0x6D32_3262_6F6C_0001
+
+
+# --- what the environment can do to a ledger ----------------------------------------------------
+
+
+def ledger_name(url: str) -> str:
+    """The ledger as a message names it: the file, or user@host:port/database (no password)."""
+    if url.startswith("sqlite"):
+        return url.split("///", 1)[-1]
+    parts = urlsplit(url)
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+# (what the database driver says, what it means) in the order they are tried; the drivers
+# say these in text only, the same from sqlite3, psycopg and the eventsourcing wrappers.
+_CAUSES = (
+    ("file is not a database", "the file is not a SQLite database"),
+    ("readonly database", "the ledger is read-only here; entries cannot be written"),
+    ("read-only", "the ledger is read-only here; entries cannot be written"),
+    ("database or disk is full", "the disk is full (or the database reached its size limit)"),
+    ("disk i/o error", "the disk could not be read or written"),
+    ("no space left", "the disk is full"),
+    ("connection refused", "the database server is unreachable"),
+    ("could not translate host name", "the database server's host name is unknown"),
+    ("name or service not known", "the database server's host name is unknown"),
+    ("timeout expired", "the database server did not answer"),
+    ("password authentication failed", "the database refused the login"),
+    ("does not exist", "the database does not exist"),
+    ("permission denied", "permission denied"),
+)
+# What a concurrent writer causes: worth retrying, unlike everything above.
+_CONTENTION = ("database is locked", "lock timeout", "could not serialize", "deadlock",
+               "tuple concurrently updated")
+
+
+def _is_driver_error(error: BaseException) -> bool:
+    module = type(error).__module__
+    return isinstance(error, OSError) or module.split(".")[0] in (
+        "sqlite3", "psycopg", "psycopg_pool", "eventsourcing", "sqlalchemy")
+
+
+def is_contention(error: BaseException) -> bool:
+    return any(s in str(error).lower() for s in _CONTENTION)
+
+
+def environment_problem(url: str, error: BaseException) -> EnvironmentProblem | None:
+    """The refusal (exit 7) a database or file error stands for, or None when it is none of
+    the environment's doing (a bug, or a concurrent writer)."""
+    if not _is_driver_error(error) or is_contention(error):
+        return None
+    text = str(error).lower()
+    cause = next((meaning for said, meaning in _CAUSES if said in text), None)
+    if cause is None and "unable to open database file" in text and url.startswith("sqlite"):
+        cause = _unopenable(ledger_name(url))
+    if cause is None and "connection failed" in text:
+        cause = "the database server is unreachable"
+    if cause is None:
+        return None
+    return EnvironmentProblem(f"ledger {ledger_name(url)}: {cause}", rule="environment",
+                              field="ledger")
+
+
+def _unopenable(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    if os.path.isdir(path):
+        return "it is a folder, not a ledger file"
+    return "the file cannot be opened (permissions?)"

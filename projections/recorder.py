@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
 )
 from sqlalchemy import event
 
+from m22bol.ledger.store import sqlite_name
 from m22bol.projections import tables
 
 # How long a write waits for another writer (SQLite's busy timeout, PostgreSQL's lock_timeout)
@@ -38,7 +39,9 @@ def sqlalchemy_url(ledger_url: str) -> str:
     if not sep:
         raise ValueError(f"not a database URL: {ledger_url!r}")
     if base == "sqlite":
-        return "sqlite://" + rest
+        # A read-only file is opened as the event store opens it, so queries still work.
+        name = sqlite_name(rest.removeprefix("/"))
+        return "sqlite:///" + (name + "&uri=true" if name.startswith("file:") else name)
     if base in ("postgresql", "postgres"):
         # The store speaks psycopg 3; without a driver SQLAlchemy would pick psycopg2.
         return "postgresql+psycopg://" + rest

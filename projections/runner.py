@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -266,9 +267,12 @@ def catch_up_after_save(ledger: TrialLedger, recordings: list[Recording],
         catch_up(ledger, until=max(r.notification.id for r in recordings),
                  known={a.id: a for a in known if a is not None})
     except Exception as error:  # even a bug: the exit code must say the entry was written
-        log.warning("warning: read models not brought up to date (%s: %s); the next command "
-                    "will catch up", type(error).__name__, error,
-                    exc_info=bool(os.environ.get("M22BOL_DEBUG")))
+        # Said on stderr whatever logging is set up to do: the person must learn that the
+        # entry is in but the read models are behind (`projections status` shows the lag).
+        print(f"warning: the entry is recorded, but the read models were not brought up to "
+              f"date ({type(error).__name__}: {error}); the next command catches up",
+              file=sys.stderr)
+        log.debug("read-model upkeep failed", exc_info=bool(os.environ.get("M22BOL_DEBUG")))
 
 
 def rebuild(ledger: TrialLedger, progress: Progress | None = None) -> dict[str, int]:
@@ -299,6 +303,7 @@ def status(ledger: TrialLedger) -> dict[str, Any]:
     positions = models.positions()
     return {
         "max_notification_id": head,
+        "caught_up": all(p >= head for p in positions.values()),
         "projections": [
             {"name": name, "position": positions[name], "lag": head - positions[name],
              "tables": list(catalog.projections()[name])}

@@ -43,6 +43,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", deadline=None)
+# `pytest --hypothesis-profile nightly`: the same suites, many more examples (suites that set
+# their own example count take the larger of the two).
+settings.register_profile("nightly", parent=settings.get_profile("ci"), max_examples=20_000)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # The production scrypt cost (2**15, 32 MiB, ~0.1 s a hash) buys nothing in a test and is paid

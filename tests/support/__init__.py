@@ -9,6 +9,7 @@ walked without a store).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from uuid import UUID
 
@@ -104,6 +105,8 @@ def store_fingerprint(url: str) -> list[tuple]:
     statements (on PostgreSQL a lock and DDL) and tests take this before and after each try."""
     columns = "originator_id, originator_version, topic, state"
     if url.startswith("sqlite"):
+        if not os.path.exists(url.removeprefix("sqlite:///")):
+            return []  # a refused first command leaves no ledger file at all (issue 13)
         query = f"SELECT rowid, {columns} FROM {events_table(url)} ORDER BY rowid"
     else:
         query = f"SELECT notification_id, {columns} FROM {events_table(url)} ORDER BY 1"
