@@ -165,10 +165,6 @@ def _audit_row(entry: str, event: Event) -> dict[str, Any]:
     }
 
 
-def subjects(ledger: TrialLedger) -> list[str]:
-    return [e.subject for _, e in ledger.stored_events() if isinstance(e, Registered)]
-
-
 def deviations(ledger: TrialLedger,
                sites: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """Every accepted deviation, with the reason given and who gave it when; only those of the
@@ -193,7 +189,7 @@ def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None,
     only way to the status as known at a past moment; only the subjects of `sites` if given."""
     trial = trial_as_known_at(ledger.require_trial(), known_at)
     today = today_at(ledger, known_at)
-    patients = [as_known_at(ledger.require_patient(s), known_at) for s in subjects(ledger)]
+    patients = [as_known_at(ledger.require_patient(s), known_at) for s in ledger.subjects()]
     summaries = [summary(derive(p.subject, p.timeline(), trial.protocol, today))
                  for p in patients if p is not None and (sites is None or p.site in sites)]
     return status_counts(summaries, [b.id for b in trial.protocol.baskets])

@@ -15,7 +15,6 @@ from m22bol.ledger.app import TrialLedger, _Batch
 from m22bol.projections import catalog, runner, stored, tables
 from m22bol.projections.document_json import plain
 from m22bol.projections.recorder import ProjectionTracking, ReadModelStore
-from m22bol.projections.replay import subjects
 from tests.support import invoke, open_ledger
 from tests.support.protocols import amendment
 from tests.support.read_models import (
@@ -89,8 +88,8 @@ def test_endpoint_inputs_hold_the_rule_modules_facts(driver):
     ledger = driver.ledger
     stored = {r[0]: orjson.loads(r[2]) for r in snapshot(ledger.url)[catalog.ENDPOINT_INPUTS]}
     protocol = ledger.require_trial().protocol
-    assert set(stored) == set(subjects(ledger))
-    for subject in subjects(ledger):
+    assert set(stored) == set(ledger.subjects())
+    for subject in ledger.subjects():
         timeline = ledger.require_patient(subject).timeline()
         state = derive(subject, timeline, protocol, ledger.clock().date())
         assert stored[subject] == plain(patient_facts(state, timeline))

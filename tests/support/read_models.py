@@ -8,7 +8,7 @@ from m22bol.ledger.app import TrialLedger
 from m22bol.projections import runner, stored, tables
 from m22bol.projections.document_json import plain
 from m22bol.projections.recorder import sqlalchemy_url
-from m22bol.projections.replay import patient_view, status_by_replay, subjects
+from m22bol.projections.replay import patient_view, status_by_replay
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
@@ -31,7 +31,7 @@ def assert_agrees_with_replay(ledger: TrialLedger) -> None:
     head = ledger.recorder.max_notification_id()
     assert set(runner.read_models(ledger).positions().values()) == {head}
     assert stored.status(ledger) == status_by_replay(ledger)
-    for subject in subjects(ledger):
+    for subject in ledger.subjects():
         assert stored.patient(ledger, subject) == plain(patient_view(ledger, subject))
 
 
