@@ -3,8 +3,8 @@ recorder, pydantic events stored in the canonical JSON form (`m22bol.domain.cano
 append-only triggers.
 
 The native recorders were chosen over `eventsourcing-sqlalchemy` because they write about three
-times faster and import in a fraction of the time (see ../shared/eventsourcing-notes.md and
-bench/); the read models use SQLAlchemy Core on the same database (projections/).
+times faster and import in a fraction of the time (measured in bench/, see bench/README.md);
+the read models use SQLAlchemy Core on the same database (projections/).
 """
 
 from __future__ import annotations
