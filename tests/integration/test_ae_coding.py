@@ -22,17 +22,16 @@ from m22bol.ledger.integrity import verify
 from m22bol.ledger.store import canonical, event_hash
 from m22bol.projections.reader import Reader
 from m22bol.projections.replay import history_view, patient_view
-from tests.integration.test_endpoints_cli import Clock
-from tests.integration.test_protocol_amendment import amendment
 from tests.support import (
-    PEOPLE,
     TEST_PASSWORD,
+    Clock,
     Driver,
     invoke,
     new_ledger,
     open_ledger,
     store_fingerprint,
 )
+from tests.support.protocols import amendment
 
 S = "M22-001"
 
@@ -250,11 +249,8 @@ T1 = datetime(2025, 2, 3, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def timed(ledger_url):
     clock = Clock(T1)
-    ledger = open_ledger(ledger_url, clock=clock)
+    ledger = new_ledger(ledger_url, clock=clock)
     driver = Driver(ledger)
-    driver.do("init", actor="admin")
-    for user, role in PEOPLE.items():
-        driver.do("grant", actor="admin", user=user, role=role)
     driver.enrolled(S)
     driver.do("infuse", subject=S, cycle=1, date="2025-01-15", weight_kg=60, dose_mg=324)
     yield driver, clock
@@ -398,11 +394,8 @@ def store_version_1_ae(ledger, subject: str, ae_id: str, term: str, grade: int, 
 
 
 def test_aes_stored_before_coding_are_coded_on_read_and_history_is_unchanged(ledger_url):
-    ledger = open_ledger(ledger_url)
+    ledger = new_ledger(ledger_url)
     driver = Driver(ledger)
-    driver.do("init", actor="admin")
-    for user, role in PEOPLE.items():
-        driver.do("grant", actor="admin", user=user, role=role)
     driver.enrolled(S)
     driver.do("infuse", subject=S, cycle=1, date="2025-01-15", weight_kg=60, dose_mg=324)
     store_version_1_ae(ledger, S, "AE1", "interstitial lung disease", 1, "2025-01-20", True)

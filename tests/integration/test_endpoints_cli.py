@@ -18,6 +18,7 @@ from tests.support import (
     ON_SQLITE,
     PEOPLE,
     TEST_PASSWORD,
+    Clock,
     Driver,
     invoke,
     open_ledger,
@@ -29,14 +30,6 @@ from tests.support.protocols import BASKET_V
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
 BETWEEN = "2026-03-15T12:00:00+00:00"
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ walked without a store).
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -63,12 +64,22 @@ def open_ledger(url: str, **options: Any) -> TrialLedger:
     return TrialLedger(url, after_save=hooks, **options)
 
 
-def new_ledger(url: str) -> TrialLedger:
+class Clock:
+    """A ledger clock the test moves by setting `now`."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def new_ledger(url: str, **options: Any) -> TrialLedger:
     """An initialised ledger whose admin is `admin`, with one person per other role. On a
     database everyone (and `nobody`, who holds no role) has TEST_PASSWORD, so that `invoke`
     can act as them; the session's template ledgers are made here, so their copies carry the
     passwords. A memory ledger is out of the CLI's reach: it skips the hashing."""
-    ledger = open_ledger(url)
+    ledger = open_ledger(url, **options)
     driver = Driver(ledger)
     driver.do("init", actor="admin")
     for user, role in PEOPLE.items():
