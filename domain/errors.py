@@ -21,7 +21,11 @@ class LedgerError(Exception):
         self.line = line
 
     def as_json(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "rule": self.rule}}
+        # `field` and `line` extend the contract's shape: present only when known, so a script
+        # can point at the value or the import line without parsing the message.
+        extra = {k: v for k, v in (("field", self.field), ("line", self.line)) if v is not None}
+        return {"error": {"code": self.code, "message": self.message, "rule": self.rule,
+                          **extra}}
 
 
 class BadInput(LedgerError):

@@ -113,6 +113,17 @@ def test_json_lines_are_read_strictly(infused, line, words):
 
 
 @ON_SQLITE
+def test_a_json_refusal_names_the_import_line_and_the_field(infused):
+    good = '{"command": "contact", "subject": "M22-001", "date": "2025-02-01"}'
+    bad = '{"command": "contact", "subject": "M22-999", "date": "2025-02-01"}'
+    result = invoke(["import", "-", "--json"], url=infused.ledger.url,
+                    input=f"{good}\n{bad}\n")
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.output)["error"]
+    assert (error["code"], error["line"], error["field"]) == ("bad-input", 2, "subject")
+
+
+@ON_SQLITE
 def test_a_timestamp_past_the_last_utc_moment_is_bad_input(infused):
     refused(invoke(["patient", S, "--known-at", "9999-12-31T23:59:59-14:00"],
                    url=infused.ledger.url, user="mon"), 2, "known-at")
