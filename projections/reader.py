@@ -48,6 +48,7 @@ class Reader:
     def patient(self, subject: str, *, known_at: datetime | None = None,
                 cutoff: date | None = None) -> dict[str, Any]:
         """The subject's state and timeline (`patient --json`)."""
+        subject = stored_id(subject)
         self.allow("patient", subject=subject)
         if known_at is None and cutoff is None:
             document = stored.patient(self.ledger, subject)
@@ -61,6 +62,7 @@ class Reader:
                 known_at: datetime | None = None) -> dict[str, Any]:
         """The subject's audit trail: every event, who, when, why and what it changed; without
         a subject, the trial's own (grants, passwords, security events, locks, seals)."""
+        subject = stored_id(subject)
         self.allow("history", subject=subject)
         if subject is None:
             if self.sites() is not None:
@@ -140,6 +142,7 @@ class Reader:
                 subject: str | None = None) -> list[dict[str, Any]]:
         """Every query thread matching the filters, with its age in days today."""
         self.allow("queries")
+        subject = stored_id(subject)
         sites = self._narrowed(site)
         if self.ledger.url == MEMORY_URL:  # no read models: the same rows, from the events
             found = [r for d in _derived_all(self.ledger)
@@ -157,6 +160,7 @@ class Reader:
     def sdv(self, *, site: str | None = None, subject: str | None = None) -> dict[str, Any]:
         """Source data verification per site and subject, and what is not verified yet."""
         self.allow("sdv")
+        subject = stored_id(subject)
         sites = self._narrowed(site)
         if self.ledger.url != MEMORY_URL:
             found = stored.sdv(self.ledger, site=sites, subject=subject)
@@ -188,3 +192,9 @@ def _matches(row: dict[str, Any], **filters: Any) -> bool:
                                                      else [value]):
             return False
     return True
+
+
+def stored_id(subject: str | None) -> str | None:
+    """Subject ids are case-insensitive and stored upper case (as entries store them), so
+    `patient m22-001` reads M22-001 and a filter never silently matches nothing."""
+    return subject.upper() if subject else subject

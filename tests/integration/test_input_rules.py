@@ -89,6 +89,22 @@ def test_subject_ids_are_case_insensitive_and_stored_upper_case(driver):
 
 
 @ON_SQLITE
+@pytest.mark.parametrize("words", [["patient", "m22-001"], ["history", "m22-001"],
+                                   ["queries", "--subject", "m22-001"],
+                                   ["sdv", "--subject", "m22-001"]])
+def test_a_subject_id_reads_the_same_in_any_case(infused, words):
+    url = infused.ledger.url
+    infused.do("query open", actor="mon", subject=S, entry=f"{S}#4", field="dose_mg",
+               text="check the dose")
+    infused.do("verify-source", actor="mon", subject=S, entry=f"{S}#4")
+    lower = invoke([*words, "--json"], url=url, user="mon")
+    upper = invoke([*words[:-1], "M22-001", "--json"], url=url, user="mon")
+    assert lower.exit_code == 0, lower.output
+    assert lower.output == upper.output
+    assert "M22-001" in lower.output
+
+
+@ON_SQLITE
 @pytest.mark.parametrize(("line", "words"), [
     ('{"command": "contact", "command": "death", "subject": "M22-001", "date": "2025-02-01"}',
      ["line 1", "command", "twice"]),
