@@ -181,3 +181,11 @@ def account_state(tmp_path_factory, monkeypatch) -> Iterator[None]:
     own, never to the user's real state folder."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     yield
+
+
+@pytest.fixture
+def schemas():
+    """The ODM 1.3.2 schemas every export is validated against (tests/support/odm.py)."""
+    from tests.support.odm import odm_schemas
+
+    return odm_schemas()

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.test_installed_command import m22bol_path
+from tests.support.installed import m22bol_path
 
 pytestmark = pytest.mark.e2e
 

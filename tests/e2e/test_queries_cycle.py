@@ -6,7 +6,7 @@ import pytest
 import xmlschema
 from odmlib import schema_manager
 
-from tests.e2e.test_installed_command import PASSWORD, run
+from tests.support.installed import PASSWORD, run
 
 pytestmark = pytest.mark.e2e
 S = "M22-001"

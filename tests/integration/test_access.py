@@ -10,67 +10,7 @@ import pytest
 
 from m22bol.ledger.access import roles_for
 from tests.support import ON_SQLITE, PEOPLE, TEST_PASSWORD, invoke, new_ledger, store_fingerprint
-
-ENROLLED = [
-    ["register", "{s}", "--site", "S1", "--consent-date", "2025-01-02"],
-    ["assess-eligibility", "{s}", "--date", "2025-01-03", "--her2", "positive", "--er",
-     "positive", "--prior-therapy", "none", "--distant-lesions", "2",
-     "--all-lesions-curable", "yes", "--lvef", "60", "--ecog", "0"],
-    ["enrol", "{s}", "--date", "2025-01-10", "--weight-kg", "60"],
-]
-TREATED = [*ENROLLED, ["infuse", "{s}", "--cycle", "1", "--date", "2025-01-15",
-                       "--weight-kg", "60", "--dose-mg", "324"]]
-OPERATED = [*TREATED, ["surgery", "{s}", "--date", "2025-02-01", "--site", "primary"]]
-
-# command -> (what must be true of the subject first, the command itself)
-SCENARIOS = {
-    "register": ([], ["register", "{s}", "--site", "S1", "--consent-date", "2025-01-02"]),
-    "assess-eligibility": (ENROLLED[:1], ENROLLED[1]),
-    "enrol": (ENROLLED[:2], ENROLLED[2]),
-    "infuse": (ENROLLED, TREATED[-1]),
-    "adverse-event": (TREATED, ["adverse-event", "{s}", "--term", "Nausea", "--grade", "1",
-                                "--onset", "2025-01-20"]),
-    "update-adverse-event": (
-        [*TREATED, ["adverse-event", "{s}", "--term", "Nausea", "--grade", "1", "--onset",
-                    "2025-01-20", "--id", "AE1"]],
-        ["update-adverse-event", "{s}", "AE1", "--date", "2025-01-25", "--grade", "2"]),
-    "resolve-adverse-event": (
-        [*TREATED, ["adverse-event", "{s}", "--term", "Nausea", "--grade", "1", "--onset",
-                    "2025-01-20", "--id", "AE1"]],
-        ["resolve-adverse-event", "{s}", "AE1", "--date", "2025-01-26"]),
-    "lvef": (TREATED, ["lvef", "{s}", "--date", "2025-01-20", "--percent", "58"]),
-    "interrupt": (TREATED, ["interrupt", "{s}", "--date", "2025-01-20", "--reason", "travel"]),
-    "resume": ([*TREATED, ["interrupt", "{s}", "--date", "2025-01-20", "--reason", "travel"]],
-               ["resume", "{s}", "--date", "2025-01-25", "--reason", "back"]),
-    "reduce-dose": (TREATED, ["reduce-dose", "{s}", "--date", "2025-01-20", "--reason",
-                              "tolerability"]),
-    "discontinue": (TREATED, ["discontinue", "{s}", "--date", "2025-01-20", "--reason",
-                              "patient choice"]),
-    "surgery": (TREATED, OPERATED[-1]),
-    "complication": (OPERATED, ["complication", "{s}", "--date", "2025-02-05",
-                                "--clavien-dindo", "II"]),
-    "radiotherapy": (TREATED, ["radiotherapy", "{s}", "--start", "2025-02-01", "--end",
-                               "2025-02-10", "--location", "liver", "--dose-gy", "50",
-                               "--fractions", "5"]),
-    "complete-local-treatment": (OPERATED, ["complete-local-treatment", "{s}", "--date",
-                                            "2025-02-10"]),
-    "pathology": (OPERATED, ["pathology", "{s}", "--date", "2025-02-03", "--ypt", "T0",
-                             "--ypn", "N0", "--viable-metastatic-tumour", "not-resected"]),
-    "scan": (ENROLLED, ["scan", "{s}", "--date", "2025-01-12", "--target", "L1:liver:30"]),
-    "pet": (ENROLLED, ["pet", "{s}", "--date", "2025-01-12", "--sulpeak", "7.5"]),
-    "ctdna": (ENROLLED, ["ctdna", "{s}", "--date", "2025-01-12", "--result", "detected"]),
-    "contact": (ENROLLED, ["contact", "{s}", "--date", "2025-02-01"]),
-    "subsequent-therapy": (ENROLLED, ["subsequent-therapy", "{s}", "--date", "2025-02-01",
-                                      "--therapy", "capecitabine"]),
-    "death": (TREATED, ["death", "{s}", "--date", "2025-03-01"]),
-    "withdraw": (TREATED, ["withdraw", "{s}", "--date", "2025-03-01", "--reason", "moved"]),
-    "correct": (ENROLLED, ["correct", "{s}", "{s}#3", "--reason", "scale was off", "--set",
-                           "weight_kg=61"]),
-    "retract": ([*ENROLLED, ["contact", "{s}", "--date", "2025-02-01"]],
-                ["retract", "{s}", "{s}#4", "--reason", "entered for the wrong subject"]),
-    "import": (ENROLLED, ["import", "-"]),
-}
-IMPORT_INPUT = '{{"command": "contact", "subject": "{s}", "date": "2025-02-01"}}\n'
+from tests.support.scenarios import ENROLLED, IMPORT_INPUT, SCENARIOS, TREATED, fill
 
 
 def test_every_entry_command_has_a_scenario():
@@ -85,10 +25,6 @@ def url(ledger_url):
     return ledger_url
 
 
-def _fill(args, subject):
-    return [a.format(s=subject) for a in args]
-
-
 @ON_SQLITE
 @pytest.mark.parametrize("command", sorted(SCENARIOS))
 def test_role_matrix(url, command):
@@ -98,10 +34,10 @@ def test_role_matrix(url, command):
         subject = f"M22-{n:03d}"
         setup, args = SCENARIOS[command]
         for step in setup:
-            assert invoke(_fill(step, subject), url=url).exit_code == 0, step
+            assert invoke(fill(step, subject), url=url).exit_code == 0, step
         stdin = IMPORT_INPUT.format(s=subject) if command == "import" else None
         before = store_fingerprint(url)
-        result = invoke([*_fill(args, subject), "--json"], url=url, user=user, input=stdin)
+        result = invoke([*fill(args, subject), "--json"], url=url, user=user, input=stdin)
         if role in allowed:
             assert result.exit_code == 0, (user, result.output)
             assert len(store_fingerprint(url)) > len(before)
@@ -116,7 +52,7 @@ def test_site_limited_grant(url):
                   user="admin").exit_code == 0
     assert invoke(["reset-password", "sara", "--password-stdin"], url=url, user="admin",
                   input=TEST_PASSWORD + "\n").exit_code == 0
-    refused = invoke(_fill(ENROLLED[0], "M22-900"), url=url, user="sara")
+    refused = invoke(fill(ENROLLED[0], "M22-900"), url=url, user="sara")
     assert refused.exit_code == 4 and "site S1" in refused.output
     done = invoke(["register", "M22-901", "--site", "S2", "--consent-date", "2025-01-02"],
                   url=url, user="sara")
@@ -126,7 +62,7 @@ def test_site_limited_grant(url):
 def test_revoked_role_no_longer_permits(url):
     assert invoke(["revoke", "dm", "data-manager", "--reason", "left the site"], url=url,
                   user="admin").exit_code == 0
-    assert invoke(_fill(ENROLLED[0], "M22-950"), url=url, user="dm").exit_code == 4
+    assert invoke(fill(ENROLLED[0], "M22-950"), url=url, user="dm").exit_code == 4
 
 
 # --- data clarification queries and source data verification ---------------------------------
@@ -159,7 +95,7 @@ def test_query_role_matrix(url, command):
     for n, (user, role) in enumerate(sorted(users.items(), key=lambda ur: ur[0])):
         subject = f"M22-{n:03d}"
         for step in TREATED:
-            assert invoke(_fill(step, subject), url=url).exit_code == 0, step
+            assert invoke(fill(step, subject), url=url).exit_code == 0, step
         query = None
         if QUERY_SETUP[command] is not None:
             opened = invoke(["query", "open", subject, f"{subject}#4", "--field", "dose_mg",
@@ -182,7 +118,7 @@ def test_query_role_matrix(url, command):
 @ON_SQLITE
 def test_a_site_limited_monitor_cannot_query_another_sites_subject(url):
     for step in TREATED:
-        assert invoke(_fill(step, "M22-700"), url=url).exit_code == 0
+        assert invoke(fill(step, "M22-700"), url=url).exit_code == 0
     for args in (["grant", "mona", "monitor", "--site", "S2"],
                  ["reset-password", "mona", "--password-stdin"]):
         assert invoke(args, url=url, user="admin", input=TEST_PASSWORD + "\n").exit_code == 0
@@ -208,7 +144,7 @@ def test_a_site_limited_user_reads_only_that_sites_subjects_and_tallies(url):
         assert invoke(args, url=url, user="admin", input=TEST_PASSWORD + "\n").exit_code == 0
     for subject, site in (("M22-001", "S1"), ("M22-002", "S1"), ("M22-003", "S2")):
         for step in ENROLLED:
-            args = [a.replace("S1", site) for a in _fill(step, subject)]
+            args = [a.replace("S1", site) for a in fill(step, subject)]
             assert invoke(args, url=url).exit_code == 0, args
 
     def ask(*args, user="sara"):

@@ -338,7 +338,7 @@ def test_a_drug_may_carry_its_own_table_and_synonyms(driver, tmp_path):
     own = ('\n[regimens.datod.adverse_events]\nsynonyms = { "Stomatitis NOS" = "Mucositis oral" }'
            '\n[[regimens.datod.adverse_events.rules]]\nterm = "Mucositis oral"\ngrades = [3, 4]'
            '\naction = "interrupt"\nuntil_grade = 1\nthen = "reduce"\n')
-    from tests.integration.test_protocol_amendment import BASKET_V
+    from tests.support.protocols import BASKET_V
 
     driver.do("amend-protocol", actor="admin", file=amendment(tmp_path, extra=BASKET_V + own),
               reason="basket V with its label")

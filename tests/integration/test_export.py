@@ -1,47 +1,23 @@
 """`audit export`: JSON Lines (every stored event with its envelope and chain hash) and CDISC
 ODM 1.3.2 XML, whole trial or one subject, optionally as known at a past moment. Every ODM
-document is validated against the official ODM 1.3.2 schema that `odmlib` ships, and against
-the published release files in ../shared when they are there."""
+document is validated (tests/support/odm.py) against the official ODM 1.3.2 schema that `odmlib`
+ships, and against the published release files in ../shared when they are there."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import orjson
 import pytest
-import xmlschema
-from odmlib import schema_manager
 
 from m22bol.domain import commands as c
 from tests.support import ON_SQLITE, TEST_PASSWORD, invoke, store_fingerprint
+from tests.support.odm import valid_odm
 
 S = "M22-001"
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
-PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "odm-1.3.2" / "ODM1-3-2.xsd"
-
-
-@pytest.fixture(scope="module")
-def schemas() -> list[xmlschema.XMLSchema]:
-    paths = [schema_manager.get_schema_path("odm", "1.3.2")]
-    if PUBLISHED.exists():
-        paths.append(str(PUBLISHED))
-    return [xmlschema.XMLSchema(p) for p in paths]
-
-
-def valid_odm(schemas, path: Path) -> ET.Element:
-    """The document, once every schema accepts it and every OID it references is defined."""
-    for schema in schemas:
-        schema.validate(str(path))
-    root = ET.parse(path).getroot()
-    defined = {e.get("OID") for e in root.iter() if e.get("OID")}
-    for element in root.iter():
-        for name, value in element.attrib.items():
-            if name.endswith("OID") and name != "FileOID" and name != "OID":
-                assert value in defined, f"{element.tag} {name}={value} is not defined"
-    return root
 
 
 @pytest.fixture

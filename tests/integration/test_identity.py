@@ -15,8 +15,8 @@ from m22bol.cli.main import app
 from m22bol.domain.trial import LOCKOUT_AFTER
 from m22bol.ledger.identity import os_account
 from m22bol.ledger.signatures import hash_password
-from tests.integration.test_export import schemas, valid_odm  # noqa: F401  (fixture)
 from tests.support import TEST_PASSWORD, invoke, new_ledger, open_ledger, store_fingerprint
+from tests.support.odm import valid_odm
 
 CONTACT = ["contact", "M22-001", "--date", "2025-02-01"]
 REGISTER = ["register", "M22-001", "--site", "S1", "--consent-date", "2025-01-02"]
@@ -202,7 +202,7 @@ def test_a_global_option_wins_over_its_environment_variable(tmp_path, where):
 
 
 def test_refused_attempts_show_in_the_trial_history_and_both_exports(url, tmp_path,
-                                                                   schemas):  # noqa: F811
+                                                                   schemas):
 
     assert invoke(CONTACT, url=url, password="guessed wrongly").exit_code == 4
 

@@ -19,8 +19,8 @@ from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.postgres import group_roles
 from m22bol.ledger.store import events_table
 from m22bol.projections import tables
-from tests.integration.test_access import ENROLLED, IMPORT_INPUT, SCENARIOS, _fill
 from tests.support import Driver, invoke, new_ledger
+from tests.support.scenarios import ENROLLED, IMPORT_INPUT, SCENARIOS, fill
 
 pytestmark = pytest.mark.postgres
 
@@ -81,7 +81,7 @@ def cli(url: str, args: list[str], *, user: str | None = None, input: str | None
 
 def enrol(site, subject: str) -> None:
     for step in ENROLLED:
-        result = cli(site["writer_url"], _fill(step, subject))
+        result = cli(site["writer_url"], fill(step, subject))
         assert result.exit_code == 0, result.output
 
 
@@ -137,14 +137,14 @@ def test_the_database_refuses_a_raw_insert_naming_another_actor(site):
 def test_a_reader_login_runs_every_query_and_no_entry(site):
     enrol(site, "M22-001")
     for query in QUERIES:
-        result = cli(site["reader_url"], [*_fill(query, "M22-001"), "--json"])
+        result = cli(site["reader_url"], [*fill(query, "M22-001"), "--json"])
         assert result.exit_code == 0, (query, result.output)
     for n, (command, (setup, args)) in enumerate(sorted(SCENARIOS.items())):
         subject = f"M22-{100 + n}"
         for step in setup:
-            assert cli(site["writer_url"], _fill(step, subject)).exit_code == 0, step
+            assert cli(site["writer_url"], fill(step, subject)).exit_code == 0, step
         stdin = IMPORT_INPUT.format(s=subject) if command == "import" else None
-        result = cli(site["reader_url"], [*_fill(args, subject), "--json"], input=stdin)
+        result = cli(site["reader_url"], [*fill(args, subject), "--json"], input=stdin)
         assert result.exit_code == 4, (command, result.output)
         error = json.loads(result.output)["error"]
         # The ledger role allows it: the database's grants are what refuse it.
