@@ -252,8 +252,9 @@ def decide_subject(
         else:
             walked = walk(patient.subject, timeline, protocol, ctx.today)
         state = finish(walked)
+        # Read from every event, so only when the walk found a deviation at all.
         accepted = {(d.entry, d.rule) for ev in patient.events if isinstance(ev, e.Fact)
-                    for d in ev.deviations}
+                    for d in ev.deviations} if state.deviations else set()
         new = [d for d in state.deviations if (d.entry, d.rule) not in accepted]
         reason = getattr(command, "deviation_reason", None)
         if new and not reason:

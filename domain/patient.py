@@ -44,6 +44,11 @@ class Patient:
     # comes last is decided by extending it. Never stored; a stale one is never used.
     walked: State | None = field(default=None, repr=False, compare=False)
     walked_version: int = field(default=0, repr=False, compare=False)
+    # The effective timeline folded from `events[:_folded]`: every command asks for it, so
+    # only the events appended since are folded (the events are only ever appended to).
+    _facts: dict[str, Fact] = field(default_factory=dict, repr=False, compare=False)
+    _problems: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+    _folded: int = field(default=0, repr=False, compare=False)
 
     @property
     def version(self) -> int:
@@ -101,12 +106,11 @@ class Patient:
         """(entry, why) for each stored change that no longer applies: a value an older
         version or a past bug let in (a correction to null). The timeline leaves such a change
         out, so the subject still takes entries; `audit verify` names it."""
-        return self._effective()[1]
+        return list(self._effective()[1])
 
     def _effective(self) -> tuple[dict[str, Fact], list[tuple[str, str]]]:
-        facts: dict[str, Fact] = {}
-        problems: list[tuple[str, str]] = []
-        for event in self.events:
+        facts, problems = self._facts, self._problems
+        for event in self.events[self._folded:]:
             entry = entry_id(self.subject, event.originator_version)
             if isinstance(event, (EntryCorrected, EntryRetracted)) \
                     and event.entry not in facts:
@@ -121,6 +125,7 @@ class Patient:
                 del facts[event.entry]
             elif isinstance(event, Fact):
                 facts[entry] = event
+            self._folded += 1  # per event: a bug raised mid-way resumes at the event it hit
         return facts, problems
 
 
