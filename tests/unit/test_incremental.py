@@ -158,6 +158,7 @@ def test_extending_the_kept_walk_equals_the_full_walk(data):
     incremental: Patient | None = None  # keeps its walk from one decision to the next
     latest = CONSENT
     resumed = 0
+    printed: list[tuple[dict, dict]] = []  # (incremental, full) outputs, kept to the end
     for step in range(data.draw(st.integers(3, 45), label="steps")):
         if step < 3:
             command = start()[step]
@@ -172,9 +173,11 @@ def test_extending_the_kept_walk_equals_the_full_walk(data):
         # The same events with no walk kept: every command walks the whole timeline.
         scratch = project_patient(None, incremental.events) if incremental else None
         before = incremental.walked if incremental else None
-        full, _ = decide(command, scratch, today)
+        full, from_scratch = decide(command, scratch, today)
         seen, decision = decide(command, incremental, today)
         assert seen == full, command
+        if decision is not None and from_scratch is not None:
+            printed.append((decision.output, from_scratch.output))
         if decision is None:
             event(f"refused {seen[2]}")
             continue
@@ -185,6 +188,8 @@ def test_extending_the_kept_walk_equals_the_full_walk(data):
         # What the read models use: the kept walk finished, against a full walk now.
         assert as_read(walked_state, incremental, PROTOCOL, today) == \
             as_read(lambda p, *rest: derive(S, p.timeline(), *rest), incremental, PROTOCOL, today)
+    # What was printed stays as printed while the kept walk goes on.
+    assert [mine for mine, _ in printed] == [theirs for _, theirs in printed]
     event("resumed " + ("0" if not resumed else "1-4" if resumed < 5 else "5-9" if resumed < 10
                         else "10+") + " times")
 
