@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import ValidationError
 
 from m22bol.domain.errors import BadInput
 from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
+
+if TYPE_CHECKING:
+    from m22bol.domain.protocol import Protocol
+    from m22bol.domain.timeline import State
 
 _SUBJECTS = uuid5(NAMESPACE_URL, "urn:m22bol:subject")
 
@@ -33,10 +39,40 @@ class Patient:
     id: UUID
     subject: str
     events: list[Event] = field(default_factory=list)
+    # The walk of the timeline as of `walked_version`, before the finishers
+    # (`domain.timeline.walk`): kept in memory with the aggregate so that the next fact that
+    # comes last is decided by extending it. Never stored; a stale one is never used.
+    walked: State | None = field(default=None, repr=False, compare=False)
+    walked_version: int = field(default=0, repr=False, compare=False)
+    # The effective timeline folded from `events[:_folded]`: every command asks for it, so
+    # only the events appended since are folded (the events are only ever appended to).
+    _facts: dict[str, Fact] = field(default_factory=dict, repr=False, compare=False)
+    _problems: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+    _folded: int = field(default=0, repr=False, compare=False)
 
     @property
     def version(self) -> int:
         return len(self.events)
+
+    def keep_walk(self, walked: State) -> None:
+        """Keep the walk of the current timeline (version `self.version`)."""
+        self.walked, self.walked_version = walked, self.version
+
+    def kept_walk(self, protocol: Protocol, today: date) -> State | None:
+        """The kept walk if it is of the current timeline and can be resumed under `protocol`
+        on `today` (see `domain.timeline.resumes`), else None."""
+        walked = self.walked
+        if (walked is None or self.walked_version != self.version
+                or walked.protocol is not protocol or today < walked.today):
+            return None
+        return walked
+
+    def take_walk(self, protocol: Protocol, today: date) -> State | None:
+        """The kept walk, handed over to be extended in place: the patient no longer holds it,
+        so a walk left part-changed by a refusal is never resumed."""
+        walked = self.kept_walk(protocol, today)
+        self.walked = None
+        return walked
 
     @property
     def site(self) -> str:
@@ -70,12 +106,11 @@ class Patient:
         """(entry, why) for each stored change that no longer applies: a value an older
         version or a past bug let in (a correction to null). The timeline leaves such a change
         out, so the subject still takes entries; `audit verify` names it."""
-        return self._effective()[1]
+        return list(self._effective()[1])
 
     def _effective(self) -> tuple[dict[str, Fact], list[tuple[str, str]]]:
-        facts: dict[str, Fact] = {}
-        problems: list[tuple[str, str]] = []
-        for event in self.events:
+        facts, problems = self._facts, self._problems
+        for event in self.events[self._folded:]:
             entry = entry_id(self.subject, event.originator_version)
             if isinstance(event, (EntryCorrected, EntryRetracted)) \
                     and event.entry not in facts:
@@ -90,6 +125,7 @@ class Patient:
                 del facts[event.entry]
             elif isinstance(event, Fact):
                 facts[entry] = event
+            self._folded += 1  # per event: a bug raised mid-way resumes at the event it hit
         return facts, problems
 
 
@@ -111,5 +147,10 @@ def project_patient(patient: Patient | None, events: Iterable[Event]) -> Patient
         if patient is None:
             assert isinstance(event, Registered), "a patient's first event is its registration"
             patient = Patient(id=event.originator_id, subject=event.subject)
+        # A query, an answer or a signature leaves the timeline as it was: its walk too.
+        still = patient.walked is not None and patient.walked_version == patient.version \
+            and not isinstance(event, Fact)
         patient.events.append(event)
+        if still:
+            patient.walked_version = patient.version
     return patient

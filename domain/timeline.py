@@ -9,9 +9,10 @@ handlers; this module owns only the order of the walk and the checks every fact 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from copy import copy
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m22bol.domain.errors import LedgerError, RuleViolation
 from m22bol.domain.events import (
@@ -33,6 +34,9 @@ from m22bol.domain.events import (
     TreatmentResumed,
 )
 from m22bol.domain.protocol import Protocol
+
+if TYPE_CHECKING:
+    from m22bol.domain.patient import Patient
 
 # Facts that need an enrolled subject (spec/treatment.md, "Impossible facts"); also the
 # facts the treatment read model lists.
@@ -108,28 +112,78 @@ def derive(
     subject: str, entries: Sequence[tuple[str, Fact]], protocol: Protocol, today: date
 ) -> State:
     """The state after every fact, walked in clinical order (entry order breaks ties)."""
-    global _HANDLERS
-    if _HANDLERS is None:
-        _HANDLERS = _handlers()
+    return finish(walk(subject, entries, protocol, today))
+
+
+def walk(
+    subject: str, entries: Sequence[tuple[str, Fact]], protocol: Protocol, today: date
+) -> State:
+    """The state after every fact, before the finishers: a walk `extend` can resume."""
     state = State(protocol=protocol, today=today, subject=subject)
     # The registration goes first whatever its date: it sets the consent date every other
     # fact is checked against.
     order = sorted(range(len(entries)), key=lambda i: (
         not isinstance(entries[i][1], Registered), entries[i][1].clinical_date, i))
     for i in order:
-        entry, fact = entries[i]
-        try:
-            _check_dates(state, entry, fact)
-            handler = _HANDLERS.get(type(fact))
-            if handler is not None:
-                handler(state, entry, fact)
-        except LedgerError as error:
-            # Which fact refused: a retraction's refusal names the later entry to deal with.
-            error.entry = error.entry or entry
-            raise
-        state.last_fact_date = max(filter(None, (state.last_fact_date, fact.clinical_date)))
+        _step(state, *entries[i])
+    return state
+
+
+def resumes(state: State, fact: Fact, protocol: Protocol, today: date) -> bool:
+    """Whether walking `state` on by `fact` gives what a full walk with it would: the fact
+    sorts last (a new entry comes last among facts of its date), under the same protocol, and
+    today has not gone back (facts walked against a later today could now be in the future;
+    `today` is read only by checks that a later today still passes)."""
+    return (not isinstance(fact, Registered) and state.protocol is protocol
+            and today >= state.today and state.last_fact_date is not None
+            and fact.clinical_date >= state.last_fact_date)
+
+
+def extend(state: State, entry: str, fact: Fact, today: date) -> None:
+    """Walk one more fact, in place (only where `resumes` holds). A refusal leaves `state`
+    part-changed: the caller drops it."""
+    state.today = today
+    _step(state, entry, fact)
+
+
+def _step(state: State, entry: str, fact: Fact) -> None:
+    global _HANDLERS
+    if _HANDLERS is None:
+        _HANDLERS = _handlers()
+    try:
+        _check_dates(state, entry, fact)
+        handler = _HANDLERS.get(type(fact))
+        if handler is not None:
+            handler(state, entry, fact)
+    except LedgerError as error:
+        # Which fact refused: a retraction's refusal names the later entry to deal with.
+        error.entry = error.entry or entry
+        raise
+    state.last_fact_date = max(filter(None, (state.last_fact_date, fact.clinical_date)))
+
+
+def finish(walked: State) -> State:
+    """The walk concluded: the finishers run on a copy, so `walked` can still be extended.
+
+    The copy is shallow (the lists and dicts each rule module keeps are shared), so a finisher
+    may set attributes of a part and add deviations but never change a part's containers in
+    place; a finished state is read before its walk goes on, never after."""
+    state = replace(walked, deviations=list(walked.deviations),
+                    parts={key: copy(part) for key, part in walked.parts.items()})
     for handler in _finishers():
         handler(state)
+    return state
+
+
+def walked_state(patient: Patient, protocol: Protocol, today: date) -> State:
+    """The subject's state now: the patient's kept walk finished where it is current, else a
+    full walk, which the patient then keeps."""
+    walked = patient.kept_walk(protocol, today)
+    if walked is None:
+        walked = walk(patient.subject, patient.timeline(), protocol, today)
+        patient.keep_walk(walked)
+    state = finish(walked)
+    state.today = today
     return state
 
 

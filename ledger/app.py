@@ -51,7 +51,7 @@ from m22bol.domain.events import (
 )
 from m22bol.domain.patient import Patient, patient_id, project_patient
 from m22bol.domain.protocol import bundled_protocol_text
-from m22bol.domain.timeline import derive
+from m22bol.domain.timeline import walked_state
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.ledger import access, signatures
 from m22bol.ledger.store import (
@@ -316,6 +316,10 @@ class _Batch:
             decision = decide_subject(command, patient, trial.protocol, self.ctx,
                                       self._vouch(command, trial, patient))
             patient = project_patient(patient, self._chain(decision, patient))
+            if decision.walked is not None:
+                # Kept on the patient, so that the next command on it resumes this walk and
+                # the read models reuse it; dropped with the patient.
+                patient.keep_walk(decision.walked)
             self._patients[patient_id(command.subject)] = patient
             self._checked(trial, patient, decision)
             return decision
@@ -377,7 +381,7 @@ class _Batch:
         """Open the queries the edit checks find; `state` is the subject as the decision just
         walked it (the same timeline), else it is walked here."""
         if state is None:
-            state = derive(patient.subject, patient.timeline(), trial.protocol, self.ctx.today)
+            state = walked_state(patient, trial.protocol, self.ctx.today)
         raised: list[Event] = []
         for finding in clarifications.edit_checks(patient, state, self.ctx.today, timed=timed):
             event = QueryOpened(

@@ -17,7 +17,7 @@ from m22bol.domain import clarifications
 from m22bol.domain.events import CtdnaRecorded, Event, Fact, PetRecorded, ScanRecorded
 from m22bol.domain.patient import Patient
 from m22bol.domain.protocol import Protocol
-from m22bol.domain.timeline import TREATMENT_FACTS, State, derive, summary
+from m22bol.domain.timeline import TREATMENT_FACTS, State, summary, walked_state
 from m22bol.domain.trial import Trial
 from m22bol.projections import catalog
 from m22bol.projections.document_json import to_json
@@ -56,7 +56,8 @@ def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived
                 site=patient.site, today=today, timeline=[], events=patient.events)
     try:
         d.timeline = patient.timeline()
-        d.state = derive(patient.subject, d.timeline, protocol, today)
+        # The walk the entry was just decided with, when the patient came from the entry.
+        d.state = walked_state(patient, protocol, today)
         d.summary = summary(d.state)
     except LedgerError as error:
         # The facts were accepted when entered; if the rules in force now refuse them (a

@@ -218,7 +218,9 @@ def discontinue(state, on: date, why: str) -> None:
     if c.over:
         return
     c.discontinued = (on, why)
-    c.interruptions.clear()
+    # A new dict, not clear(): the finishers call this on a shallow copy of the course, whose
+    # dict the walk kept for the next entry still holds (`timeline.finish`).
+    c.interruptions = {}
 
 
 def local_treatment(state, start: date, end: date) -> None:
