@@ -58,7 +58,7 @@ def setup_database(url: str) -> dict[str, Any]:
                 statements = [*append_only_statements(url),
                               *postgres.actor_check_statements(url, owner),
                               *postgres.privilege_statements(url, database,
-                                                             sorted(tables.metadata.tables))]
+                                                             sorted(tables.BY_NAME))]
                 for statement in statements:
                     cursor.execute(statement)
         finally:

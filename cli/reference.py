@@ -4,7 +4,7 @@ difference, so the reference cannot drift from `--help`.
 
 The entry commands are listed in the order of COURSE: read top to bottom, their examples enter
 one subject's whole course into a new ledger (the test does exactly that). The commands that
-are not entries take their examples from EXAMPLES, which `--help` shows too.
+are not entries take their examples from `cli.registry.EXAMPLES`, which `--help` shows too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import click
 
 from m22bol.cli.entry import example_jsonl, example_line, option_help
 from m22bol.cli.main import app
+from m22bol.cli.registry import EXAMPLES
 from m22bol.domain import commands as c
 from m22bol.ledger import access
 
@@ -24,43 +25,6 @@ COURSE = (
     "subsequent-therapy", "withdraw", "death", "lock", "unlock", "amend-protocol", "revoke",
 )
 
-# Examples of the commands that are not entries, in the order a new user meets them; each runs
-# against the ledger the course above leaves behind.
-EXAMPLES: dict[str, list[str]] = {
-    "patient": ["m22bol patient M22-001", "m22bol patient M22-001 --cutoff 2025-03-31"],
-    "history": ["m22bol history M22-001", "m22bol history"],
-    "status": ["m22bol status"],
-    "protocol": ["m22bol protocol"],
-    "deviations": ["m22bol deviations"],
-    "endpoints": ["m22bol endpoints --cutoff 2025-12-31"],
-    "safety": ["m22bol safety"],
-    "import": ["m22bol init --ledger sqlite:///course.sqlite",
-               "m22bol grant alice data-manager --ledger sqlite:///course.sqlite",
-               "m22bol reset-password alice --ledger sqlite:///course.sqlite",
-               "m22bol import docs/examples/course.jsonl --user alice "
-               "--ledger sqlite:///course.sqlite"],
-    "report": ["m22bol report --out report"],
-    "audit verify": ["m22bol audit verify"],
-    "audit export": ["m22bol audit export --format jsonl --out trail.jsonl"],
-    "projections status": ["m22bol projections status"],
-    "projections rebuild": ["m22bol projections rebuild"],
-    "audit seal": ['m22bol audit seal --note "interim analysis"'],
-    "demo": ["m22bol demo --patients 40 --seed 1 --ledger sqlite:///demo.sqlite"],
-    "reset-password": ["m22bol reset-password alice"],
-    "set-password": ["m22bol set-password"],
-    "sign": ["m22bol sign M22-001 --meaning reviewed"],
-    "audit keygen": ["m22bol audit keygen --out seal-key"],
-    "db setup": ["m22bol db setup --ledger postgresql+psycopg://owner@db.site.example/trial"],
-    "queries": ["m22bol queries --status open", "m22bol queries --refresh"],
-    "sdv": ["m22bol sdv --site S1"],
-    "query open": ['m22bol query open M22-001 M22-001#4 --field dose_mg '
-                   '--text "dose does not match the weight; please check the source"'],
-    "query answer": ['m22bol query answer Q-1 --text "weight was 76 kg; corrected" '
-                     '--correction M22-001#9'],
-    "query close": ["m22bol query close Q-1"],
-    "query reopen": ['m22bol query reopen Q-1 --text "the pharmacy record still differs"'],
-    "verify-source": ["m22bol verify-source M22-001 M22-001#4"],
-}
 # These ask for a password or passphrase at the keyboard, which the test of the examples cannot
 # type; their examples are shown as plain text, not as `console` blocks the test runs.
 # `db setup` is for PostgreSQL, which the test of the examples does not have.
@@ -74,18 +38,11 @@ SHOWN_NOT_RUN = AT_THE_KEYBOARD | {"queries", "sdv", "query open", "query answer
 ENTRY_USER = "alice"
 
 
-def add_examples(group: click.Group) -> None:
-    """Append each command's example to its `--help` (once, however often app() is called)."""
-    for path, command in walk(group):
-        lines = EXAMPLES.get(" ".join(path))
-        if lines and "Example" not in (command.help or ""):
-            command.help = (command.help or "") + "\n\nExample:\n\n\b\n" + "\n".join(
-                "  " + line for line in lines)
-
-
 def walk(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    """Every command under the group, loading each (the group lists what it has not loaded)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from walk(command, (*prefix, name))
         else:
@@ -193,7 +150,7 @@ def render() -> str:
             out.append(f"| `{' / '.join(param.opts)}` | {param.help} |")
     out += ["", COURSE_NOTE]
     for name in COURSE:
-        out += _entry_section(c.COMMANDS[name], group.commands[name])
+        out += _entry_section(c.COMMANDS[name], group.get_command(click.Context(group), name))
     missing = set(c.COMMANDS) - set(COURSE)
     assert not missing, f"entry commands without a place in the course: {sorted(missing)}"
     out += ["## Questions, audit and administration", ""]

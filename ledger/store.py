@@ -4,7 +4,7 @@ append-only triggers.
 
 The native recorders were chosen over `eventsourcing-sqlalchemy` because they write about three
 times faster and import in a fraction of the time (measured in bench/, see bench/README.md);
-the read models use SQLAlchemy Core on the same database (projections/).
+the read models are kept in the same database, on the store's own connection (projections/).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Names of the projections and their tables, without importing SQLAlchemy.
+"""Names of the projections and their tables.
 
 The query path (`projections.stored`) reads the tables through the event store's own database
-connection and only needs their names; importing SQLAlchemy costs about 0.1 s, a third of the
-time budget of a query command, so the table definitions (`projections.tables`) are loaded only
-where rows are written.
+connection and only needs their names; the table definitions (`projections.tables`) are loaded
+only where rows are written.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-import sqlalchemy as sa
 
 from m22bol.domain.patient import project_patient
 from m22bol.domain.trial import TRIAL_ID, project_trial
 from m22bol.projections import catalog, rows, runner, tables
+from m22bol.projections.recorder import Sql
 
 CHUNK = 200  # subjects compared per round of reads
 
@@ -62,11 +62,11 @@ def _shown(value: Any) -> Any:
         value, dict | list) else value
 
 
-def _key(table: sa.Table, row: dict[str, Any]) -> str:
-    return ", ".join(f"{c.name}={row.get(c.name)}" for c in table.primary_key.columns)
+def _key(table: tables.Table, row: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={row.get(name)}" for name in table.primary_key)
 
 
-def _compare(table: sa.Table, stored: list[dict], replayed: list[dict]) -> list[Difference]:
+def _compare(table: tables.Table, stored: list[dict], replayed: list[dict]) -> list[Difference]:
     found: list[Difference] = []
     have = {_key(table, r): r for r in stored}
     want = {_key(table, r): r for r in replayed}
@@ -76,10 +76,10 @@ def _compare(table: sa.Table, stored: list[dict], replayed: list[dict]) -> list[
             found.append(Difference(table.name, key, "(row)", "present" if old else "absent",
                                     "present" if new else "absent"))
             continue
-        for column in table.columns:
-            a, b = _plain(old.get(column.name)), _plain(new.get(column.name))
+        for column in table.column_names:
+            a, b = _plain(old.get(column)), _plain(new.get(column))
             if a != b:
-                found.append(Difference(table.name, key, column.name, _shown(a), _shown(b)))
+                found.append(Difference(table.name, key, column, _shown(a), _shown(b)))
     return found
 
 
@@ -92,18 +92,24 @@ def read_models(ledger) -> list[Difference]:
     by_position: dict[int, list[str]] = {}
     for name, position in positions.items():
         by_position.setdefault(position, []).append(name)
-    with models.store.engine.connect() as conn:
+    with models.store.reading() as conn:
         for position, names in sorted(by_position.items()):
             differences += _at(ledger, conn, position, names)
     return differences
 
 
-def _select(conn: sa.Connection, table: sa.Table, where=None) -> list[dict]:
-    query = sa.select(table) if where is None else sa.select(table).where(where)
-    return [dict(r._mapping) for r in conn.execute(query)]
+def _select(conn: Sql, table: tables.Table, subjects: list[str] | None = None) -> list[dict]:
+    if subjects is None:
+        return conn.rows(f"SELECT * FROM {table.name}")
+    return conn.rows(f"SELECT * FROM {table.name} WHERE subject IN "
+                     f"({', '.join('?' * len(subjects))})", subjects)
 
 
-def _at(ledger, conn: sa.Connection, position: int, names: list[str]) -> list[Difference]:
+def _day(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _at(ledger, conn: Sql, position: int, names: list[str]) -> list[Difference]:
     seen = runner.scan(ledger, 0, position) if position else runner.Seen()
     trial_version = seen.versions.get(TRIAL_ID)
     trial = (ledger.repository.get(TRIAL_ID, version=trial_version,
@@ -119,8 +125,8 @@ def _at(ledger, conn: sa.Connection, position: int, names: list[str]) -> list[Di
     summary = tables.BY_NAME[catalog.PATIENT_SUMMARY]
     # A subject is derived as of the day its rows were made (`derived_on`), so a row made
     # yesterday is compared with yesterday's derivation.
-    derived_on = {r["subject"]: r["derived_on"] for r in conn.execute(
-        sa.select(summary.c.subject, summary.c.derived_on)).mappings()}
+    derived_on = {r["subject"]: _day(r["derived_on"]) for r in conn.rows(
+        f"SELECT subject, derived_on FROM {summary.name}")}
     aggregates = sorted((a for a in seen.versions if a != TRIAL_ID), key=str)
     known: set[str] = set()
     it = iter(aggregates)
@@ -134,13 +140,14 @@ def _at(ledger, conn: sa.Connection, position: int, names: list[str]) -> list[Di
                 for table_name, new in rows.SUBJECT_ROWS[name](d).items():
                     replayed.setdefault(table_name, []).extend(new)
             for table in tables.tables_of(name):
-                stored = _select(conn, table, table.c.subject.in_(subjects))
+                stored = _select(conn, table, subjects)
                 differences += _compare(table, stored, replayed.get(table.name, []))
     for name in subject_projections:
         for table in tables.tables_of(name):
-            strays = {r[0] for r in conn.execute(sa.select(table.c.subject).distinct())} - known
+            strays = {r["subject"] for r in conn.rows(
+                f"SELECT DISTINCT subject FROM {table.name}")} - known
             for subject in sorted(strays):
-                stored = _select(conn, table, table.c.subject == subject)
+                stored = _select(conn, table, [subject])
                 differences += _compare(table, stored, [])
     return differences
 

@@ -29,14 +29,20 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from m22bol.domain.events import ProtocolAmended, TrialInitialised, topic_of
 from m22bol.domain.patient import Patient, project_patient
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
 from m22bol.projections import catalog, rows, tables
-from m22bol.projections.recorder import ProjectionTracking, ReadModelStore, move_forward, positions
+from m22bol.projections.recorder import (
+    PositionTaken,
+    ProjectionTracking,
+    ReadModelStore,
+    Sql,
+    move_forward,
+    positions,
+)
 
 if TYPE_CHECKING:
     from eventsourcing.application import Recording
@@ -62,7 +68,7 @@ class ReadModels:
 
     def __init__(self, ledger: TrialLedger):
         self.ledger = ledger
-        self.store = ReadModelStore(ledger.url)
+        self.store = ReadModelStore(ledger)
         self.names = list(catalog.projections())
         self.store.ensure_tables({n: tables.tables_of(n) for n in self.names}, rows.VERSION)
         self.tracking = {n: ProjectionTracking(self.store, n) for n in self.names}
@@ -134,18 +140,18 @@ def _chunks(items: list[UUID], size: int) -> Iterator[list[UUID]]:
         yield chunk
 
 
-def _replace(conn: sa.Connection, projection: str, subjects: list[str], found: rows.Rows) -> None:
+def _replace(conn: Sql, projection: str, subjects: list[str], found: rows.Rows) -> None:
     for table in tables.tables_of(projection):
-        conn.execute(sa.delete(table).where(table.c.subject.in_(subjects)))
+        conn.delete_subjects(table, subjects)
         if found.get(table.name):
-            conn.execute(sa.insert(table), found[table.name])
+            conn.insert(table, found[table.name])
 
 
-def _replace_trial(conn: sa.Connection, trial: Trial) -> None:
+def _replace_trial(conn: Sql, trial: Trial) -> None:
     for table in tables.tables_of("trial"):
-        conn.execute(sa.delete(table))
+        conn.run(f"DELETE FROM {table.name}")
     for name, new in rows.trial_rows(trial).items():
-        conn.execute(sa.insert(tables.BY_NAME[name]), new)
+        conn.insert(tables.BY_NAME[name], new)
 
 
 def advance(models: ReadModels, behind: dict[str, int], target: int, *,
@@ -242,8 +248,12 @@ def catch_up(ledger: TrialLedger, *, until: int | None = None,
             return positions
         try:
             advance(models, behind, target, known=known)
-        except IntegrityError:
+        except PositionTaken:
             continue  # someone else projected part of it: re-read the positions
+        except IntegrityError as error:
+            # Rows that collide are no race (updaters of a projection queue on its position):
+            # trying again would fail the same way, at the full cost of the step each time.
+            raise ProjectionLag(f"the read-model rows do not fit the tables: {error}") from error
         except OperationalError:
             # Locked by another writer for longer than the lock timeout: back off, then retry.
             time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))

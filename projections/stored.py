@@ -1,10 +1,10 @@
 """The present, read from the read-model tables: `status`, `patient` and the endpoint inputs.
 
 These run on every `m22bol status` / `m22bol patient`, so they read the tables with plain SQL
-through the event store's own database connection: no SQLAlchemy import (about 0.1 s), no
-replay. `patient` is a primary-key look-up; `status` is one GROUP BY over the one-row-per-subject
+through the event store's own database connection (as the runner writes them), never replay:
+`patient` is a primary-key look-up; `status` is one GROUP BY over the one-row-per-subject
 summary table, never a pass over the events. If a projection lags (a process died between
-committing its events and projecting them), they first catch up, which does load the writer.
+committing its events and projecting them), they first catch up.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def ensure_current(ledger: TrialLedger) -> None:
             # from what is there, and say so.
             log.warning("warning: the read models are behind the ledger (%s)", error)
         except Exception as error:
-            if getattr(getattr(error, "orig", None), "sqlstate", None) != "42501":
+            # The store names the driver's error as its cause (psycopg's sqlstate says which).
+            if getattr(error.__cause__, "sqlstate", None) != "42501":
                 raise
             # A reader login may not keep the read models; the next writer's entry will.
             log.warning("warning: the read models are behind the ledger and this login may "

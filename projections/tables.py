@@ -1,4 +1,7 @@
-"""The read-model tables (SQLAlchemy Core), in the same database as the events.
+"""The read-model tables, in the same database as the events, as plain definitions: each
+makes its own `CREATE TABLE` for SQLite and PostgreSQL, and the runner writes them with the
+event store's own connection, so no entry or query imports an ORM (SQLAlchemy took about 0.2 s
+of every entry's start).
 
 Every row is a pure function of one subject's effective timeline as of the projection's tracked
 position (or, for `rm_trial` and `rm_baskets`, of the trial's events). Values that are
@@ -9,28 +12,71 @@ query path decodes them without a database-specific JSON type.
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Date,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-)
+from dataclasses import dataclass
 
 from m22bol.projections import catalog
 
-metadata = MetaData()
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # SQL type, the same in both databases
+    primary_key: bool = False
+    nullable: bool = True
+    unique: bool = False
+    index: bool = False
+
+    def ddl(self) -> str:
+        null = " NOT NULL" if self.primary_key or not self.nullable else ""
+        return f"{self.name} {self.type}{null}"
+
+
+def String(length: int) -> str:  # noqa: N802 - reads as the column type it names
+    return f"VARCHAR({length})"
+
+
+BigInteger, Boolean, Date, Float, Integer, Text = (
+    "BIGINT", "BOOLEAN", "DATE", "FLOAT", "INTEGER", "TEXT")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.primary_key)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def indexes(self) -> list[tuple[str, str]]:
+        """(index name, column) of each index, in name order."""
+        return sorted((f"ix_{self.name}_{c.name}", c.name) for c in self.columns if c.index)
+
+    def create(self) -> list[str]:
+        """CREATE TABLE and CREATE INDEX, each if missing; the same text for both databases."""
+        parts = [c.ddl() for c in self.columns]
+        parts.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        parts += [f"UNIQUE ({c.name})" for c in self.columns if c.unique]
+        body = ",\n  ".join(parts)
+        return [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {body}\n)",
+                *(f"CREATE INDEX IF NOT EXISTS {index} ON {self.name} ({column})"
+                  for index, column in self.indexes())]
+
+    def drop(self) -> str:
+        return f"DROP TABLE IF EXISTS {self.name}"
+
+
+def _table(name: str, *columns: Column) -> Table:
+    return Table(name, columns)
 
 # One row per (projection, application): the last notification id whose effects the projection's
 # rows include. Written in the same transaction as those rows; it only ever moves forward.
-tracking = Table(
-    catalog.TRACKING, metadata,
+tracking = _table(
+    catalog.TRACKING,
     Column("projection", String(64), primary_key=True),
     # The library limits application names to 32 characters in its own tracking tables.
     Column("application_name", String(32), primary_key=True),
@@ -39,14 +85,14 @@ tracking = Table(
 
 # One row per projection: a fingerprint of its tables' definition and of how its rows are made.
 # A projection whose fingerprint changed (a new build) is dropped and rebuilt from zero.
-schema = Table(
-    catalog.SCHEMA, metadata,
+schema = _table(
+    catalog.SCHEMA,
     Column("projection", String(64), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
 )
 
-trial = Table(
-    catalog.TRIAL, metadata,
+trial = _table(
+    catalog.TRIAL,
     Column("name", String(64), primary_key=True),
     Column("version", Integer, nullable=False),  # the trial aggregate's version
     Column("protocol_version", String(32), nullable=False),
@@ -54,8 +100,8 @@ trial = Table(
     Column("locked", Boolean, nullable=False),
 )
 
-baskets = Table(
-    catalog.BASKETS, metadata,
+baskets = _table(
+    catalog.BASKETS,
     Column("id", String(16), primary_key=True),
     Column("ordinal", Integer, nullable=False),  # order in the protocol: the order of reports
     Column("description", Text, nullable=False),
@@ -65,14 +111,14 @@ baskets = Table(
     Column("prior_therapy", String(32), nullable=False),
 )
 
-patient_summary = Table(
-    catalog.PATIENT_SUMMARY, metadata,
+patient_summary = _table(
+    catalog.PATIENT_SUMMARY,
     Column("subject", String(40), primary_key=True),
     Column("aggregate_id", String(36), nullable=False, unique=True),
     Column("version", Integer, nullable=False),  # entries of the subject the row includes
     Column("site", String(40)),
     Column("status", String(20)),
-    Column("basket", String(16)),
+    Column("basket", String(16), index=True),
     Column("consent_date", Date),
     Column("enrolled", Date),
     Column("death", Date),
@@ -87,10 +133,9 @@ patient_summary = Table(
     Column("error", Text),
     Column("document", Text),  # the `patient --json` document: summary and timeline
 )
-Index("ix_rm_patient_summary_basket", patient_summary.c.basket)
 
-treatment = Table(
-    catalog.TREATMENT, metadata,
+treatment = _table(
+    catalog.TREATMENT,
     Column("subject", String(40), primary_key=True),
     Column("basket", String(16)),
     Column("enrolled", Date),
@@ -108,8 +153,8 @@ treatment = Table(
 )
 
 # One row per effective treatment or local-treatment fact (corrections applied, retractions gone).
-treatment_events = Table(
-    catalog.TREATMENT_EVENTS, metadata,
+treatment_events = _table(
+    catalog.TREATMENT_EVENTS,
     Column("entry", String(52), primary_key=True),
     Column("subject", String(40), nullable=False, index=True),
     Column("event", String(40), nullable=False),
@@ -120,8 +165,8 @@ treatment_events = Table(
     Column("derived", Text, nullable=False),  # JSON: what the rules concluded at this entry
 )
 
-adverse_events = Table(
-    catalog.ADVERSE_EVENTS, metadata,
+adverse_events = _table(
+    catalog.ADVERSE_EVENTS,
     Column("subject", String(40), primary_key=True),
     Column("ae_id", String(40), primary_key=True),
     Column("term", Text, nullable=False),
@@ -136,8 +181,8 @@ adverse_events = Table(
 )
 
 # One row per effective scan, PET, ctDNA sample or LVEF measurement.
-assessments = Table(
-    catalog.ASSESSMENTS, metadata,
+assessments = _table(
+    catalog.ASSESSMENTS,
     Column("entry", String(52), primary_key=True),
     Column("subject", String(40), nullable=False, index=True),
     Column("event", String(40), nullable=False),
@@ -148,16 +193,16 @@ assessments = Table(
     Column("derived", Text, nullable=False),
 )
 
-endpoint_inputs = Table(
-    catalog.ENDPOINT_INPUTS, metadata,
+endpoint_inputs = _table(
+    catalog.ENDPOINT_INPUTS,
     Column("subject", String(40), primary_key=True),
     Column("basket", String(16)),
     Column("facts", Text, nullable=False),  # JSON of endpoint_inputs.patient_facts(state)
 )
 
 # One row per data clarification query (docs/queries.md); `thread` is every step as JSON.
-queries = Table(
-    catalog.QUERIES, metadata,
+queries = _table(
+    catalog.QUERIES,
     Column("query_id", String(12), primary_key=True),
     Column("number", Integer, nullable=False),  # Q-9 before Q-10
     Column("subject", String(40), nullable=False, index=True),
@@ -172,8 +217,8 @@ queries = Table(
 )
 
 # One row per live clinical entry: verified against source or not.
-sdv = Table(
-    catalog.SDV, metadata,
+sdv = _table(
+    catalog.SDV,
     Column("entry", String(52), primary_key=True),
     Column("subject", String(40), nullable=False, index=True),
     Column("site", String(40), index=True),
@@ -182,7 +227,10 @@ sdv = Table(
     Column("document", Text, nullable=False),
 )
 
-BY_NAME: dict[str, Table] = {t.name: t for t in metadata.tables.values()}
+ALL: tuple[Table, ...] = (tracking, schema, trial, baskets, patient_summary, treatment,
+                          treatment_events, adverse_events, assessments, endpoint_inputs, queries,
+                          sdv)
+BY_NAME: dict[str, Table] = {t.name: t for t in ALL}
 
 
 def tables_of(projection: str) -> tuple[Table, ...]:

@@ -179,7 +179,7 @@ def test_a_reader_login_answers_even_when_the_read_models_lag(site, caplog):
 def test_an_open_reader_transaction_does_not_block_an_entry(site):
     """As pg_dump holds: one snapshot, ACCESS SHARE on every table, for as long as it runs."""
     enrol(site, "M22-001")
-    names = [events_table(site["url"]), *sorted(tables.metadata.tables)]
+    names = [events_table(site["url"]), *sorted(tables.BY_NAME)]
     with psycopg.connect(conninfo(site["url"], site["reader"])) as dump:
         dump.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         for name in names:

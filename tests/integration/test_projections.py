@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 import pytest
-import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from m22bol.domain.commands import parse_command
@@ -14,7 +13,7 @@ from m22bol.domain.errors import BadInput
 from m22bol.ledger.app import TrialLedger, _Batch
 from m22bol.projections import catalog, runner, stored, tables
 from m22bol.projections.document_json import plain
-from m22bol.projections.recorder import ProjectionTracking, ReadModelStore
+from m22bol.projections.recorder import ProjectionTracking
 from tests.support import invoke, open_ledger
 from tests.support.protocols import amendment
 from tests.support.read_models import (
@@ -129,13 +128,9 @@ def test_status_counts_what_the_tables_hold(driver):
     """The query reads the read model, not the events: change a row and the count follows."""
     driver.enrolled("P-1")
     ledger = driver.ledger
-    store = ReadModelStore(ledger.url)
-    try:
-        with store.transaction() as conn:
-            t = tables.patient_summary
-            conn.execute(sa.update(t).where(t.c.subject == "P-1").values(basket="III"))
-    finally:
-        store.close()
+    with runner.read_models(ledger).store.transaction() as sql:
+        sql.run(f"UPDATE {tables.patient_summary.name} SET basket = 'III' WHERE subject = ?",
+                ("P-1",))
     counts = stored.status(ledger)["baskets"]
     assert (counts["I"]["enrolled"], counts["III"]["enrolled"]) == (0, 1)
 
@@ -210,14 +205,9 @@ def test_a_projection_whose_schema_changed_is_rebuilt_from_zero(driver):
     screening(driver)
     url = driver.ledger.url
     kept = snapshot(url)
-    store = ReadModelStore(url)
-    try:
-        with store.transaction() as conn:
-            s = tables.schema
-            conn.execute(sa.update(s).where(s.c.projection == "treatment")
-                         .values(fingerprint="an older build"))
-    finally:
-        store.close()
+    with runner.read_models(driver.ledger).store.transaction() as sql:
+        sql.run(f"UPDATE {tables.schema.name} SET fingerprint = 'an older build' "
+                "WHERE projection = ?", ("treatment",))
 
     reopened = open_ledger(url)
     try:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from m22bol.ledger.app import TrialLedger
 from m22bol.projections import runner, stored, tables
 from m22bol.projections.document_json import plain
-from m22bol.projections.recorder import sqlalchemy_url
+from m22bol.projections.recorder import ReadModelStore
 from m22bol.projections.replay import patient_view, status_by_replay
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
     """Every read-model row, table by table, in primary-key order; positions under `_tracking`."""
-    engine = sa.create_engine(sqlalchemy_url(url))
+    ledger = TrialLedger(url)
     try:
-        with engine.connect() as conn:
+        with ReadModelStore(ledger).reading() as sql:
             found = {}
-            for table in tables.metadata.sorted_tables:
+            for table in tables.ALL:
                 key = "_tracking" if table is tables.tracking else table.name
-                found[key] = [tuple(r) for r in conn.execute(
-                    sa.select(table).order_by(*table.primary_key.columns))]
+                found[key] = [tuple(r.values()) for r in sql.rows(
+                    f"SELECT * FROM {table.name} ORDER BY {', '.join(table.primary_key)}")]
             return found
     finally:
-        engine.dispose()
+        ledger.close()
 
 
 def assert_agrees_with_replay(ledger: TrialLedger) -> None:
