@@ -224,10 +224,11 @@ def import_(s: Session, file: str) -> None:
     Each line is {"command": NAME, ...} with the options of that entry command; an error
     names the line number.
     """
+    # Only the JSON output lists the entry ids; the text keeps nothing of a line's output.
+    keep = (lambda output: output.get("entry")) if s.as_json else (lambda output: None)
     with JsonLines(file) as commands:
         with progress(len(commands), "importing", s.as_json) as bar:
-            entries = s.ledger.execute_all(commands, s.user, progress=bar.update,
-                                           keep=lambda output: output.get("entry"))
+            entries = s.ledger.execute_all(commands, s.user, progress=bar.update, keep=keep)
     emit({"imported": len(entries), "entries": entries}, s.as_json,
          text=f"imported {len(entries)} records")
 
