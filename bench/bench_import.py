@@ -9,14 +9,21 @@ Builds the benchmark ledgers on the way (10k, 100k, 1M events) and measures, in 
    10k trial's subjects under new ids, hash chains recomputed (the copying is not timed).
 3. The baseline: plain sqlite3 inserting the same canonical bytes, read back from the ledger,
    into a table with the same schema and unique index, one transaction per same batch.
+4. With `--memory 10k,100k`: the peak resident memory of `m22bol import` (its own process,
+   from `wait4`) of files of that many lines (the demo's commands, then copies of its subjects
+   under new ids), each into a new ledger: flat in the file's size is what an import must be.
 
     .venv/bin/python bench/bench_import.py [--sizes 10k,100k,1M] [--dir /tmp/m22bol-bench]
+    .venv/bin/python bench/bench_import.py --memory 10k,100k   # only the memory figures
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -100,16 +107,74 @@ def save_decided(src_streams, copies: range, path: Path, batch: int) -> tuple[in
     return saved, spent
 
 
+def copied_lines(template: Path, lines: int, out: Path) -> int:
+    """`lines` records: the template's, then copies of them with every subject renamed
+    (`M22-001` -> `M22-001-c002`), so each copy is a new subject with the same story."""
+    source = template.read_bytes().splitlines(keepends=True)
+    subject = re.compile(rb'"(M22-\d+)(["#])')
+    written = 0
+    with open(out, "wb") as handle:
+        copy = 1
+        while written < lines:
+            tag = b"" if copy == 1 else b"-c%03d" % copy
+            for line in source[:lines - written]:
+                handle.write(subject.sub(rb'"\1' + tag + rb'\2', line))
+            written += min(len(source), lines - written)
+            copy += 1
+    return written
+
+
+def peak_import(folder: Path, size: str, timeout: float) -> dict:
+    """`m22bol import` of a file of `size` lines into a new ledger: wall time and the peak
+    resident memory of the importing process itself."""
+    template = folder / "demo-10k.jsonl"
+    if not template.exists():
+        b.write_jsonl(b.demo_subjects(b.SIZES["10k"]), template)
+    jsonl = folder / f"import-{size}.jsonl"
+    lines = copied_lines(template, b.SIZES[size], jsonl)
+    path = folder / f"import-{size}.sqlite"
+    b.remove(path)
+    b.cli(["init", "--synthetic"], path, timeout=60)
+    b.cli(["grant", b.USER, "data-manager"], path, timeout=60)
+    env = {**{k: v for k, v in os.environ.items() if k != "M22BOL_USER"},
+           "XDG_STATE_HOME": b.STATE}
+    started = time.perf_counter()
+    process = subprocess.Popen([b.M22BOL, "--ledger", b.url(path), "--user", b.USER,
+                                "import", str(jsonl)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        process.kill()
+        raise
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"import of {jsonl} failed: {process.stderr.read().decode()[-2000:]}")
+    process.returncode = os.waitstatus_to_exitcode(status)
+    events = b.count_events(path)
+    b.remove(path)
+    return {"lines": f"{lines:,}", "events": f"{events:,}",
+            "m22bol import": f"{b.fmt_s(seconds)}, {b.rate(lines, seconds)}",
+            "peak RSS": f"{usage.ru_maxrss / 1024:.0f} MiB"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=b.DEFAULT_DIR)
     parser.add_argument("--sizes", default="10k,100k,1M")
     parser.add_argument("--batch", type=int, default=5000, help="events per transaction")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--memory", default="",
+                        help="only measure the import's peak memory at these sizes (10k,100k)")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     sizes = args.sizes.split(",")
     print("machine:", b.machine())
+    if args.memory:
+        print("\n## Peak memory of `m22bol import` (one process per file)\n", flush=True)
+        print(b.table([peak_import(args.dir, size, args.timeout)
+                       for size in args.memory.split(",")]))
+        return
 
     started = time.perf_counter()
     first = import_through_rules(args.dir, b.SIZES["10k"], args.timeout)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import types
 import typing
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -221,47 +224,74 @@ def import_(s: Session, file: str) -> None:
     Each line is {"command": NAME, ...} with the options of that entry command; an error
     names the line number.
     """
-    commands = parse_jsonl(_read(file))
-    with progress(len(commands), "importing", s.as_json) as bar:
-        outputs = s.ledger.execute_all(commands, s.user, progress=bar.update)
-    emit({"imported": len(outputs), "entries": [o.get("entry") for o in outputs]}, s.as_json,
-         text=f"imported {len(outputs)} records")
+    # Only the JSON output lists the entry ids; the text keeps nothing of a line's output.
+    keep = (lambda output: output.get("entry")) if s.as_json else (lambda output: None)
+    with JsonLines(file) as commands:
+        with progress(len(commands), "importing", s.as_json) as bar:
+            entries = s.ledger.execute_all(commands, s.user, progress=bar.update, keep=keep)
+    emit({"imported": len(entries), "entries": entries}, s.as_json,
+         text=f"imported {len(entries)} records")
 
 
-def _read(file: str) -> bytes:
-    if file == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(file, "rb") as handle:
-            return handle.read()
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"file: cannot read {file!r}: {exc}", field="file") from None
+class JsonLines:
+    """The records of a JSON Lines file, read in two passes so that memory does not grow with
+    the file: the first parses every line and keeps only the count, so a bad line anywhere is
+    reported before anything is applied; each iteration after it parses the lines again, one
+    at a time, as the ledger applies them (again on a retry). Standard input (`-`) is copied
+    to a temporary file first, since it can be read only once."""
 
-
-def parse_jsonl(data: bytes) -> list[c.Command]:
-    """Every record parsed before anything is applied; the first bad line is reported."""
-    commands = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        where = f"line {number}: "
-        if not raw.strip():
-            continue
+    def __init__(self, file: str):
+        self.file = file
         try:
-            record = c.strict_json(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise BadInput(f"{where}not UTF-8 text", field="line") from None
-        except c.DuplicateKey as exc:
-            raise BadInput(f"{where}{exc}", field=exc.key) from None
-        except ValueError as exc:  # also: an integer of more digits than Python converts
-            raise BadInput(f"{where}not a JSON object: {exc}", field="line") from None
-        if not isinstance(record, dict):
-            raise BadInput(f"{where}not a JSON object", field="line")
-        name = record.pop("command", None)
-        if not isinstance(name, str):
-            raise BadInput(f"{where}command: expected the command's name as text, got "
-                           f"{type(name).__name__}", field="command")
-        if name == "import":
-            raise BadInput(f"{where}command: import cannot be nested", field="command")
-        commands.append(c.parse_command(name, record, where=where))
-    if not commands:
-        raise BadInput("file: no records", field="file")
-    return commands
+            if file == "-":
+                self._handle = tempfile.TemporaryFile()
+                shutil.copyfileobj(sys.stdin.buffer, self._handle)
+            else:
+                self._handle = open(file, "rb")  # noqa: SIM115 (closed by __exit__)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"file: cannot read {file!r}: {exc}", field="file") from None
+        try:
+            self.count = sum(1 for _ in self)
+        except BaseException:
+            self._handle.close()
+            raise
+        if not self.count:
+            self._handle.close()
+            raise BadInput("file: no records", field="file")
+
+    def __enter__(self) -> JsonLines:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.close()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[c.Command]:
+        self._handle.seek(0)
+        for number, line in enumerate(self._handle, start=1):
+            if line.strip():
+                yield parse_line(number, line.removesuffix(b"\n"))
+
+
+def parse_line(number: int, raw: bytes) -> c.Command:
+    """One record; a bad one is refused with its line number."""
+    where = f"line {number}: "
+    try:
+        record = c.strict_json(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"{where}not UTF-8 text", field="line") from None
+    except c.DuplicateKey as exc:
+        raise BadInput(f"{where}{exc}", field=exc.key) from None
+    except ValueError as exc:  # also: an integer of more digits than Python converts
+        raise BadInput(f"{where}not a JSON object: {exc}", field="line") from None
+    if not isinstance(record, dict):
+        raise BadInput(f"{where}not a JSON object", field="line")
+    name = record.pop("command", None)
+    if not isinstance(name, str):
+        raise BadInput(f"{where}command: expected the command's name as text, got "
+                       f"{type(name).__name__}", field="command")
+    if name == "import":
+        raise BadInput(f"{where}command: import cannot be nested", field="command")
+    return c.parse_command(name, record, where=where)

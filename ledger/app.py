@@ -1,9 +1,12 @@
 """TrialLedger: the one write path. Check who may do it, load the aggregate, decide, save.
 
 `execute` applies one command; `execute_all` applies many (a JSON Lines import) in one
-transaction, all or nothing. A version clash with a concurrent writer is retried a bounded
-number of times, then refused with exit 6. What happens after a save (keeping read models
-current) is whatever the caller hands in as `after_save`: the ledger knows no reader.
+transaction, all or nothing, in bounded memory: decided events go to the store page by page
+inside that transaction (`ledger.paging`) and the subjects decided are kept in a cache of
+bounded size, read back through the same transaction when needed again. A version clash with
+a concurrent writer is retried a bounded number of times, then refused with exit 6. What
+happens after a save (keeping read models current) is whatever the caller hands in as
+`after_save`: the ledger knows no reader.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Recording
 from eventsourcing.persistence import (
     IntegrityError,
     OperationalError,
@@ -53,7 +57,7 @@ from m22bol.domain.patient import Patient, patient_id, project_patient
 from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.domain.timeline import walked_state
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
-from m22bol.ledger import access, signatures
+from m22bol.ledger import access, paging, signatures
 from m22bol.ledger.store import (
     APP_NAME,
     append_only_statements,
@@ -69,8 +73,13 @@ MAX_ATTEMPTS = 8
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
-# Called after each committed save with the ledger, the recordings and the aggregates as saved.
+# Called after each committed save with the ledger, the recordings of the last page written
+# (the last one holds the transaction's last log position) and the aggregates still in memory.
 AfterSave = Callable[["TrialLedger", list, list], None]
+# Subjects a unit of work keeps in memory between pages; one not among the most recently used
+# is read back (through the open transaction) when a later line names it again. A subject of
+# the demo's length costs about 0.12 MB here (measured: bench_import.py --memory).
+CACHED_SUBJECTS = 200
 
 
 class TrialLedger(Application):
@@ -126,11 +135,7 @@ class TrialLedger(Application):
         except AggregateNotFoundError:
             return None
         except ValueError as error:
-            # Stored bytes that no longer decode (or name another event type) were altered
-            # outside the ledger: an integrity failure, not a bug.
-            raise IntegrityFailure(f"the stored events of {what} no longer decode "
-                                   f"({type(error).__name__}); run `m22bol audit verify`",
-                                   rule="integrity.decode") from None
+            raise undecodable(what, error) from None
 
     def require_patient(self, subject: str) -> Patient:
         patient = self.patient(subject)
@@ -184,27 +189,47 @@ class TrialLedger(Application):
         except (LedgerError, PersistenceError):
             pass
 
+    def save(self, *events: Event | None, **kwargs) -> list[Recording]:
+        """Record events through the ledger's mapper and recorder, in one transaction.
+
+        The library's `save` first asks of every object whether it is a domain event, a
+        `runtime_checkable` Protocol check that cost ~70 us an event, 40 % of writing one
+        (bench/README.md); the ledger's aggregates are plain values that are never saved, so
+        only events come here and the check is left out."""
+        return self.events.put([event for event in events if event is not None], **kwargs)
+
     def execute_all(
-        self, commands: Sequence[c.Command], actor: str, *,
+        self, commands: Collection[c.Command], actor: str, *,
         progress: Callable[[int], None] | None = None, seal: Vouched | None = None,
-    ) -> list[dict]:
-        """Apply the commands in order, in one transaction; the outputs, one per command.
+        keep: Callable[[dict], object] | None = None, page: int | None = None,
+    ) -> list:
+        """Apply the commands in order, in one transaction; the outputs, one per command (or
+        what `keep` keeps of each: an import of a million lines keeps only the entry ids).
+        `commands` is iterated once per attempt, so it may read them lazily from a file.
         `seal` is what the verification before a `Seal` vouches for: the chain heads it covers
-        and, for a signed seal, the signer."""
+        and, for a signed seal, the signer. `page`: decided events per page written (tests)."""
+        numbered = len(commands) > 1
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self, actor, self.clock(), seal)
             batch.daily_checks()
             batch.pending.extend(batch._added)
             batch._added = []
+            outputs: list = []
             try:
-                outputs = [batch.apply(command, line=i + 1 if len(commands) > 1 else None)
-                           for i, command in _progressing(commands, progress)]
+                with paging.PagedWriter(self, page or paging.PAGE) as writer:
+                    batch.writer = writer
+                    for i, command in _progressing(commands, progress):
+                        output = batch.apply(command, line=i + 1 if numbered else None)
+                        outputs.append(keep(output) if keep else output)
+                        if writer.page and len(batch.pending) >= writer.page:
+                            writer.write(batch.take_pending())
+                            batch.evict()
+                    writer.write(batch.take_pending())
             except signatures.PasswordRefused as refused:
+                # Rolled back first: recording the failure is a write of its own.
                 self.record_failure(actor, refused.user, self.account, refused.attempt,
                                     refused.message)
                 raise
-            try:
-                recordings = self.save(*batch.pending) if batch.pending else []
             except ProgrammingError as error:
                 if getattr(error.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
                     # The database's own refusal: a reader login, or another person's name.
@@ -220,7 +245,7 @@ class TrialLedger(Application):
                 progress = None
                 continue
             for hook in self.after_save:
-                hook(self, recordings, [batch._trial, *batch._patients.values()])
+                hook(self, writer.last_page, [batch._trial, *batch._patients.values()])
             return outputs
         raise ConcurrencyConflict(
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
@@ -251,6 +276,14 @@ class TrialLedger(Application):
                     os.remove(self._new_file + suffix)
 
 
+def undecodable(what: str, error: ValueError) -> IntegrityFailure:
+    """Stored bytes that no longer decode (or name another event type) were altered outside
+    the ledger: an integrity failure, not a bug."""
+    return IntegrityFailure(f"the stored events of {what} no longer decode "
+                            f"({type(error).__name__}); run `m22bol audit verify`",
+                            rule="integrity.decode")
+
+
 def _new_sqlite_file(url: str) -> str | None:
     if not url.startswith("sqlite") or "///" not in url:
         return None
@@ -258,7 +291,7 @@ def _new_sqlite_file(url: str) -> str | None:
     return None if os.path.exists(path) or path == ":memory:" else path
 
 
-def _progressing(commands, progress) -> Iterable[tuple[int, c.Command]]:
+def _progressing(commands: Iterable[c.Command], progress) -> Iterator[tuple[int, c.Command]]:
     for i, command in enumerate(commands):
         yield i, command
         if progress:
@@ -277,7 +310,9 @@ class _Batch:
         self._added: list[Event] = []
         self.swept: list[str] = []  # the queries the day's time-based checks raised
         self._trial: Trial | None = ledger.trial()
-        self._patients: dict[UUID, Patient | None] = {}
+        # Least recently used first; trimmed to CACHED_SUBJECTS after each page written.
+        self._patients: OrderedDict[UUID, Patient | None] = OrderedDict()
+        self.writer: paging.PagedWriter | None = None  # set by execute_all
 
     def apply(self, command: c.Command, *, line: int | None = None) -> dict:
         try:
@@ -460,9 +495,30 @@ class _Batch:
         decision.events = chained
         return chained
 
+    def take_pending(self) -> list[Event]:
+        """The events decided since the last page, in the order they are to be written."""
+        taken, self.pending = self.pending, []
+        return taken
+
+    def evict(self) -> None:
+        """Forget the least recently used subjects beyond CACHED_SUBJECTS (their events and
+        whatever is derived from them go together). Called only after a page is written, so
+        every event of a forgotten subject is in the store's open transaction."""
+        while len(self._patients) > CACHED_SUBJECTS:
+            self._patients.popitem(last=False)
+
     def _patient(self, subject: str) -> Patient | None:
         key = patient_id(subject)
-        if key not in self._patients:
+        if key in self._patients:
+            self._patients.move_to_end(key)
+        elif self.writer is not None and self.writer.open:
+            # Pages of this transaction may hold its events: read through it, not past it.
+            try:
+                events = self.writer.events_of(key)
+            except ValueError as error:
+                raise undecodable(f"subject {subject}", error) from None
+            self._patients[key] = project_patient(None, events) if events else None
+        else:
             self._patients[key] = self.ledger.patient(subject)
         return self._patients[key]
 

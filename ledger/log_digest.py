@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from m22bol.ledger.store import events_table, log_position
@@ -76,25 +77,53 @@ def events_query(url: str) -> str:
             f"WHERE {position} > {{p}} AND {position} <= {{p}} ORDER BY {position}")
 
 
+class Extension:
+    """The digest row one write transaction appends. Started from the newest row, fed every
+    stretch of events the transaction inserts (one, or a page at a time for an import), and
+    written once, just before the commit: one row per transaction, however many pages."""
+
+    def __init__(self, execute, url: str):
+        self.execute, self.url = execute, url
+        rows = execute(f"SELECT position, digest FROM {DIGESTS} ORDER BY position DESC LIMIT 1",
+                       ())
+        self.start, self.before = (rows[0][0], bytes.fromhex(rows[0][1])) if rows \
+            else (0, GENESIS)
+        self.folding = Folding(self.before)
+        self.folded = 0
+        self.last: int | None = None
+
+    def fold(self, ids: list[int], stored_events) -> None:
+        """Fold events just inserted, from memory, in log order."""
+        for i, s in zip(ids, stored_events, strict=True):
+            self.folding.add(i, aggregate_text(s.originator_id), s.originator_version, s.topic,
+                             hashlib.sha256(s.state).digest())
+        self.folded += len(ids)
+        self.last = ids[-1] if ids else self.last
+
+    def write(self) -> None:
+        """Append the row at the transaction's last position. Folded from memory when the
+        events folded are all there is since the newest row; on a ledger made before this
+        table (or after a hole), everything since, read back."""
+        if self.last is None:
+            return
+        p = "?" if self.url.startswith("sqlite") else "%s"
+        table, position = events_table(self.url), log_position(self.url)
+        between = self.execute(f"SELECT count(*) FROM {table} WHERE {position} > {p} AND "
+                               f"{position} <= {p}", (self.start, self.last))[0][0]
+        if between == self.folded:
+            digest = self.folding.digest()
+        else:
+            _, digest = fold_rows(self.before, self.execute(events_query(self.url).format(p=p),
+                                                            (self.start, self.last)))
+        self.execute(f"INSERT INTO {DIGESTS} (position, digest) VALUES ({p}, {p})",
+                     (self.last, digest.hex()), fetch=False)
+
+
 def extend(execute, url: str, ids: list[int], stored_events) -> None:
-    """Append the digest at this transaction's last position, folding every event after the
-    newest row: usually just the events this transaction wrote, folded from memory; on a ledger
-    made before this table (or after a hole), everything since, read back."""
-    p = "?" if url.startswith("sqlite") else "%s"
-    table, position = events_table(url), log_position(url)
-    rows = execute(f"SELECT position, digest FROM {DIGESTS} ORDER BY position DESC LIMIT 1", ())
-    start, digest = (rows[0][0], bytes.fromhex(rows[0][1])) if rows else (0, GENESIS)
-    between = execute(f"SELECT count(*) FROM {table} WHERE {position} > {p} AND "
-                      f"{position} <= {p}", (start, ids[-1]))[0][0]
-    if between == len(ids):
-        _, digest = fold_rows(digest, ((i, s.originator_id, s.originator_version, s.topic,
-                                        s.state) for i, s in zip(ids, stored_events,
-                                                                 strict=True)))
-    else:
-        _, digest = fold_rows(digest, execute(events_query(url).format(p=p),
-                                              (start, ids[-1])))
-    execute(f"INSERT INTO {DIGESTS} (position, digest) VALUES ({p}, {p})",
-            (ids[-1], digest.hex()), fetch=False)
+    """Append the digest at this transaction's last position (one stretch of events)."""
+    extension = Extension(execute, url)
+    extension.fold(ids, stored_events)
+    extension.write()
 
 
 def create_statement(url: str) -> str:
@@ -104,18 +133,49 @@ def create_statement(url: str) -> str:
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """The library's SQLite recorder, inserting a batch in one `executemany` (the library
+    inserts row by row to learn each row's position) and keeping the log's digest.
+
+    `insert_page` and `select_aggregate` work on a cursor the caller holds, so that a long
+    import can write page after page in one open transaction and read back what it wrote
+    (`ledger.paging`)."""
+
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), create_statement("sqlite")]
 
     def _insert_events(self, c, stored_events, **kwargs):
-        ids = super()._insert_events(c, stored_events, **kwargs)
+        ids = self.insert_page(c, stored_events)
         if ids:
-            def execute(sql: str, params: tuple, fetch: bool = True) -> list:
-                c.execute(sql, params)
-                return [tuple(r) for r in c.fetchall()] if fetch else []
-
-            extend(execute, "sqlite", ids, stored_events)
+            extend(self.executor(c), "sqlite", ids, stored_events)
         return ids
+
+    def insert_page(self, c, stored_events) -> list[int]:
+        """Insert the events; their positions. SQLite gives each new row one more than the
+        largest rowid, and this transaction holds the write lock from its first insert, so
+        the page's rows are the last len(page) positions (the digest's count checks it)."""
+        if not stored_events:
+            return []
+        c.executemany(self.insert_events_statement, [
+            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+             s.originator_version, s.topic, s.state) for s in stored_events])
+        c.execute(self.select_max_notification_id_statement)
+        last = c.fetchone()[0]
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+    def select_aggregate(self, c, originator_id: UUID) -> list[StoredEvent]:
+        c.execute(self.select_events_statement + "ORDER BY originator_version",
+                  (originator_id.hex,))
+        return [StoredEvent(originator_id=self.convert_originator_id(r["originator_id"]),
+                            originator_version=r["originator_version"], topic=r["topic"],
+                            state=r["state"]) for r in c.fetchall()]
+
+    @staticmethod
+    def executor(c):
+        def execute(sql: str, params: tuple, fetch: bool = True) -> list:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()] if fetch else []
+
+        return execute
 
 
 # --- reading ------------------------------------------------------------------------------------
