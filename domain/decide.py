@@ -260,7 +260,7 @@ def decide_subject(
     })
     output = {k: v for k, v in output.items() if k not in _RECORD_ONLY}
     if isinstance(candidate, e.EntryCorrected):
-        before = dict(patient.timeline())[candidate.entry].facts()
+        before = {**patient.held(), **dict(patient.timeline())}[candidate.entry].facts()
         output.update(corrects=candidate.entry, new_values=dict(candidate.changes),
                       old_values={k: before.get(k) for k in candidate.changes})
     elif isinstance(candidate, e.EntryRetracted):
@@ -305,7 +305,7 @@ def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:
     event = patient.event_of(entry)
     if not isinstance(event, e.Fact) or isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
         raise BadInput(f"entry: {entry} is not a clinical fact", field="entry")
-    live = dict(timeline)
+    live = {**patient.held(), **dict(timeline)}  # a held fact is there to be corrected
     if entry not in live:
         raise RuleViolation(f"{entry} was retracted; it cannot be changed",
                             rule="correct.retracted", field="entry")
@@ -333,7 +333,7 @@ def _correction(command: c.Correct, patient: Patient, timeline, env):
         raise BadInput("set: the new values equal the current ones", field="set")
     event = e.EntryCorrected(**env, entry=command.entry, changes=stored,
                              deviation_reason=command.deviation_reason)
-    return event, [(k, corrected if k == command.entry else f) for k, f in timeline]
+    return event, patient.timeline(replacing={command.entry: corrected})
 
 
 def _explain(error: LedgerError, command: c.Command, entry: str) -> None:

@@ -62,35 +62,63 @@ class Patient:
             raise BadInput(f"entry: {entry} does not exist", field="entry")
         return self.events[version - 1]
 
-    def timeline(self) -> list[tuple[str, Fact]]:
-        """The effective facts in entry order: corrections applied, retractions left out."""
-        return list(self._effective()[0].items())
+    def timeline(self, replacing: dict[str, Fact] | None = None) -> list[tuple[str, Fact]]:
+        """The effective facts in entry order: corrections applied, retractions left out, and
+        facts held for a stored value today's rules refuse left out until corrected.
+        `replacing` puts corrected facts in their entries' places (a held one included)."""
+        facts, held, _ = self._effective()
+        replacing = replacing or {}
+        return [(entry, replacing.get(entry, fact)) for entry, fact in facts.items()
+                if entry not in held or entry in replacing]
+
+    def held(self) -> dict[str, Fact]:
+        """The facts held out of the walk: a stored value of theirs (written by an older
+        version or a past bug) fails today's rules. A correction that fixes it, or a
+        retraction, releases the entry (`stored_problems` says which value)."""
+        facts, held, _ = self._effective()
+        return {entry: facts[entry] for entry in held}
 
     def stored_problems(self) -> list[tuple[str, str]]:
-        """(entry, why) for each stored change that no longer applies: a value an older
-        version or a past bug let in (a correction to null). The timeline leaves such a change
-        out, so the subject still takes entries; `audit verify` names it."""
-        return self._effective()[1]
+        """(entry, why) for each stored change that no longer applies and each fact still
+        held: values an older version or a past bug let in (a correction to null, a dose of
+        NaN). The timeline leaves them out, so the subject still takes entries; `audit verify`
+        names them."""
+        return self._effective()[2]
 
-    def _effective(self) -> tuple[dict[str, Fact], list[tuple[str, str]]]:
+    def _effective(self) -> tuple[dict[str, Fact], set[str], list[tuple[str, str]]]:
         facts: dict[str, Fact] = {}
+        held: set[str] = set()
         problems: list[tuple[str, str]] = []
         for event in self.events:
             entry = entry_id(self.subject, event.originator_version)
-            if isinstance(event, (EntryCorrected, EntryRetracted)) \
+            if isinstance(event, (EntryCorrected, EntryRetracted)) and event.stored_problems:
+                problems.append((entry, f"its stored change of {event.entry} is not readable "
+                                        f"({_said(event)}); left out"))
+            elif isinstance(event, (EntryCorrected, EntryRetracted)) \
                     and event.entry not in facts:
                 problems.append((entry, f"changes {event.entry}, which is no live fact"))
             elif isinstance(event, EntryCorrected):
                 try:
                     facts[event.entry] = apply_correction(facts[event.entry], event.changes)
+                    held.discard(event.entry)
                 except BadInput as refused:
                     problems.append((entry, f"its stored change of {event.entry} does not "
                                             f"apply ({refused.message}); left out"))
             elif isinstance(event, EntryRetracted):
                 del facts[event.entry]
+                held.discard(event.entry)
             elif isinstance(event, Fact):
                 facts[entry] = event
-        return facts, problems
+                if event.stored_problems:
+                    held.add(entry)
+        for entry in held:
+            problems.append((entry, f"held out of the walk until corrected: "
+                                    f"{_said(facts[entry])}"))
+        return facts, held, problems
+
+
+def _said(event: Event) -> str:
+    return "; ".join(why for _, why in event.stored_problems)
 
 
 def apply_correction(fact: Fact, changes: dict) -> Fact:

@@ -295,27 +295,46 @@ def _thorough(ledger) -> Report:
 
 
 def _stored_values(ledger, report: Report) -> None:
-    """A correction stored by an older version or a past bug that no longer applies (the
-    read path leaves it out) is a finding, named by its entry. Only subjects with a correction
-    can hold one, so only they are loaded."""
-    from m22bol.domain.events import EntryCorrected
+    """Values the chain checks cannot see: bytes that verify but hold a value today's rules
+    refuse (written by an older version or a past bug; the read path decodes them, holds such a
+    fact out of the walk and goes on), and corrections stored that no longer apply. Each is a
+    finding of kind `value`, named by its entry and field (docs/audit.md)."""
+    from m22bol.domain import stored_values
+    from m22bol.domain.events import EntryCorrected, Registered
     from m22bol.domain.patient import project_patient
 
-    corrected: set[UUID] = set()
-    for notification in _notifications(ledger):
-        if notification.topic == topic_of(EntryCorrected):
-            corrected.add(notification.originator_id)
+    names: dict[UUID, str] = {TRIAL_ID: "trial"}
     # A chain the checks above found broken is named by them; what its replay shows is moot.
     broken = {f.aggregate for f in report.findings if f.aggregate}
-    for aggregate in sorted(corrected, key=str):
-        if str(aggregate) in broken:
+    corrected: set[UUID] = set()
+    named: set[str] = set()
+    for notification in _notifications(ledger):
+        if str(notification.originator_id) in broken:
             continue
+        try:
+            event = ledger.mapper.to_domain_event(notification)
+        except Exception:  # noqa: BLE001 - bytes that do not decode are the chain checks'
+            continue
+        if isinstance(event, EntryCorrected):
+            corrected.add(notification.originator_id)
+        if isinstance(event, Registered) and isinstance(event.subject, str):
+            names[event.originator_id] = event.subject
+        entry = f"{names.get(event.originator_id, event.originator_id)}#{event.originator_version}"
+        for _, why in stored_values.problems(event):
+            report.findings.append(Finding("value", entry, f"{why} (stored by an older "
+                                           "version or a past bug)",
+                                           aggregate=str(notification.originator_id),
+                                           version=notification.originator_version,
+                                           notification_id=notification.id))
+            named.add(entry)
+    for aggregate in sorted(corrected, key=str):
         try:
             patient = ledger.repository.get(aggregate, projector_func=project_patient)
         except Exception:  # noqa: BLE001 - the chain checks name what is wrong with it
             continue
         for entry, why in patient.stored_problems():
-            report.add("value", entry, why)
+            if entry not in named:  # a held fact is named above, field by field
+                report.add("value", entry, why)
 
 
 def _notifications(ledger):
