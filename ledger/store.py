@@ -71,7 +71,7 @@ class CanonicalTranscoder(Transcoder):
             # Python's own JSON writer (an older version's) wrote non-finite numbers as bare
             # NaN / Infinity, which orjson refuses; read them as the floats they are, so the
             # mapper can name them. Anything else that is not JSON still fails here.
-            return json.loads(data)
+            return json.loads(bytes(data))
 
 
 class PydanticMapper(Mapper):
