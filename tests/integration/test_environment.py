@@ -138,7 +138,7 @@ def test_a_read_only_ledger_whose_read_models_lag_answers_from_a_replay(initiali
         assert "2 event(s) behind" in patient.stderr and "replayed" in patient.stderr
         status = invoke(["status", "--json"], url=url, user="mon")
         assert status.exit_code == 0, status.output
-        assert json.loads(status.stdout)["baskets"]["II"]["enrolled"] == 1
+        assert json.loads(status.stdout)["baskets"]["all"]["enrolled"] == 1
         for args, user in QUERIES:
             result = invoke(args, url=url, user=user)
             assert result.exit_code == 0, (args, result.output)
