@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -34,13 +34,15 @@ def suspect(cls: type[Event], state: dict[str, Any], raw: bytes) -> bool:
     allowed values, the length caps, and the bytes for non-finite numbers and control or
     bidirectional characters (escaped or raw, as a JSON writer leaves them)."""
     shape = _shape(cls)
-    keys = state.keys()
-    if not (shape.required <= keys <= shape.known) or (
-            state.get("class_version", 1) != cls.class_version):
-        return True  # a field missing or no longer known, or old fields an upcast reads
-    for name, kinds, allowed, cap in shape.fields:
+    # Events of one type are stored with the same keys and value types over and over: a
+    # signature already checked needs only its choices and length caps looked at again.
+    signature = (tuple(state), tuple(map(type, state.values())))
+    if signature not in shape.fine and not _fits(cls, shape, state):
+        return True
+    shape.fine.add(signature)
+    for name, allowed, cap in shape.limits:
         value = state.get(name)
-        if not isinstance(value, kinds) or (allowed is not None and value not in allowed) or (
+        if (allowed is not None and value not in allowed) or (
                 cap is not None and value is not None and len(value) > cap):
             return True
     # Plain byte tests first (the pattern below costs ten times more): every character it
@@ -48,6 +50,15 @@ def suspect(cls: type[Event], state: dict[str, Any], raw: bytes) -> bool:
     hinted = (b"\\" in raw or not raw.isascii() or b"NaN" in raw or b"Infinity" in raw
               or b"\x7f" in raw)
     return hinted and bool(_SUSPECT_BYTES.search(raw))
+
+
+def _fits(cls: type[Event], shape: _Shape, state: dict[str, Any]) -> bool:
+    """The keys are known, the required ones there, every value of an allowed JSON type."""
+    keys = state.keys()
+    if not (shape.required <= keys <= shape.known) or (
+            state.get("class_version", 1) != cls.class_version):
+        return False  # a field missing or no longer known, or old fields an upcast reads
+    return all(isinstance(state.get(name), kinds) for name, kinds in shape.kinds)
 
 
 _SUSPECT_BYTES = re.compile(
@@ -61,23 +72,27 @@ _SUSPECT_BYTES = re.compile(
 class _Shape:
     known: frozenset[str]  # the fields, and what the store adds: the type, the class version
     required: frozenset[str]
-    # (name, JSON types, allowed values or None, length cap or None) of each field stored
-    fields: tuple[tuple[str, tuple[type, ...], frozenset | None, int | None], ...]
+    kinds: tuple[tuple[str, tuple[type, ...]], ...]  # each field's allowed JSON types
+    # (name, allowed values or None, length cap or None) of each field with either
+    limits: tuple[tuple[str, frozenset | None, int | None], ...]
+    fine: set[tuple] = field(default_factory=set)  # (keys, value types) that fit
 
 
 @cache
 def _shape(cls: type[Event]) -> _Shape:
     caps = _caps(cls) if issubclass(cls, Fact) else {}
-    fields = []
+    kinds, limits = [], []
     for name, info in cls.model_fields.items():
-        kinds, allowed = _kinds(info.annotation)
-        if not info.is_required():
-            kinds = (*kinds, type(None))  # absent: read as its default
-        fields.append((name, kinds, allowed if allowed is None or info.is_required()
-                       else allowed | {None}, caps.get(name)))
+        types_, allowed = _kinds(info.annotation)
+        if not info.is_required():  # absent: read as its default
+            types_ = (*types_, type(None))
+            allowed = None if allowed is None else allowed | {None}
+        kinds.append((name, types_))
+        if allowed is not None or name in caps:
+            limits.append((name, allowed, caps.get(name)))
     return _Shape(known=frozenset({*cls.model_fields, "event_type", "class_version"}),
                   required=frozenset(n for n, i in cls.model_fields.items() if i.is_required()),
-                  fields=tuple(fields))
+                  kinds=tuple(kinds), limits=tuple(limits))
 
 
 def _kinds(annotation: Any) -> tuple[tuple[type, ...], frozenset | None]:
