@@ -219,6 +219,7 @@ def decide_subject(
         return _signature(command, patient, entry, env,
                           _needed(vouched.head_digest, "head_digest", command.name))
     timeline = patient.timeline()
+    _registration_usable(command, patient)
 
     if isinstance(command, c.Correct):
         candidate, timeline = _correction(command, patient, timeline, env)
@@ -299,6 +300,18 @@ def _require_ae(ae_id: str, timeline) -> None:
     """An unknown AE id is bad input (exit 2); one dated before its onset the walk refuses."""
     if not any(isinstance(f, e.AdverseEventReported) and f.ae_id == ae_id for _, f in timeline):
         raise BadInput(f"ae_id: {ae_id} is not an adverse event of this subject", field="ae_id")
+
+
+def _registration_usable(command: c.SubjectCommand, patient: Patient) -> None:
+    """A registration held for a stored value today's rules refuse (written by an older
+    version) leaves the walk nothing to start from: correcting it is the one way on."""
+    first = entry_id(patient.subject, 1)
+    if first in (held := patient.held()) and not (
+            isinstance(command, c.Correct) and command.entry == first):
+        why = "; ".join(why for _, why in held[first].stored_problems)
+        raise RuleViolation(f"{first}: the stored registration fails today's rules ({why}); "
+                            f"correct {first} first", rule="stored.registration",
+                            field="entry")
 
 
 def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:

@@ -91,7 +91,7 @@ class Patient:
         problems: list[tuple[str, str]] = []
         for event in self.events:
             entry = entry_id(self.subject, event.originator_version)
-            if isinstance(event, (EntryCorrected, EntryRetracted)) and event.stored_problems:
+            if isinstance(event, (EntryCorrected, EntryRetracted)) and _unusable(event):
                 problems.append((entry, f"its stored change of {event.entry} is not readable "
                                         f"({_said(event)}); left out"))
             elif isinstance(event, (EntryCorrected, EntryRetracted)) \
@@ -109,12 +109,18 @@ class Patient:
                 held.discard(event.entry)
             elif isinstance(event, Fact):
                 facts[entry] = event
-                if event.stored_problems:
+                if _unusable(event):
                     held.add(entry)
         for entry in held:
             problems.append((entry, f"held out of the walk until corrected: "
                                     f"{_said(facts[entry])}"))
         return facts, held, problems
+
+
+def _unusable(event: Event) -> bool:
+    """A stored value of a field the rules read fails today's model. A field no longer known
+    was left out when decoding: the rest of the event is as good as any."""
+    return any(name in type(event).model_fields for name, _ in event.stored_problems)
 
 
 def _said(event: Event) -> str:

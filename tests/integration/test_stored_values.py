@@ -155,3 +155,44 @@ def test_old_text_with_control_characters_stays_well_formed_and_valid_odm(infuse
     assert "300 characters" in messages[long_entry] and "200" in messages[long_entry]
     history = invoke(["history", S], url=url, user="mon")
     assert history.exit_code == 0 and "\x1b" not in history.output
+
+
+def test_a_held_registration_is_named_until_corrected(driver, tmp_path):
+    """A registration with a value the walk cannot start from (a consent date of null): the
+    subject's other entries are refused naming what to correct (exit 3), the trial's queries,
+    report and rebuild go on, and correcting the registration releases the subject."""
+    from datetime import UTC, datetime
+
+    from m22bol.domain.patient import patient_id
+
+    ledger = driver.ledger
+    url = ledger.url
+    driver.enrolled("M22-002")  # another subject, unaffected
+    subject = "M22-010"
+    state = {"originator_id": str(patient_id(subject)), "originator_version": 1,
+             "recorded_at": datetime.now(UTC).isoformat(), "actor": "dm", "prev_hash": None,
+             "event_type": e.topic_of(e.Registered), "subject": subject, "site": "S1",
+             "consent_date": None}
+    ledger.recorder.insert_events([StoredEvent(
+        originator_id=patient_id(subject), originator_version=1,
+        topic=e.topic_of(e.Registered), state=canonical(state))])
+    ledger.close()
+
+    refused = invoke(["contact", subject, "--date", "2025-01-03"], url=url)
+    assert refused.exit_code == 3, refused.output
+    assert f"correct {subject}#1 first" in refused.output
+    for args in (["status", "--json"], ["patient", subject, "--json"],
+                 ["report", "--out", str(tmp_path / "report")]):
+        answer = invoke(args, url=url, user="mon")
+        assert answer.exit_code == 0, (args, answer.output)
+    assert invoke(["projections", "rebuild"], url=url, user="admin").exit_code == 0
+    assert any(f["entry"] == f"{subject}#1" and "consent_date" in f["message"]
+               for f in findings(url))
+
+    fixed = invoke(["correct", subject, f"{subject}#1", "--reason", "from the consent form",
+                    "--set", "consent_date=2025-01-02"], url=url)
+    assert fixed.exit_code == 0, fixed.output
+    contact = invoke(["contact", subject, "--date", "2025-01-03"], url=url)
+    assert contact.exit_code == 0, contact.output
+    status = json.loads(invoke(["status", "--json"], url=url, user="mon").stdout)
+    assert status["baskets"]["all"]["screened"] == 2
