@@ -226,6 +226,7 @@ def decide_subject(
         return _signature(command, patient, entry, env,
                           _needed(vouched.head_digest, "head_digest", command.name))
     timeline = patient.timeline()
+    _registration_usable(command, patient)
     # Taken even when not resumed: a correction or retraction walks anew, and the kept walk
     # is then of a timeline that no longer holds.
     kept = patient.take_walk(protocol, ctx.today)
@@ -277,7 +278,7 @@ def decide_subject(
     })
     output = {k: v for k, v in output.items() if k not in _RECORD_ONLY}
     if isinstance(candidate, e.EntryCorrected):
-        before = dict(patient.timeline())[candidate.entry].facts()
+        before = {**patient.held(), **dict(patient.timeline())}[candidate.entry].facts()
         output.update(corrects=candidate.entry, new_values=dict(candidate.changes),
                       old_values={k: before.get(k) for k in candidate.changes})
     elif isinstance(candidate, e.EntryRetracted):
@@ -318,11 +319,23 @@ def _require_ae(ae_id: str, timeline) -> None:
         raise BadInput(f"ae_id: {ae_id} is not an adverse event of this subject", field="ae_id")
 
 
+def _registration_usable(command: c.SubjectCommand, patient: Patient) -> None:
+    """A registration held for a stored value today's rules refuse (written by an older
+    version) leaves the walk nothing to start from: correcting it is the one way on."""
+    first = entry_id(patient.subject, 1)
+    if first in (held := patient.held()) and not (
+            isinstance(command, c.Correct) and command.entry == first):
+        why = "; ".join(why for _, why in held[first].stored_problems)
+        raise RuleViolation(f"{first}: the stored registration fails today's rules ({why}); "
+                            f"correct {first} first", rule="stored.registration",
+                            field="entry")
+
+
 def _live_fact(patient: Patient, timeline, entry: str) -> e.Fact:
     event = patient.event_of(entry)
     if not isinstance(event, e.Fact) or isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
         raise BadInput(f"entry: {entry} is not a clinical fact", field="entry")
-    live = dict(timeline)
+    live = {**patient.held(), **dict(timeline)}  # a held fact is there to be corrected
     if entry not in live:
         raise RuleViolation(f"{entry} was retracted; it cannot be changed",
                             rule="correct.retracted", field="entry")
@@ -350,7 +363,7 @@ def _correction(command: c.Correct, patient: Patient, timeline, env):
         raise BadInput("set: the new values equal the current ones", field="set")
     event = e.EntryCorrected(**env, entry=command.entry, changes=stored,
                              deviation_reason=command.deviation_reason)
-    return event, [(k, corrected if k == command.entry else f) for k, f in timeline]
+    return event, patient.timeline(replacing={command.entry: corrected})
 
 
 def _explain(error: LedgerError, command: c.Command, entry: str) -> None:

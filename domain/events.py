@@ -77,12 +77,21 @@ class Event(BaseModel):
     # SHA-256 of the bytes this event was read from; the hash chain links to those bytes,
     # which an upcast event would no longer reproduce.
     _stored_digest: str | None = PrivateAttr(default=None)
+    # (field, why) for each stored value today's rules refuse, set by the store's tolerant
+    # decode (`m22bol.ledger.store`): a value an older version or a past bug wrote.
+    _stored_problems: tuple[tuple[str, str], ...] = PrivateAttr(default=())
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if cls.__name__ not in _ABSTRACT:
             _EVENT_TYPES[topic_of(cls)] = cls
+
+    @property
+    def stored_problems(self) -> tuple[tuple[str, str], ...]:
+        """(field, why) for each stored value of this event that today's rules refuse; such a
+        fact is held out of the walk until a correction fixes it (`domain.patient`)."""
+        return self._stored_problems
 
     @property
     def clinical_date(self) -> date | None:

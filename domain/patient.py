@@ -47,6 +47,7 @@ class Patient:
     # The effective timeline folded from `events[:_folded]`: every command asks for it, so
     # only the events appended since are folded (the events are only ever appended to).
     _facts: dict[str, Fact] = field(default_factory=dict, repr=False, compare=False)
+    _held: set[str] = field(default_factory=set, repr=False, compare=False)
     _problems: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
     _folded: int = field(default=0, repr=False, compare=False)
 
@@ -98,35 +99,72 @@ class Patient:
             raise BadInput(f"entry: {entry} does not exist", field="entry")
         return self.events[version - 1]
 
-    def timeline(self) -> list[tuple[str, Fact]]:
-        """The effective facts in entry order: corrections applied, retractions left out."""
-        return list(self._effective()[0].items())
+    def timeline(self, replacing: dict[str, Fact] | None = None) -> list[tuple[str, Fact]]:
+        """The effective facts in entry order: corrections applied, retractions left out, and
+        facts held for a stored value today's rules refuse left out until corrected.
+        `replacing` puts corrected facts in their entries' places (a held one included)."""
+        facts, held, _ = self._effective()
+        replacing = replacing or {}
+        return [(entry, replacing.get(entry, fact)) for entry, fact in facts.items()
+                if entry not in held or entry in replacing]
+
+    def held(self) -> dict[str, Fact]:
+        """The facts held out of the walk: a stored value of theirs (written by an older
+        version or a past bug) fails today's rules. A correction that fixes it, or a
+        retraction, releases the entry (`stored_problems` says which value)."""
+        facts, held, _ = self._effective()
+        return {entry: facts[entry] for entry in held}
 
     def stored_problems(self) -> list[tuple[str, str]]:
-        """(entry, why) for each stored change that no longer applies: a value an older
-        version or a past bug let in (a correction to null). The timeline leaves such a change
-        out, so the subject still takes entries; `audit verify` names it."""
-        return list(self._effective()[1])
+        """(entry, why) for each stored change that no longer applies and each fact still
+        held: values an older version or a past bug let in (a correction to null, a dose of
+        NaN). The timeline leaves them out, so the subject still takes entries; `audit verify`
+        names them."""
+        facts, held, problems = self._effective()
+        still_held = [(entry, f"held out of the walk until corrected: {_said(facts[entry])}")
+                      for entry in sorted(held, key=_number)]
+        return [*problems, *still_held]
 
-    def _effective(self) -> tuple[dict[str, Fact], list[tuple[str, str]]]:
-        facts, problems = self._facts, self._problems
+    def _effective(self) -> tuple[dict[str, Fact], set[str], list[tuple[str, str]]]:
+        facts, held, problems = self._facts, self._held, self._problems
         for event in self.events[self._folded:]:
             entry = entry_id(self.subject, event.originator_version)
-            if isinstance(event, (EntryCorrected, EntryRetracted)) \
+            if isinstance(event, (EntryCorrected, EntryRetracted)) and _unusable(event):
+                problems.append((entry, f"its stored change of {event.entry} is not readable "
+                                        f"({_said(event)}); left out"))
+            elif isinstance(event, (EntryCorrected, EntryRetracted)) \
                     and event.entry not in facts:
                 problems.append((entry, f"changes {event.entry}, which is no live fact"))
             elif isinstance(event, EntryCorrected):
                 try:
                     facts[event.entry] = apply_correction(facts[event.entry], event.changes)
+                    held.discard(event.entry)
                 except BadInput as refused:
                     problems.append((entry, f"its stored change of {event.entry} does not "
                                             f"apply ({refused.message}); left out"))
             elif isinstance(event, EntryRetracted):
                 del facts[event.entry]
+                held.discard(event.entry)
             elif isinstance(event, Fact):
                 facts[entry] = event
+                if _unusable(event):
+                    held.add(entry)
             self._folded += 1  # per event: a bug raised mid-way resumes at the event it hit
-        return facts, problems
+        return facts, held, problems
+
+
+def _unusable(event: Event) -> bool:
+    """A stored value of a field the rules read fails today's model. A field no longer known
+    was left out when decoding: the rest of the event is as good as any."""
+    return any(name in type(event).model_fields for name, _ in event.stored_problems)
+
+
+def _number(entry: str) -> int:
+    return int(entry.rpartition("#")[2])
+
+
+def _said(event: Event) -> str:
+    return "; ".join(why for _, why in event.stored_problems)
 
 
 def apply_correction(fact: Fact, changes: dict) -> Fact:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from m22bol.domain.trial import TRIAL_ID
 from m22bol.ledger import log_digest
 from m22bol.ledger.store import events_table, log_position
@@ -37,7 +35,8 @@ def unsealed(ledger, known_at: datetime | None = None) -> dict[str, Any]:
     else:
         count = sum(1 for (state,) in log_digest.query(
             ledger, f"SELECT state FROM {table} WHERE {column} > {{p}}", (after,))
-            if datetime.fromisoformat(orjson.loads(state)["recorded_at"]) <= known_at)
+            if datetime.fromisoformat(ledger.mapper.transcoder.decode(state)["recorded_at"])
+            <= known_at)
     return {"events": count,
             "last_seal": f"trial#{last.originator_version}" if last else None,
             "last_seal_at": last.recorded_at.isoformat() if last else None}

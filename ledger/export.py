@@ -23,6 +23,7 @@ export only.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 import types
 import typing
@@ -72,7 +73,7 @@ def stored_events(ledger, *, subject: str | None = None,
                 if n.topic not in known:
                     raise ValueError(n.topic)
                 event = ledger.mapper.to_domain_event(n)
-                state = orjson.loads(n.state)
+                state = ledger.mapper.transcoder.decode(n.state)  # bare NaN too
             except Exception:
                 raise IntegrityFailure(
                     f"the stored event at log position {n.id} does not decode; run "
@@ -193,7 +194,22 @@ def build_odm(ledger, *, subject: str | None = None,
     root.Study.append(builder.study())
     root.AdminData.append(builder.admin())
     root.ClinicalData.append(builder.clinical)
-    return root.to_xml_string(xml_declaration=True), count
+    return printable_xml(root.to_xml_string(xml_declaration=True)), count
+
+
+# What XML 1.0 forbids (C0 controls but tab, newline and carriage return; lone surrogates;
+# U+FFFE, U+FFFF), and what it allows but a reader must not be shown raw (DEL, C1 controls, the
+# bidirectional embeddings, overrides and isolates). Today's entries refuse all of them, but
+# text an older version stored may hold any: it is written as a visible [U+XXXX].
+_NOT_FOR_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e"
+                          "\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+
+
+def printable_xml(document: str) -> str:
+    """The document with every character of `_NOT_FOR_XML` replaced by [U+XXXX], so that it
+    stays well-formed (and valid) whatever stored text it carries. The markup itself is ASCII
+    and whitespace, so only stored text is touched."""
+    return _NOT_FOR_XML.sub(lambda found: f"[U+{ord(found.group()):04X}]", document)
 
 
 def _datatype(annotation: Any) -> str:

@@ -295,27 +295,68 @@ def _thorough(ledger) -> Report:
 
 
 def _stored_values(ledger, report: Report) -> None:
-    """A correction stored by an older version or a past bug that no longer applies (the
-    read path leaves it out) is a finding, named by its entry. Only subjects with a correction
-    can hold one, so only they are loaded."""
-    from m22bol.domain.events import EntryCorrected
+    """Values the chain checks cannot see: bytes that verify but hold a value today's rules
+    refuse (written by an older version or a past bug; the read path decodes them, holds such a
+    fact out of the walk and goes on), and corrections stored that no longer apply. Each is a
+    finding of kind `value`, named by its entry and field (docs/audit.md). Every event is
+    parsed, but only one whose JSON or bytes look suspect is built and checked in full."""
+    from m22bol.domain import stored_values
+    from m22bol.domain.events import EntryCorrected, Registered
     from m22bol.domain.patient import project_patient
 
-    corrected: set[UUID] = set()
-    for notification in _notifications(ledger):
-        if notification.topic == topic_of(EntryCorrected):
-            corrected.add(notification.originator_id)
+    classes = _event_classes()
+    corrections, registrations = topic_of(EntryCorrected), topic_of(Registered)
+    names: dict[UUID, str] = {TRIAL_ID: "trial"}
     # A chain the checks above found broken is named by them; what its replay shows is moot.
     broken = {f.aggregate for f in report.findings if f.aggregate}
-    for aggregate in sorted(corrected, key=str):
-        if str(aggregate) in broken:
+    corrected: set[UUID] = set()
+    named: set[str] = set()
+    heads: dict[UUID, int] = {}
+    found: list[tuple[str, Any, list[tuple[str, str]]]] = []  # entry, notification, problems
+    for notification in _notifications(ledger):
+        heads[notification.originator_id] = max(notification.originator_version,
+                                                heads.get(notification.originator_id, 0))
+        cls = classes.get(notification.topic)
+        if cls is None or str(notification.originator_id) in broken:
+            continue  # an unknown type is the chain checks' finding
+        try:
+            state = ledger.mapper.transcoder.decode(notification.state)
+        except ValueError:
+            continue  # bytes that are no JSON at all: the chain checks' too
+        if notification.topic == corrections:
+            corrected.add(notification.originator_id)
+        elif notification.topic == registrations and isinstance(state.get("subject"), str):
+            names[notification.originator_id] = state["subject"]
+        if not stored_values.suspect(cls, state, notification.state):
             continue
+        try:
+            event = ledger.mapper.to_domain_event(notification)
+        except Exception:  # noqa: BLE001 - an envelope that does not decode: the chain checks'
+            continue
+        entry = f"{names.get(event.originator_id, event.originator_id)}#{event.originator_version}"
+        found.append((entry, notification, stored_values.problems(event)))
+    # A chain's last event is vouched for by no later link, only by the log digest (and a
+    # seal): when the digest no longer folds, its odd values are no older version's doing.
+    unvouched = any(f.kind == "log" for f in report.findings)
+    for entry, notification, problems in found:
+        head = heads[notification.originator_id] == notification.originator_version
+        for _, why in problems:
+            kind, cause = ("modified", "and neither a later link nor the log digest vouches "
+                           "for its bytes") if unvouched and head else (
+                "value", "(stored by an older version or a past bug)")
+            report.findings.append(Finding(kind, entry, f"{why} {cause}",
+                                           aggregate=str(notification.originator_id),
+                                           version=notification.originator_version,
+                                           notification_id=notification.id))
+            named.add(entry)
+    for aggregate in sorted(corrected, key=str):
         try:
             patient = ledger.repository.get(aggregate, projector_func=project_patient)
         except Exception:  # noqa: BLE001 - the chain checks name what is wrong with it
             continue
         for entry, why in patient.stored_problems():
-            report.add("value", entry, why)
+            if entry not in named:  # a held fact is named above, field by field
+                report.add("value", entry, why)
 
 
 def _notifications(ledger):

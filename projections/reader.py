@@ -10,8 +10,10 @@ events (`replay`), which is also the reference the read models must agree with.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,6 +22,8 @@ from m22bol.ledger import access
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL
 from m22bol.projections import catalog, documents, replay, rows, stored
+
+T = TypeVar("T")
 
 
 class Reader:
@@ -51,7 +55,8 @@ class Reader:
         subject = stored_id(subject)
         self.allow("patient", subject=subject)
         if known_at is None and cutoff is None:
-            document = stored.patient(self.ledger, subject)
+            document = self._present(lambda: stored.patient(self.ledger, subject),
+                                     lambda: replay.patient_view(self.ledger, subject))
         else:
             document = replay.patient_view(self.ledger, subject, known_at=known_at,
                                            cutoff=cutoff)
@@ -76,7 +81,9 @@ class Reader:
     def status(self, *, known_at: datetime | None = None) -> dict[str, Any]:
         """Counts per basket: screened, screen-failed, enrolled, ... dead."""
         self.allow("status")
-        counts = (stored.status(self.ledger, self.sites()) if known_at is None
+        counts = (self._present(lambda: stored.status(self.ledger, self.sites()),
+                                lambda: replay.status_by_replay(self.ledger, sites=self.sites()))
+                  if known_at is None
                   else replay.status_by_replay(self.ledger, known_at=known_at,
                                                sites=self.sites()))
         return {**counts, "not_yet_sealed": self.not_yet_sealed(known_at=known_at)}
@@ -125,9 +132,13 @@ class Reader:
         """Every subject's endpoint facts and the protocol in force: what the tallies count."""
         if known_at is None and cutoff is None:
             now = self.ledger.clock()
-            return documents.Inputs(protocol=self.ledger.require_trial().protocol,
-                                    cutoff=now.date(), known_at=now,
-                                    patients=stored.endpoint_inputs(self.ledger, self.sites()))
+            try:
+                patients = stored.endpoint_inputs(self.ledger, self.sites())
+            except stored.ReadModelsBehind as behind:
+                _replaying(behind)
+            else:
+                return documents.Inputs(protocol=self.ledger.require_trial().protocol,
+                                        cutoff=now.date(), known_at=now, patients=patients)
         return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff, sites=self.sites())
 
     def walk(self, *, known_at: datetime | None = None,
@@ -144,13 +155,18 @@ class Reader:
         self.allow("queries")
         subject = stored_id(subject)
         sites = self._narrowed(site)
-        if self.ledger.url == MEMORY_URL:  # no read models: the same rows, from the events
+
+        def replayed() -> list[dict[str, Any]]:
             found = [r for d in _derived_all(self.ledger)
                      for r in rows.query_rows(d)[catalog.QUERIES]]
-            threads = [orjson.loads(r["thread"]) for r in sorted(found, key=lambda r: r["number"])
-                       if _matches(r, status=status, site=sites, subject=subject)]
+            return [orjson.loads(r["thread"]) for r in sorted(found, key=lambda r: r["number"])
+                    if _matches(r, status=status, site=sites, subject=subject)]
+
+        if self.ledger.url == MEMORY_URL:  # no read models: the same rows, from the events
+            threads = replayed()
         else:
-            threads = stored.queries(self.ledger, status=status, site=sites, subject=subject)
+            threads = self._present(lambda: stored.queries(
+                self.ledger, status=status, site=sites, subject=subject), replayed)
         today = self.ledger.clock().date()
         for thread in threads:
             opened = datetime.fromisoformat(thread["opened_at"]).date()
@@ -162,13 +178,27 @@ class Reader:
         self.allow("sdv")
         subject = stored_id(subject)
         sites = self._narrowed(site)
-        if self.ledger.url != MEMORY_URL:
-            found = stored.sdv(self.ledger, site=sites, subject=subject)
-        else:
+
+        def replayed() -> dict[str, Any]:
             entries = [r for d in _derived_all(self.ledger) for r in rows.sdv_rows(d)[catalog.SDV]
                        if _matches(r, site=sites, subject=subject)]
-            found = documents.sdv_from_rows(entries)
-        return documents.sdv_document(found)
+            return documents.sdv_from_rows(entries)
+
+        if self.ledger.url == MEMORY_URL:
+            return documents.sdv_document(replayed())
+        return documents.sdv_document(self._present(
+            lambda: stored.sdv(self.ledger, site=sites, subject=subject), replayed))
+
+    @staticmethod
+    def _present(from_read_models: Callable[[], T], by_replay: Callable[[], T]) -> T:
+        """The present from the read models; when they lag and cannot be brought up to date
+        here (a read-only ledger file, a reader login), replayed from the events, so the answer
+        is as current as the ledger, and stderr says so (docs/output.md)."""
+        try:
+            return from_read_models()
+        except stored.ReadModelsBehind as behind:
+            _replaying(behind)
+            return by_replay()
 
     def _narrowed(self, asked: str | None) -> list[str] | None:
         """The sites a reader may see (`sites`), narrowed to the one asked for: a site-limited
@@ -177,6 +207,10 @@ class Reader:
         if asked is None:
             return limited
         return [asked] if limited is None or asked in limited else []
+
+
+def _replaying(behind: stored.ReadModelsBehind) -> None:
+    print(f"warning: {behind}; this answer is replayed from the events", file=sys.stderr)
 
 
 def _derived_all(ledger: TrialLedger) -> list[rows.Derived]:

@@ -34,6 +34,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 from m22bol.domain.events import ProtocolAmended, TrialInitialised, topic_of
 from m22bol.domain.patient import Patient, project_patient
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
+from m22bol.ledger.store import is_contention
 from m22bol.projections import catalog, rows, tables
 from m22bol.projections.recorder import (
     PositionTaken,
@@ -254,7 +255,9 @@ def catch_up(ledger: TrialLedger, *, until: int | None = None,
             # Rows that collide are no race (updaters of a projection queue on its position):
             # trying again would fail the same way, at the full cost of the step each time.
             raise ProjectionLag(f"the read-model rows do not fit the tables: {error}") from error
-        except OperationalError:
+        except OperationalError as error:
+            if not is_contention(error):
+                raise  # a read-only file or a full disk stays so: retrying only waits
             # Locked by another writer for longer than the lock timeout: back off, then retry.
             time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
             continue

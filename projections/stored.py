@@ -37,8 +37,15 @@ def _missing_table(error: Exception) -> bool:
     return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
+class ReadModelsBehind(Exception):
+    """The read models lag the ledger and cannot be brought up to date from here: a
+    read-only file, a reader login, a lock that never came free. The reader then answers the
+    present by replaying the events (`projections.reader`)."""
+
+
 def ensure_current(ledger: TrialLedger) -> None:
-    """Catch up first if any projection is behind the ledger (or was never built)."""
+    """Catch up first if any projection is behind the ledger (or was never built); raise
+    ReadModelsBehind, naming the lag and the cause, when that cannot be done here."""
     head = ledger.recorder.max_notification_id() or 0
     try:
         found = _rows(ledger, f"SELECT projection, notification_id FROM {catalog.TRACKING} "
@@ -48,22 +55,29 @@ def ensure_current(ledger: TrialLedger) -> None:
             raise
         found = []
     positions = {r["projection"]: r["notification_id"] for r in found}
-    if any(positions.get(name, 0) < head for name in catalog.projections()):
+    lag = max(head - positions.get(name, 0) for name in catalog.projections())
+    if lag > 0:
+        from m22bol.ledger.store import environment_problem
         from m22bol.projections.runner import ProjectionLag, catch_up
 
         try:
             catch_up(ledger)
         except ProjectionLag as error:
-            # Still consistent, only behind (say, the database is read-only here): answer
-            # from what is there, and say so.
-            log.warning("warning: the read models are behind the ledger (%s)", error)
+            raise ReadModelsBehind(_behind(lag, str(error))) from None
         except Exception as error:
             # The store names the driver's error as its cause (psycopg's sqlstate says which).
-            if getattr(error.__cause__, "sqlstate", None) != "42501":
+            if getattr(error.__cause__, "sqlstate", None) == "42501":
+                # A reader login may not keep the read models; the next writer's entry will.
+                raise ReadModelsBehind(_behind(lag, "this login may not write them")) from None
+            problem = environment_problem(ledger.url, error)
+            if problem is None:
                 raise
-            # A reader login may not keep the read models; the next writer's entry will.
-            log.warning("warning: the read models are behind the ledger and this login may "
-                        "not bring them up to date")
+            raise ReadModelsBehind(_behind(lag, problem.message)) from None
+
+
+def _behind(lag: int, cause: str) -> str:
+    return (f"the read models are {lag} event(s) behind the ledger and cannot be brought up "
+            f"to date here ({cause})")
 
 
 def _at_sites(sites: frozenset[str] | None, column: str = "site") -> tuple[str, tuple]:

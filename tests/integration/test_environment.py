@@ -9,6 +9,7 @@ everywhere.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -110,6 +111,45 @@ def _read_only_checks(url: str) -> None:
         result = invoke(args, url=url, user=user)
         assert result.exit_code == 0, (args, result.output)
     environment(invoke(CONTACT, url=url), "ledger.sqlite", "read-only")
+
+
+def test_a_read_only_ledger_whose_read_models_lag_answers_from_a_replay(initialised, tmp_path):
+    """Another process committed an entry and died before projecting it; the file is now
+    read-only here. The present is replayed from the events, so the answers count that entry,
+    and stderr names the lag."""
+    from m22bol.ledger.app import TrialLedger
+
+    unprojected = TrialLedger(initialised)  # no after-save hook: the read models lag
+    for command in ("assess-eligibility", "enrol"):
+        values = ENROLMENT[command]
+        unprojected.execute(parse_command(command, {"subject": "M22-001", **values}), "dm")
+    unprojected.close()
+    source = Path(initialised.removeprefix("sqlite:///"))
+    if os.geteuid() != 0:
+        pytest.skip("a read-only file system needs a tmpfs (root)")
+    folder = tmp_path / "ro"
+    with tmpfs(folder, "16m"):
+        shutil.copy(source, folder / "ledger.sqlite")
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        url = sqlite_url(folder)
+        patient = invoke(["patient", "M22-001", "--json"], url=url, user="mon")
+        assert patient.exit_code == 0, patient.output
+        assert json.loads(patient.stdout)["basket"] is not None  # the unprojected enrolment
+        assert "2 event(s) behind" in patient.stderr and "replayed" in patient.stderr
+        status = invoke(["status", "--json"], url=url, user="mon")
+        assert status.exit_code == 0, status.output
+        assert json.loads(status.stdout)["baskets"]["all"]["enrolled"] == 1
+        for args, user in QUERIES:
+            result = invoke(args, url=url, user=user)
+            assert result.exit_code == 0, (args, result.output)
+
+
+ENROLMENT = {
+    "assess-eligibility": {"date": "2025-01-02", "her2": "positive", "er": "negative",
+                           "prior_therapy": "none", "distant_lesions": 2,
+                           "all_lesions_curable": "yes", "lvef": 62, "ecog": 0},
+    "enrol": {"date": "2025-01-06", "weight_kg": 64},
+}
 
 
 def test_a_full_disk_is_exit_7_not_a_conflict(initialised_sqlite, tmp_path):

@@ -1,0 +1,198 @@
+"""Issue 13, part 2: a stored event always decodes and never blocks its subject.
+
+Each test stores a value the way an older version (or a past bug) could have: bytes written
+straight into the store, linked to the chain head so that every hash chain still verifies, and
+the log digest kept by the store's own recorder. Then it shows the subject still takes entries,
+`report`, `status` and `projections rebuild` work, a correction releases the held fact, the
+exports stay well-formed, and `audit verify` names the value (exit 5)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import xmlschema
+from eventsourcing.persistence import StoredEvent
+from odmlib import schema_manager
+
+from m22bol.domain import events as e
+from m22bol.domain.canonical import canonical
+from m22bol.ledger.store import event_hash
+from tests.support import ON_SQLITE, invoke
+
+S = "M22-001"
+
+
+@pytest.fixture
+def infused(driver):
+    """M22-001 enrolled at S1 and infused once (#4)."""
+    driver.enrolled(S, site="S1")
+    driver.do("infuse", subject=S, cycle=1, date="2025-01-10", weight_kg=60, dose_mg=324)
+    return driver
+
+
+def store_as_an_older_version(ledger, cls: type[e.Event], values: dict, *,
+                              encode=canonical) -> str:
+    """Append an event of `cls` with `values` to M22-001's chain, as stored bytes no check of
+    today's has seen, linked to the chain head; its entry id. `encode` writes the bytes (an
+    older version's JSON writer)."""
+    patient = ledger.require_patient(S)
+    head = patient.events[-1]
+    version = patient.version + 1
+    state = {"originator_id": str(patient.id), "originator_version": version,
+             "recorded_at": head.recorded_at.isoformat(), "actor": "dm",
+             "prev_hash": event_hash(head), "event_type": e.topic_of(cls), **values}
+    ledger.recorder.insert_events([StoredEvent(
+        originator_id=patient.id, originator_version=version, topic=e.topic_of(cls),
+        state=encode(state))])
+    return f"{S}#{version}"
+
+
+def python_json(state: dict) -> bytes:
+    """Python's own JSON writer, which writes a NaN as a bare NaN (not JSON)."""
+    return json.dumps(state, sort_keys=True).encode()
+
+
+def findings(url: str) -> list[dict]:
+    result = invoke(["audit", "verify", "--json"], url=url, user="aud")
+    assert result.exit_code == 5, result.output
+    document = json.loads(result.output)
+    return [f for f in document["failures"] if f["kind"] == "value"]
+
+
+def still_works(url: str, tmp_path) -> None:
+    """Entries, the report, a rebuild and every present-tense query, none printing NaN."""
+    contact = invoke(["contact", S, "--date", "2025-03-01"], url=url)
+    assert contact.exit_code == 0, contact.output
+    report = invoke(["report", "--out", str(tmp_path / "report")], url=url, user="mon")
+    assert report.exit_code == 0, report.output
+    rebuild = invoke(["projections", "rebuild"], url=url, user="admin")
+    assert rebuild.exit_code == 0, rebuild.output
+    for query in (["status"], ["patient", S], ["history", S], ["endpoints"], ["safety"]):
+        answer = invoke([*query, "--json"], url=url, user="mon")
+        assert answer.exit_code == 0, (query, answer.output)
+        assert "NaN" not in answer.output and "Infinity" not in answer.output
+        json.loads(answer.output)
+    export = invoke(["audit", "export", "--format", "jsonl", "--out", "-"], url=url, user="aud")
+    assert export.exit_code == 0, export.output
+    assert all(json.loads(line) for line in export.output.splitlines())
+
+
+def test_a_fact_today_s_model_refuses_is_held_and_its_subject_goes_on(infused, tmp_path):
+    """The issue's "Done when": a null dose and a field no longer known, on both stores."""
+    ledger = infused.ledger
+    url = ledger.url
+    entry = store_as_an_older_version(ledger, e.InfusionGiven, {
+        "cycle": 2, "date": "2025-01-31", "weight_kg": 60, "dose_mg": None, "pump": "B7"})
+    ledger.close()
+
+    still_works(url, tmp_path)
+    patient = json.loads(invoke(["patient", S, "--json"], url=url, user="mon").output)
+    assert entry not in [row["entry"] for row in patient["timeline"]]  # held out of the walk
+    named = {(f["entry"], f["message"].split(":")[0]) for f in findings(url)}
+    assert {(entry, "dose_mg"), (entry, "pump")} <= named
+
+    fixed = invoke(["correct", S, entry, "--reason", "dose from the pharmacy record",
+                    "--set", "dose_mg=324"], url=url)
+    assert fixed.exit_code == 0, fixed.output
+    patient = json.loads(invoke(["patient", S, "--json"], url=url, user="mon").output)
+    assert {"entry": entry, "dose_mg": 324.0}.items() <= next(
+        row for row in patient["timeline"] if row["entry"] == entry).items()
+    # The bytes stay as stored, so verify keeps naming them; the correction is on record.
+    assert any(f["entry"] == entry for f in findings(url))
+
+
+# PostgreSQL's actor check reads each row's state as JSON and refuses a bare NaN, so only a
+# SQLite ledger can hold one.
+@ON_SQLITE
+def test_a_nan_written_by_python_s_json_is_held_and_never_printed(infused, tmp_path):
+    ledger = infused.ledger
+    url = ledger.url
+    entry = store_as_an_older_version(ledger, e.InfusionGiven, {
+        "cycle": 2, "date": "2025-01-31", "weight_kg": 60, "dose_mg": float("nan")},
+        encode=python_json)
+    ledger.close()
+
+    still_works(url, tmp_path)
+    [finding] = [f for f in findings(url) if f["entry"] == entry]
+    assert "dose_mg" in finding["message"] and "finite" in finding["message"]
+    retracted = invoke(["retract", S, entry, "--reason", "entered in error"], url=url)
+    assert retracted.exit_code == 0, retracted.output
+
+
+def test_a_correction_an_older_version_stored_unreadable_is_left_out(infused, tmp_path):
+    ledger = infused.ledger
+    url = ledger.url
+    entry = store_as_an_older_version(ledger, e.EntryCorrected, {
+        "reason": "typo", "entry": f"{S}#4", "changes": {"dose_mg": None}, "note": "x"})
+    ledger.close()
+
+    still_works(url, tmp_path)
+    assert any(f["entry"] == entry and "note" in f["message"] for f in findings(url))
+
+
+def test_old_text_with_control_characters_stays_well_formed_and_valid_odm(infused, tmp_path):
+    ledger = infused.ledger
+    url = ledger.url
+    entry = store_as_an_older_version(ledger, e.ContactRecorded, {
+        "date": "2025-02-01", "source": "CRF\x07 p.3 \x1b[31m\u202eevil"})
+    long_entry = store_as_an_older_version(ledger, e.SubsequentTherapyStarted, {
+        "date": "2025-02-02", "therapy": "x" * 300})
+    ledger.close()
+
+    still_works(url, tmp_path)
+    out = tmp_path / "trail.xml"
+    exported = invoke(["audit", "export", "--format", "odm", "--out", str(out)], url=url,
+                      user="aud")
+    assert exported.exit_code == 0, exported.output
+    xmlschema.XMLSchema(schema_manager.get_schema_path("odm", "1.3.2")).validate(str(out))
+    text = "".join(ET.parse(out).getroot().itertext())
+    assert "CRF[U+0007] p.3 [U+001B][31m[U+202E]evil" in out.read_text(encoding="utf-8")
+    assert "\x1b" not in text and "\u202e" not in text
+    messages = {f["entry"]: f["message"] for f in findings(url)}
+    assert "U+0007" in messages[entry] and messages[entry].startswith("source")
+    assert "300 characters" in messages[long_entry] and "200" in messages[long_entry]
+    history = invoke(["history", S], url=url, user="mon")
+    assert history.exit_code == 0 and "\x1b" not in history.output
+
+
+def test_a_held_registration_is_named_until_corrected(driver, tmp_path):
+    """A registration with a value the walk cannot start from (a consent date of null): the
+    subject's other entries are refused naming what to correct (exit 3), the trial's queries,
+    report and rebuild go on, and correcting the registration releases the subject."""
+    from datetime import UTC, datetime
+
+    from m22bol.domain.patient import patient_id
+
+    ledger = driver.ledger
+    url = ledger.url
+    driver.enrolled("M22-002")  # another subject, unaffected
+    subject = "M22-010"
+    state = {"originator_id": str(patient_id(subject)), "originator_version": 1,
+             "recorded_at": datetime.now(UTC).isoformat(), "actor": "dm", "prev_hash": None,
+             "event_type": e.topic_of(e.Registered), "subject": subject, "site": "S1",
+             "consent_date": None}
+    ledger.recorder.insert_events([StoredEvent(
+        originator_id=patient_id(subject), originator_version=1,
+        topic=e.topic_of(e.Registered), state=canonical(state))])
+    ledger.close()
+
+    refused = invoke(["contact", subject, "--date", "2025-01-03"], url=url)
+    assert refused.exit_code == 3, refused.output
+    assert f"correct {subject}#1 first" in refused.output
+    for args in (["status", "--json"], ["patient", subject, "--json"],
+                 ["report", "--out", str(tmp_path / "report")]):
+        answer = invoke(args, url=url, user="mon")
+        assert answer.exit_code == 0, (args, answer.output)
+    assert invoke(["projections", "rebuild"], url=url, user="admin").exit_code == 0
+    assert any(f["entry"] == f"{subject}#1" and "consent_date" in f["message"]
+               for f in findings(url))
+
+    fixed = invoke(["correct", subject, f"{subject}#1", "--reason", "from the consent form",
+                    "--set", "consent_date=2025-01-02"], url=url)
+    assert fixed.exit_code == 0, fixed.output
+    contact = invoke(["contact", subject, "--date", "2025-01-03"], url=url)
+    assert contact.exit_code == 0, contact.output
+    status = json.loads(invoke(["status", "--json"], url=url, user="mon").stdout)
+    assert status["baskets"]["all"]["screened"] == 2
