@@ -5,6 +5,7 @@ The read models live in the ledger's database, and the event store already holds
 to it (`ledger.recorder.datastore`: sqlite3 or psycopg): writing the rows through it, as the
 queries in `projections.stored` read them, costs no second connection and no SQLAlchemy import
 (about 0.2 s of every entry's start-up, when the rows were written through SQLAlchemy Core).
+SQLAlchemy compiles the tables' DDL (`projections.ddl`), imported only when tables are made.
 
 Positions are kept with the `eventsourcing` library's tracking abstractions: a `Tracking`
 (application name, notification id) is inserted by a `TrackingRecorder` in the same transaction
@@ -130,10 +131,12 @@ class ReadModelStore:
         wanted = {name: fingerprint(owned, version) for name, owned in projections.items()}
         if self._current(wanted):
             return
+        from m22bol.projections import ddl  # SQLAlchemy: only when tables must be made
+
         with self.transaction(lock_timeout=60) as sql:
             self._serialise_ddl(sql)
             for table in (tables.tracking, tables.schema):
-                for statement in table.create():
+                for statement in ddl.create(table, is_sqlite=self.is_sqlite):
                     sql.run(statement)
             found = {r["projection"]: r["fingerprint"]
                      for r in sql.rows(f"SELECT * FROM {tables.schema.name}")}
@@ -156,11 +159,13 @@ class ReadModelStore:
 
     def recreate(self, sql: Sql, names: list[str]) -> None:
         """Drop and create the named tables, inside the caller's transaction."""
+        from m22bol.projections import ddl  # SQLAlchemy: only when tables must be made
+
         self._serialise_ddl(sql)
         for name in names:
             table = tables.BY_NAME[name]
-            sql.run(table.drop())
-            for statement in table.create():
+            sql.run(ddl.drop(table, is_sqlite=self.is_sqlite))
+            for statement in ddl.create(table, is_sqlite=self.is_sqlite):
                 sql.run(statement)
 
     def empty(self, sql: Sql, names: list[str]) -> None:
@@ -179,8 +184,9 @@ class ReadModelStore:
 
 
 def fingerprint(owned: tuple[tables.Table, ...], version: int) -> str:
-    ddl = [statement for table in owned for statement in table.create()]
-    return hashlib.sha256("\n".join([f"rows {version}", *ddl]).encode()).hexdigest()
+    """Of the tables' definitions (names, types, keys, indexes) and of how rows are made: read
+    on every command, so computed without compiling any DDL."""
+    return hashlib.sha256("\n".join([f"rows {version}", *map(repr, owned)]).encode()).hexdigest()
 
 
 # An arbitrary constant naming "DDL of the m22bol read models" among advisory locks.

@@ -20,15 +20,11 @@ from m22bol.projections import catalog
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # SQL type, the same in both databases
+    type: str  # a standard SQL type name; `projections.ddl` maps it for each database
     primary_key: bool = False
     nullable: bool = True
     unique: bool = False
     index: bool = False
-
-    def ddl(self) -> str:
-        null = " NOT NULL" if self.primary_key or not self.nullable else ""
-        return f"{self.name} {self.type}{null}"
 
 
 def String(length: int) -> str:  # noqa: N802 - reads as the column type it names
@@ -55,19 +51,6 @@ class Table:
     def indexes(self) -> list[tuple[str, str]]:
         """(index name, column) of each index, in name order."""
         return sorted((f"ix_{self.name}_{c.name}", c.name) for c in self.columns if c.index)
-
-    def create(self) -> list[str]:
-        """CREATE TABLE and CREATE INDEX, each if missing; the same text for both databases."""
-        parts = [c.ddl() for c in self.columns]
-        parts.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
-        parts += [f"UNIQUE ({c.name})" for c in self.columns if c.unique]
-        body = ",\n  ".join(parts)
-        return [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {body}\n)",
-                *(f"CREATE INDEX IF NOT EXISTS {index} ON {self.name} ({column})"
-                  for index, column in self.indexes())]
-
-    def drop(self) -> str:
-        return f"DROP TABLE IF EXISTS {self.name}"
 
 
 def _table(name: str, *columns: Column) -> Table:
