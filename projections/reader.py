@@ -141,6 +141,24 @@ class Reader:
                                         cutoff=now.date(), known_at=now, patients=patients)
         return replay.replay(self.ledger, known_at=known_at, cutoff=cutoff, sites=self.sites())
 
+    def present(self) -> stored.Present | None:
+        """Every subject's present from the read models, for the report without --known-at
+        and --cutoff (no replay). None on a store without read models, or when a subject's
+        row holds an error: the replay then reports that subject as it always did."""
+        self.allow("report")
+        if self.ledger.url == MEMORY_URL:
+            return None
+        found = stored.patient_documents(self.ledger, self.sites())
+        if any(r["error"] is not None for r in found):
+            return None
+        sites = None if self.sites() is None else sorted(self.sites())
+        return stored.Present(
+            trial=self.ledger.require_trial(), inputs=self.inputs(),
+            documents=[orjson.loads(r["document"]) for r in found],
+            last_recorded=stored.last_recorded(self.ledger),
+            open_queries=stored.open_query_ages(self.ledger, site=sites),
+            sdv=stored.sdv_by_site(self.ledger, site=sites))
+
     def walk(self, *, known_at: datetime | None = None,
              cutoff: date | None = None) -> replay.Replay:
         """Every subject walked through the rules as known at T and cut at D (the report)."""

@@ -217,15 +217,6 @@ class Replay:
     def patients(self) -> list[PatientFacts]:
         return [w.facts for w in self.subjects]
 
-    @property
-    def seal(self) -> dict[str, Any] | None:
-        """The latest seal known at T, if any."""
-        if not self.trial.seals:
-            return None
-        last = self.trial.seals[-1]
-        return {"digest": last.digest, "event_count": last.event_count, "note": last.note,
-                "recorded_at": last.recorded_at.isoformat()}
-
 
 def replay(ledger: TrialLedger, *, known_at: datetime | None = None,
            cutoff: date | None = None, sites: frozenset[str] | None = None) -> Replay:

@@ -10,6 +10,8 @@ committing its events and projecting them), they first catch up.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,7 +20,9 @@ from m22bol.domain.errors import BadInput
 from m22bol.projections import catalog
 
 if TYPE_CHECKING:
+    from m22bol.domain.trial import Trial
     from m22bol.ledger.app import TrialLedger
+    from m22bol.projections.documents import Inputs
 
 log = logging.getLogger("m22bol.projections")
 
@@ -175,6 +179,36 @@ def endpoint_inputs(ledger: TrialLedger, sites: frozenset[str] | None = None) ->
     return [PatientFacts.from_plain(orjson.loads(r["facts"])) for r in rows]
 
 
+@dataclass(frozen=True)
+class Present:
+    """What the monitoring report reads of the present (`Reader.present`)."""
+
+    trial: Trial
+    inputs: Inputs  # the endpoint tallies' inputs, cut at today
+    documents: list[dict[str, Any]]  # every subject's `patient --json`, by subject id
+    last_recorded: datetime
+    open_queries: list[dict[str, Any]]  # (site, opened_on) of every query not closed
+    sdv: list[dict[str, Any]]  # per site
+
+
+def last_recorded(ledger: TrialLedger) -> datetime:
+    """When the last entry was recorded: the recorded_at of the last event in the log."""
+    recorder = ledger.recorder
+    (last,) = recorder.select_notifications(recorder.max_notification_id(), 1)
+    return datetime.fromisoformat(orjson.loads(last.state)["recorded_at"])
+
+
+def patient_documents(ledger: TrialLedger,
+                      sites: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Every subject's `patient --json` document (`document`, None with `error`), with its site,
+    by subject id: the present as the monitoring report reads it; only the subjects of `sites`
+    when given."""
+    ensure_current(ledger)
+    where, params = _at_sites(sites)
+    return _rows(ledger, f"SELECT subject, site, error, document FROM {catalog.PATIENT_SUMMARY} "
+                         f"WHERE 1 = 1{where} ORDER BY subject", params)
+
+
 # --- data clarification queries and source data verification ---------------------------------
 
 
@@ -204,6 +238,17 @@ def open_query_ages(ledger: TrialLedger, **filters: Any) -> list[dict[str, Any]]
     where, params = _where(filters)
     where += (" AND " if where else " WHERE ") + "status <> 'closed'"
     return _rows(ledger, f"SELECT site, opened_on FROM {catalog.QUERIES}{where}", params)
+
+
+def sdv_by_site(ledger: TrialLedger, **filters: Any) -> list[dict[str, Any]]:
+    """Verified entries and entries per site (the report's SDV table), by site."""
+    ensure_current(ledger)
+    where, params = _where(filters)
+    return [{"site": g["site"], "verified": int(g["verified"]), "entries": int(g["entries"])}
+            for g in _rows(ledger, (
+                "SELECT site, SUM(CASE WHEN verified THEN 1 ELSE 0 END) AS verified, "
+                f"COUNT(*) AS entries FROM {catalog.SDV}{where} GROUP BY site ORDER BY site"),
+                params)]
 
 
 def sdv(ledger: TrialLedger, **filters: Any) -> dict[str, Any]:

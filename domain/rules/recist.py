@@ -5,8 +5,9 @@ no clock. A person never types a response; everything here is recomputed from mi
 corrected measurement corrects every response after it.
 
 Arithmetic is exact. Each measurement is read as the decimal it was written as (`12.1` is
-121/10, not the nearest binary float) and compared as a fraction, so a 30.0% decrease is PR
-and a 20.0% increase is PD without any epsilon. The 30%, 20% and 5 mm thresholds are RECIST's
+121/10, not the nearest binary float) and compared exactly, as whole numbers of a unit every
+measurement is a multiple of (`_scale`), so a 30.0% decrease is PR and a 20.0% increase is PD
+without any epsilon. The 30%, 20% and 5 mm thresholds are RECIST's
 own and live here; the protocol-specific numbers come from `Response`.
 
 Readings of the spec where it leaves a choice open (a statistician should be able to check
@@ -263,30 +264,31 @@ def baseline_index(assessments: Sequence[Assessment], first_infusion: date | Non
     return max(candidates, key=lambda i: (assessments[i].date, i))
 
 
-def target_response(baseline: Assessment, a: Assessment, nadir_mm: Fraction,
-                    after_cr: bool, params: Response) -> tuple[str | None, Fraction | None]:
+def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: bool,
+                    params: Response, unit: int) -> tuple[str | None, int | None]:
     """The target response of `a` and its sum of diameters (None unless every target measured).
 
-    `nadir_mm` is the smallest full sum before `a`, baseline included; `after_cr` says whether an
-    earlier assessment had a target CR. The response is None without target disease.
+    Sums are whole numbers of 1/`unit` mm (`_scale`), so every threshold is an exact integer
+    comparison. `nadir` is the smallest full sum before `a`, baseline included; `after_cr`
+    says whether an earlier assessment had a target CR. The response is None without target
+    disease.
     """
     if not baseline.targets:
         return None, None
     entered = {t.lesion_id: t.mm for t in a.targets}
-    normal_below = _mm(params.node_normal_below_mm)
-    measured: list[tuple[bool, Fraction]] = []
+    normal_below = _units(params.node_normal_below_mm, unit)
+    measured: list[tuple[bool, int]] = []
     for bt in baseline.targets:
         mm = entered.get(bt.lesion_id)
         if mm is not None:
-            measured.append((bt.is_node, _mm(mm)))
+            measured.append((bt.is_node, _units(mm, unit)))
     complete = len(measured) == len(baseline.targets)
-    total = sum((mm for _, mm in measured), Fraction(0))
+    total = sum(mm for _, mm in measured)
     full_sum = total if complete else None
-    base_sum = _sum(baseline.targets)
 
     # A partial sum can only be smaller than the full one, so if it already rose enough, PD holds.
-    grew = (total >= nadir_mm * PD_MIN_FRACTION_OF_NADIR
-            and total - nadir_mm >= PD_MIN_INCREASE_MM)
+    grew = (_at_least(total, PD_MIN_FRACTION_OF_NADIR, nadir)
+            and total - nadir >= _units(PD_MIN_INCREASE_MM, unit))
     reappeared = after_cr and any(
         (mm >= normal_below) if is_node else (mm > 0) for is_node, mm in measured)
     if grew or reappeared:
@@ -295,7 +297,7 @@ def target_response(baseline: Assessment, a: Assessment, nadir_mm: Fraction,
         return NE, None
     if all((mm < normal_below) if is_node else (mm == 0) for is_node, mm in measured):
         return CR, full_sum
-    if total <= base_sum * PR_MAX_FRACTION_OF_BASELINE:
+    if _at_most(total, PR_MAX_FRACTION_OF_BASELINE, _sum(baseline.targets, unit)):
         return PR, full_sum
     return SD, full_sum
 
@@ -345,26 +347,28 @@ def evaluate(assessments: Sequence[Assessment], first_infusion: date | None,
         return [_unscored(a) for a in ordered]
     baseline = ordered[b]
     validate_baseline(baseline, params)
-    base_sum = _sum(baseline.targets) if baseline.targets else None
+    for a in ordered[b + 1:]:
+        validate_followup(baseline, a)
+    unit = _scale(ordered[b:], params)
+    base_sum = _sum(baseline.targets, unit) if baseline.targets else None
     out = [_unscored(a) for a in ordered[:b]]
     out.append(AssessmentResponse(
-        date=baseline.date, is_baseline=True, target_sum_mm=_float(base_sum),
-        baseline_sum_mm=_float(base_sum), nadir_sum_mm=None, change_from_baseline_pct=None,
-        change_from_nadir_pct=None, target_response=None, non_target_response=None,
-        new_lesions=False, overall_response=None))
+        date=baseline.date, is_baseline=True, target_sum_mm=_mm_of(base_sum, unit),
+        baseline_sum_mm=_mm_of(base_sum, unit), nadir_sum_mm=None,
+        change_from_baseline_pct=None, change_from_nadir_pct=None, target_response=None,
+        non_target_response=None, new_lesions=False, overall_response=None))
 
     nadir = base_sum
     after_cr = after_overall_cr = False
     for a in ordered[b + 1:]:
-        validate_followup(baseline, a)
-        tr, full_sum = (target_response(baseline, a, nadir, after_cr, params)
+        tr, full_sum = (target_response(baseline, a, nadir, after_cr, params, unit)
                         if nadir is not None else (None, None))
         ntr = non_target_response(baseline, a, after_overall_cr)
         new = bool(a.new_lesions)
         overall = overall_response(tr, ntr, new)
         out.append(AssessmentResponse(
-            date=a.date, is_baseline=False, target_sum_mm=_float(full_sum),
-            baseline_sum_mm=_float(base_sum), nadir_sum_mm=_float(nadir),
+            date=a.date, is_baseline=False, target_sum_mm=_mm_of(full_sum, unit),
+            baseline_sum_mm=_mm_of(base_sum, unit), nadir_sum_mm=_mm_of(nadir, unit),
             change_from_baseline_pct=_pct(full_sum, base_sum),
             change_from_nadir_pct=_pct(full_sum, nadir),
             target_response=tr, non_target_response=ntr, new_lesions=new,
@@ -442,20 +446,53 @@ def _mm(value: float | int) -> Fraction:
     return Fraction(value) if isinstance(value, int) else Fraction(repr(float(value)))
 
 
-def _sum(targets: Iterable[Target]) -> Fraction:
-    return sum((_mm(t.mm) for t in targets if t.mm is not None), Fraction(0))
+def _scale(assessments: Iterable[Assessment], params: Response) -> int:
+    """A unit, 1/n mm, in which every measurement of `assessments` and every RECIST length is
+    a whole number: the least common multiple of their decimal denominators (12.15 mm needs
+    1/20 mm). Sums and thresholds then compare as integers, exactly as the fractions would,
+    at a fraction of the cost (`tests/unit/test_recist_exact.py` checks the two agree)."""
+    return math.lcm(_mm(params.node_normal_below_mm).denominator,
+                    PD_MIN_INCREASE_MM.denominator,
+                    *(_mm(t.mm).denominator for a in assessments for t in a.targets
+                      if t.mm is not None))
 
 
-def _float(value: Fraction | None) -> float | None:
-    return None if value is None else float(value)
+def _units(value: float | int | Fraction, unit: int) -> int:
+    """`value` mm as a whole number of 1/`unit` mm (`unit` from `_scale`, so it divides)."""
+    exact = value if isinstance(value, Fraction) else _mm(value)
+    return exact.numerator * (unit // exact.denominator)
 
 
-def _pct(now: Fraction | None, ref: Fraction | None) -> float | None:
+def _sum(targets: Iterable[Target], unit: int) -> int:
+    return sum(_units(t.mm, unit) for t in targets if t.mm is not None)
+
+
+def _at_least(x: int, fraction: Fraction, y: int) -> bool:
+    """x >= fraction * y, in integers."""
+    return x * fraction.denominator >= fraction.numerator * y
+
+
+def _at_most(x: int, fraction: Fraction, y: int) -> bool:
+    """x <= fraction * y, in integers."""
+    return x * fraction.denominator <= fraction.numerator * y
+
+
+def _mm_of(value: int | None, unit: int) -> float | None:
+    # int / int is correctly rounded, so this is float(Fraction(value, unit)) exactly.
+    return None if value is None else value / unit
+
+
+def _pct(now: int | None, ref: int | None) -> float | None:
+    """The change from `ref` in percent, rounded half away from zero to one decimal.
+
+    Both in the same unit, and a sum is never negative: tenths of a percent are
+    1000 * change / ref, and adding a half before the floor is (2000 * |change| + ref) //
+    (2 * ref)."""
     if now is None or ref is None or ref == 0:
         return None
-    tenths = (now - ref) * 1000 / ref
-    rounded = math.floor(abs(tenths) + Fraction(1, 2))
-    return float(Fraction(rounded if tenths >= 0 else -rounded, 10))
+    change = now - ref
+    tenths = (2000 * abs(change) + ref) // (2 * ref)
+    return (tenths if change >= 0 else -tenths) / 10
 
 
 def _fmt(value: float | Fraction) -> str:

@@ -47,44 +47,100 @@ class ReportData:
 def gather(reader: Reader, *, known_at: datetime | None = None,
            cutoff: date | None = None) -> ReportData:
     """Tallies and safety exactly as `endpoints` and `safety` print them; each subject's course
-    from the same walk through the rules that `patient` shows.
+    as `patient` shows it.
 
-    One replay feeds every section: the tallies are computed from the walk the reader returned
-    rather than asked again, which would replay the whole ledger twice more (most of the
-    report's time at 400 patients)."""
+    The present (neither `known_at` nor `cutoff`) is read from the read models, as those
+    queries read it: no replay. The past and a cutoff come from one replay, whose walk feeds
+    every section (asking the tallies again would replay the whole ledger twice more)."""
+    present = reader.present() if known_at is None and cutoff is None else None
+    if present is not None:
+        return _from_read_models(reader, present)
     walked = reader.walk(known_at=known_at, cutoff=cutoff)
-    summaries, courses, deviations, interruptions = [], [], [], []
+    subjects = []
     for w in walked.subjects:
-        patient, timeline, state = w.patient, w.timeline, w.state
-        s = summary(state)
+        s = summary(w.state)
+        scans = [(r.date, r.overall_response, r.change_from_baseline_pct)
+                 for _, r in assessments.scan_responses(w.state) if not r.is_baseline]
+        subjects.append((s, _treatment_dates(w.timeline), scans))
+    moment = known_at or _last_recorded(walked)
+    return _report(
+        reader, walked.trial, walked, subjects, known_at=moment, unsealed_at=known_at,
+        **clarification_tallies([w.patient for w in walked.subjects], moment.date()))
+
+
+def _from_read_models(reader: Reader, present) -> ReportData:
+    """The report's inputs from each subject's `patient --json` document and the tallies' own
+    read model: the same values the replay derives, as JSON (dates as text, parsed back where
+    the report counts days)."""
+    subjects = []
+    for document in present.documents:
+        s = {**document, **{k: _day(document[k]) for k in ("death", "last_known_alive")}}
+        infusions = [_day(e["date"]) for e in document["timeline"]
+                     if e["event"] == InfusionGiven.__name__]
+        local = [_day(e["date"]) for e in document["timeline"]
+                 if e["event"] in (SurgeryPerformed.__name__, RadiotherapyGiven.__name__)]
+        scans = [(_day(a["date"]), a["overall_response"], a["change_from_baseline_pct"])
+                 for a in document["assessments"] if not a["baseline"]]
+        subjects.append((s, (infusions, local), scans))
+    moment = present.last_recorded
+    return _report(reader, present.trial, present.inputs, subjects, known_at=moment,
+                   unsealed_at=None, **_stored_clarifications(present, moment.date()))
+
+
+def _report(reader: Reader, trial, inputs, subjects, *, known_at: datetime,
+            unsealed_at: datetime | None, open_queries, sdv) -> ReportData:
+    """The page's data from each subject's (summary, treatment dates, scored scans) and the
+    tallies' inputs, whichever source they came from."""
+    protocol = inputs.protocol
+    summaries, courses, deviations, interruptions = [], [], [], []
+    for s, (infusions, local), scans in subjects:
         summaries.append(s)
         for d in s["deviations"]:
-            deviations.append({"subject": patient.subject, **d})
+            deviations.append({"subject": s["subject"], **d})
         if s.get("interruption"):
-            interruptions.append({"subject": patient.subject, "basket": s["basket"],
+            interruptions.append({"subject": s["subject"], "basket": s["basket"],
                                   **s["interruption"]})
-        course = _course(s, timeline, state, walked.cutoff)
+        course = _course(s, infusions, local, scans)
         if course is not None:
             courses.append(course)
-    baskets = [b.id for b in walked.protocol.baskets]
-    unsealed = reader.not_yet_sealed(known_at=known_at)
+    unsealed = reader.not_yet_sealed(known_at=unsealed_at)
     return ReportData(
-        trial=walked.protocol.name, title=walked.protocol.title,
-        protocol_version=walked.protocol.version, cutoff=walked.cutoff,
-        known_at=known_at or _last_recorded(walked), seal=walked.seal,
-        synthetic=walked.trial.synthetic,
-        consort=consort(summaries, baskets, walked.protocol),
-        endpoints=documents.endpoints_document(walked)["baskets"],
-        safety=documents.safety_document(walked)["baskets"]["all"],
+        trial=protocol.name, title=protocol.title, protocol_version=protocol.version,
+        cutoff=inputs.cutoff, known_at=known_at,
+        seal=_last_seal(trial),
+        synthetic=trial.synthetic,
+        consort=consort(summaries, [b.id for b in protocol.baskets], protocol),
+        endpoints=documents.endpoints_document(inputs)["baskets"],
+        safety=documents.safety_document(inputs)["baskets"]["all"],
         deviations=sorted(deviations, key=lambda d: (d["subject"], d["entry"])),
         open_interruptions=sorted(interruptions, key=lambda d: d["subject"]),
         courses=courses,
         not_yet_sealed=unsealed,
         seal_coverage=seal_coverage(unsealed),
-        **_survival(walked),
-        **clarification_tallies([w.patient for w in walked.subjects],
-                                (known_at or _last_recorded(walked)).date()),
+        **_survival(inputs),
+        open_queries=open_queries, sdv=sdv,
     )
+
+
+def _last_seal(trial) -> dict[str, Any] | None:
+    """The latest seal of the trial (as known at T, for a trial replayed to T), if any."""
+    if not trial.seals:
+        return None
+    last = trial.seals[-1]
+    return {"digest": last.digest, "event_count": last.event_count, "note": last.note,
+            "recorded_at": last.recorded_at.isoformat()}
+
+
+def _day(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _treatment_dates(timeline) -> tuple[list[date], list[date]]:
+    """Infusion dates, and surgery and radiotherapy start dates, of a walked timeline."""
+    infusions = [f.date for _, f in timeline if isinstance(f, InfusionGiven)]
+    local = [f.date for _, f in timeline if isinstance(f, SurgeryPerformed)] + [
+        f.start for _, f in timeline if isinstance(f, RadiotherapyGiven)]
+    return infusions, local
 
 
 def seal_coverage(unsealed: dict[str, Any]) -> str:
@@ -103,39 +159,63 @@ AGE_BANDS = (("0-7 days", 7), ("8-30 days", 30), ("31-90 days", 90), ("over 90 d
 
 
 def clarification_tallies(patients, today: date) -> dict[str, list[dict[str, Any]]]:
-    """Open (not closed) queries per site by age band, and SDV progress per site."""
+    """Open (not closed) queries per site by age band, and SDV progress per site, from each
+    subject's own events (a replay)."""
     from m22bol.domain import clarifications
 
-    queries: dict[str, Counter] = {}
-    sdv: dict[str, Counter] = {}
+    opened: list[tuple[str, date]] = []
+    sites: dict[str, Counter] = {}
     for patient in patients:
-        site = patient.site
-        bands = queries.setdefault(site, Counter())
-        for thread in clarifications.threads(patient.subject, patient.events).values():
-            if thread.status != clarifications.CLOSED:
-                age = (today - thread.opened_at.date()).days
-                bands[next(label for label, top in AGE_BANDS if top is None or age <= top)] += 1
-        checked = sdv.setdefault(site, Counter())
+        checked = sites.setdefault(patient.site, Counter())
+        opened += [(patient.site, thread.opened_at.date()) for thread in
+                   clarifications.threads(patient.subject, patient.events).values()
+                   if thread.status != clarifications.CLOSED]
         for entry in clarifications.verification(patient.subject, patient.events).values():
             checked["entries"] += 1
             checked["verified"] += bool(entry["verified"])
+    return _clarification_rows(sites, opened, today)
+
+
+def _stored_clarifications(present, today: date) -> dict[str, list[dict[str, Any]]]:
+    """The same tallies from the read models: every subject's site, the open queries' sites
+    and days opened, and the SDV counts per site."""
+    sites = {d["site"]: Counter() for d in present.documents}
+    for row in present.sdv:
+        sites[row["site"]].update(entries=row["entries"], verified=row["verified"])
+    opened = [(q["site"], _as_day(q["opened_on"])) for q in present.open_queries]
+    return _clarification_rows(sites, opened, today)
+
+
+def _as_day(value: date | str) -> date:
+    # SQLite hands a DATE column back as text, PostgreSQL as a date.
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _clarification_rows(sites: dict[str, Counter], opened: list[tuple[str, date]],
+                        today: date) -> dict[str, list[dict[str, Any]]]:
+    """Every site's row, even with nothing open: queries by age band, SDV progress."""
+    queries: dict[str, Counter] = {site: Counter() for site in sites}
+    for site, day in opened:
+        age = (today - day).days
+        band = next(label for label, top in AGE_BANDS if top is None or age <= top)
+        queries.setdefault(site, Counter())[band] += 1
     return {
         "open_queries": [{"site": site, "total": sum(bands.values()),
                           **{label: bands[label] for label, _ in AGE_BANDS}}
                          for site, bands in sorted(queries.items())],
         "sdv": [{"site": site, "verified": c["verified"], "entries": c["entries"],
                  "percent": round(100 * c["verified"] / c["entries"], 1) if c["entries"] else 0}
-                for site, c in sorted(sdv.items())],
+                for site, c in sorted(sites.items())],
     }
 
 
-def _survival(walked) -> dict[str, list[SurvivalRow]]:
+def _survival(inputs) -> dict[str, list[SurvivalRow]]:
     """PFS and OS times exactly as the endpoint tallies define them."""
     from m22bol.domain.rules import endpoints
 
     rows: dict[str, list[SurvivalRow]] = {"pfs": [], "os": []}
-    for f in walked.patients:
-        outcome = endpoints.outcome(f, walked.protocol, walked.cutoff)
+    for f in inputs.patients:
+        outcome = endpoints.outcome(f, inputs.protocol, inputs.cutoff)
         if outcome is None:
             continue
         rows["pfs"].append(SurvivalRow(f.basket, outcome.pfs_days / MONTH, outcome.pfs_event))
@@ -237,20 +317,19 @@ def discontinuation_reason(why: str) -> str:
     return why.removeprefix("decision: ") or "reason not recorded"
 
 
-def _course(s: dict[str, Any], timeline, state, cutoff: date) -> PatientCourse | None:
-    infusions = sorted(f.date for _, f in timeline if isinstance(f, InfusionGiven))
+def _course(s: dict[str, Any], infusions: list[date], local: list[date],
+            scans: list[tuple[date, str | None, float | None]]) -> PatientCourse | None:
+    """What the figures show of one treated subject; `scans` are its scored follow-up scans
+    (date, overall response, % change from baseline), in date order."""
     if not infusions:
         return None
+    infusions = sorted(infusions)
     day0 = infusions[0]
-    rows = [r for _, r in assessments.scan_responses(state) if not r.is_baseline
-            and r.overall_response is not None]
-    changes = [((r.date - day0).days, r.change_from_baseline_pct) for r in rows
-               if r.change_from_baseline_pct is not None]
-    first_pd = next((r.date for r in rows if r.overall_response == "PD"), None)
-    first_response = next(((r.date, r.overall_response) for r in rows
-                           if r.overall_response in ("CR", "PR")), None)
-    local = [f.date for _, f in timeline if isinstance(f, SurgeryPerformed)] + [
-        f.start for _, f in timeline if isinstance(f, RadiotherapyGiven)]
+    rows = [(when, response, pct) for when, response, pct in scans if response is not None]
+    changes = [((when - day0).days, pct) for when, _, pct in rows if pct is not None]
+    first_pd = next((when for when, response, _ in rows if response == "PD"), None)
+    first_response = next(((when, response) for when, response, _ in rows
+                           if response in ("CR", "PR")), None)
     death = s["death"]
     last = death or s["last_known_alive"] or day0
     return PatientCourse(
