@@ -49,7 +49,7 @@ from m22bol.domain.events import Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import log_digest
-from m22bol.ledger.store import events_table, log_position
+from m22bol.ledger.reading import Snapshot
 
 if TYPE_CHECKING:
     from m22bol.ledger.seal_keys import Signer
@@ -720,68 +720,7 @@ class _Chain:
 
 # Called with the number of events read since the last call (a terminal's progress bar).
 Progress = Callable[[int], None]
-STREAM_PAGE = 10_000
-
-
-class _Snapshot:
-    """One read transaction for a whole pass: the events, the recorded log digests and the
-    chain heads as of one moment, so an entry committed meanwhile is neither half seen nor a
-    false alarm (SQLite's WAL snapshot; PostgreSQL's REPEATABLE READ). Writers are never
-    blocked."""
-
-    def __init__(self, ledger):
-        self.ledger = ledger
-        self.sqlite = ledger.url.startswith("sqlite")
-
-    def __enter__(self) -> _Snapshot:
-        self._transaction = self.ledger.recorder.datastore.transaction(commit=False)
-        cursor = self._transaction.__enter__()
-        if self.sqlite:
-            self._conn = cursor.sqlite_cursor.connection
-        else:
-            self._conn = cursor.connection
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._transaction.__exit__(*exc)
-
-    def _cursor(self, name: str | None = None):
-        if self.sqlite:
-            cursor = self._conn.cursor()
-            cursor.row_factory = None
-            return cursor
-        from psycopg.rows import tuple_row
-
-        if name is None:
-            return self._conn.cursor(row_factory=tuple_row)
-        cursor = self._conn.cursor(name=name, row_factory=tuple_row)
-        cursor.itersize = STREAM_PAGE
-        return cursor
-
-    def stream(self, sql: str, params: tuple = (), name: str = "m22bol_verify") -> Iterator:
-        """Rows one page at a time (a server-side cursor on PostgreSQL); `{p}` placeholders,
-        `{events}` and `{pos}` name the backend's events table and log position."""
-        cursor = self._cursor(name)
-        try:
-            cursor.execute(self._sql(sql), params)
-            while page := cursor.fetchmany(STREAM_PAGE):
-                yield from page
-        finally:
-            cursor.close()
-
-    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        cursor = self._cursor()
-        try:
-            cursor.execute(self._sql(sql), params)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
-    def _sql(self, sql: str) -> str:
-        url = self.ledger.url
-        return sql.format(p="?" if self.sqlite else "%s", events=events_table(url),
-                          pos=log_position(url), digests=log_digest.DIGESTS)
+STREAM_PAGE = 10_000  # events between two calls of `progress`
 
 
 class _Stream:
@@ -807,10 +746,10 @@ class _Stream:
         self.log_findings: list[Finding] = []
 
     def run(self) -> None:
-        with _Snapshot(self.ledger) as snapshot:
+        with Snapshot(self.ledger) as snapshot:
             self._run(snapshot)
 
-    def _run(self, snapshot: _Snapshot) -> None:
+    def _run(self, snapshot: Snapshot) -> None:
         # The loop is written out flat, with locals: it runs once per stored event, and every
         # attribute look-up or call saved here is a few percent of the whole verify.
         recorded = snapshot.stream("SELECT position, digest FROM {digests} ORDER BY position",
@@ -927,7 +866,7 @@ class _Stream:
         return self.ledger.mapper.to_domain_event(StoredEvent(
             originator_id=aggregate, originator_version=head[0], topic=head[3], state=state))
 
-    def _decode_heads(self, snapshot: _Snapshot) -> None:
+    def _decode_heads(self, snapshot: Snapshot) -> None:
         """Each chain's last event is vouched for by no later link: it must decode in full,
         and name its chain and version. (Every other event hashes to what the event after it
         recorded: it is, byte for byte, what the ledger wrote.) Read again by position."""
