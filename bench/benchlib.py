@@ -43,6 +43,7 @@ STATE = tempfile.mkdtemp(prefix="m22bol-bench-state-")
 # the figures hold no scrypt cost (a `--user` with its password adds about 0.1 s a command).
 USER = os_account()
 SEED = 1
+QUERY_ID = re.compile(r'"query_id":"Q-(\d+)"')
 
 
 def machine() -> dict[str, Any]:
@@ -223,6 +224,10 @@ def replicas(streams: list[list], copies: range) -> Iterator[list]:
                 text = orjson.dumps(event.model_dump(mode="json")).decode()
                 text = text.replace(old_id, new_id).replace(f'"{old}"', f'"{new}"')
                 text = text.replace(f"{old}#", f"{new}#")
+                # Query ids are numbered trial-wide (`Q-12`): a copy's must not collide with
+                # its template's (the read model `rm_queries` is keyed by them).
+                text = QUERY_ID.sub(
+                    lambda m, k=k: f'"query_id":"Q-{k * 100_000 + int(m[1])}"', text)
                 data = orjson.loads(text)
                 data["prev_hash"] = event_hash(last) if last is not None else None
                 copy_event = type(event).model_validate(data)
