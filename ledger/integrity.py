@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from m22bol.domain import commands as c
 from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import IntegrityFailure
-from m22bol.domain.events import Sealed, topic_of
+from m22bol.domain.events import EntryCorrected, Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import log_digest
@@ -221,7 +221,7 @@ def verify(ledger, *, seal: str | None = None, trusted_keys: list[str] | None = 
     stream.run()
     report = stream.report() if stream.clean else _thorough(ledger)
     report.findings.extend(stream.log_findings)
-    _stored_values(ledger, report)
+    _stored_values(ledger, report, stream.corrected)
     _signatures(report, trusted_keys)
     if seal is not None:
         wanted = seal.strip().lower().removeprefix("sha256:")
@@ -294,20 +294,16 @@ def _thorough(ledger) -> Report:
                   seals=checks, heads=audit.heads())
 
 
-def _stored_values(ledger, report: Report) -> None:
+def _stored_values(ledger, report: Report, corrected: set[str]) -> None:
     """A correction stored by an older version or a past bug that no longer applies (the
     read path leaves it out) is a finding, named by its entry. Only subjects with a correction
-    can hold one, so only they are loaded."""
-    from m22bol.domain.events import EntryCorrected
+    can hold one (`corrected`: their aggregate ids, as the streaming pass met them), so only
+    they are loaded."""
     from m22bol.domain.patient import project_patient
 
-    corrected: set[UUID] = set()
-    for notification in _notifications(ledger):
-        if notification.topic == topic_of(EntryCorrected):
-            corrected.add(notification.originator_id)
     # A chain the checks above found broken is named by them; what its replay shows is moot.
     broken = {f.aggregate for f in report.findings if f.aggregate}
-    for aggregate in sorted(corrected, key=str):
+    for aggregate in sorted(UUID(a) for a in corrected):
         if str(aggregate) in broken:
             continue
         try:
@@ -316,16 +312,6 @@ def _stored_values(ledger, report: Report) -> None:
             continue
         for entry, why in patient.stored_problems():
             report.add("value", entry, why)
-
-
-def _notifications(ledger):
-    last = 0
-    while True:
-        batch = ledger.recorder.select_notifications(last, PAGE, inclusive_of_start=False)
-        yield from batch
-        if len(batch) < PAGE:
-            return
-        last = batch[-1].id
 
 
 def _names(rows: list[Row]) -> dict[UUID, str]:
@@ -744,6 +730,7 @@ class _Stream:
         self.after: dict[str, int] = {}  # seal entry -> events stored after it
         self.seals: list[SealCheck] = []
         self.log_findings: list[Finding] = []
+        self.corrected: set[str] = set()  # aggregates holding a correction (32 hex digits)
 
     def run(self) -> None:
         with Snapshot(self.ledger) as snapshot:
@@ -764,6 +751,7 @@ class _Stream:
         chains, sha256 = self.chains, hashlib.sha256
         kinds = {t: b'"event_type":"%s"' % t.encode() for t in self.known}
         sealed, trial, progress = self.sealed_topic, self.trial, self.progress
+        correction, corrected = topic_of(EntryCorrected), self.corrected
         for position, aggregate, version, topic, state in snapshot.stream(
                 "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} "
                 "ORDER BY {pos}"):
@@ -795,6 +783,8 @@ class _Stream:
                 if not (ok and kind and kind in state):
                     clean = False
             chains[aggregate] = (version, raw.hex().encode(), position, topic)
+            if topic == correction:
+                corrected.add(aggregate)
             if topic == sealed and aggregate == trial:
                 self.after[f"trial#{version}"] = rows  # turned round at the end
                 if clean:
