@@ -20,11 +20,12 @@ the ones the ledger validated on the way in; and validation is about 5 % of a re
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 from uuid import UUID
 
@@ -149,9 +150,7 @@ def derive_all(ledger, snapshot: Snapshot, target: int, trial: Trial, today: dat
             yield derive(batch)
         return
     version, _, text = trial.protocol_texts[-1]
-    # Spawned, not forked: this process holds database connections and (on PostgreSQL) the
-    # pool's threads, which a forked child must not inherit.
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+    pool = ProcessPoolExecutor(workers, mp_context=_start_method(),
                                initializer=_start_worker,
                                initargs=(ledger.mapper, text, version, today, projections))
     try:
@@ -159,6 +158,18 @@ def derive_all(ledger, snapshot: Snapshot, target: int, trial: Trial, today: dat
     finally:
         # On a failure (a write refused, a worker's error) nothing queued is worth finishing.
         pool.shutdown(cancel_futures=True)
+
+
+def _start_method():
+    """Forked where that is safe, else spawned. A forked worker starts at once, with this
+    process's modules and caches (the protocol, the coding dictionary, scored scans); it never
+    touches the database connections it inherits, and leaves without closing them (SQLite's
+    locks belong to this process, not to the file descriptors). But a thread of this process
+    (PostgreSQL's connection pool) may hold a lock at the moment of the fork that the child
+    would wait on forever: then workers are spawned, a fresh interpreter each."""
+    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
 
 
 def _bounded(pool: ProcessPoolExecutor, batches: Iterator[list[Chain]],
