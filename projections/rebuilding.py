@@ -51,21 +51,23 @@ WORKERS: int | None = None  # worker processes on a large ledger; None: one per 
 def chains(snapshot: Snapshot, target: int) -> Iterator[Chain]:
     """Every aggregate's events stored at or before log position `target`, one chain at a
     time, in primary-key order (so read once, and never all at once)."""
-    current: UUID | None = None
+    current = None  # the aggregate id as the column holds it (SQLite: the hex digits)
     events: list[tuple[int, str, bytes]] = []
     for aggregate, version, topic, state in snapshot.stream(
             "SELECT originator_id, originator_version, topic, state FROM {events} "
             "WHERE {pos} <= {p} ORDER BY originator_id, originator_version", (target,),
             name="m22bol_rebuild"):
-        if type(aggregate) is not UUID:
-            aggregate = UUID(aggregate)  # SQLite stores the hex digits
         if aggregate != current:
             if current is not None:
-                yield current, events
+                yield _uuid(current), events
             current, events = aggregate, []
         events.append((version, topic, bytes(state)))
     if current is not None:
-        yield current, events
+        yield _uuid(current), events
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if type(value) is UUID else UUID(value)
 
 
 def count_subjects(snapshot: Snapshot, target: int) -> int:
