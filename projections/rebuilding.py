@@ -10,6 +10,9 @@ Deriving a subject is pure (its events, the protocol in force, today's date -> i
 most of the cost, so on a large ledger it runs in worker processes, one per core; the reading,
 the trial's rows and every write stay in this process, in the one transaction the caller
 holds. A small ledger is derived in process: starting workers costs more than it saves.
+Where workers are spawned (PostgreSQL, see `_start_method`), each imports the program's main
+module again, as every `multiprocessing` user's does: a script that calls `rebuild` must keep
+its top-level code under `if __name__ == "__main__":` (the `m22bol` command does).
 
 Events are decoded with the ledger's own mapper, full pydantic validation included. A rebuild
 does not check the hash chains (that is `audit verify`), so it cannot vouch that the bytes are
