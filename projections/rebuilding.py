@@ -1,10 +1,10 @@
 """A rebuild from zero: every subject's events read once, derived once, its rows written once.
 
-The catch-up machinery (`runner.advance`) works notification page by notification page and
-derives a subject again in every page it appears in. A rebuild needs none of that: it streams
-the events up to the target in (aggregate, version) order, the primary key's order on both
-stores, so each subject's chain arrives whole and in one piece; the memory held is a few
-subjects' events at a time, whatever the size of the ledger.
+The catch-up machinery (`runner.advance`) is made for a few subjects: it scans the log to find
+the subjects touched, then loads each through the repository, one query per subject. A rebuild
+reads the events up to its target once, in (aggregate, version) order, the primary key's order
+on both stores, so each subject's chain arrives whole; the memory held is a few subjects'
+events at a time, whatever the size of the ledger.
 
 Deriving a subject is pure (its events, the protocol in force, today's date -> its rows) and is
 most of the cost, so on a large ledger it runs in worker processes, one per core; the reading,
