@@ -8,8 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from m22bol.projections import catalog, rebuilding, runner
-from tests.integration.test_projections import append_without_projecting, screening
-from tests.support.read_models import assert_rebuild_changes_nothing, snapshot
+from tests.support.read_models import (
+    append_without_projecting,
+    assert_rebuild_changes_nothing,
+    screening,
+    snapshot,
+)
 
 
 def test_a_rebuild_on_worker_processes_equals_the_upkeep(driver, monkeypatch):
