@@ -2,9 +2,15 @@
 the same rows.
 
 Each measurement runs in its own process, so its peak resident memory is its own:
-- `projections.runner.rebuild` (drop the read models, project the whole log from zero);
+- `projections.runner.rebuild` (empty the read models, project the whole log from zero; on a
+  large ledger deriving runs on worker processes, whose peak memory is shown apart);
 - the ledger reading and decoding every event (`TrialLedger.stored_events`: rows -> pydantic);
 - the baseline: sqlite3 reading every row and `orjson.loads` of its state.
+
+The CPU seconds of the rebuild's own process and of its workers are shown apart: on a shared
+machine the wall time says more about the other users than about the rebuild (Linux puts all
+processes of one session in one scheduling group, so workers share that group's part of the
+cores), while the parent's CPU time is the rebuild's critical path on free cores.
 
 Run `bench_import.py` first (it builds the ledgers).
 
@@ -20,13 +26,21 @@ from pathlib import Path
 import benchlib as b
 
 REBUILD = """
-import time
+import resource, time
 from m22bol.ledger.app import TrialLedger
+from m22bol.projections import rebuilding
 from m22bol.projections.runner import rebuild
 ledger = TrialLedger({url!r})
-started = time.perf_counter()
+workers = rebuilding.workers_for(ledger.recorder.max_notification_id() or 0)
+def cpu(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+started, own = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 rebuild(ledger)
-RESULT = {{"seconds": time.perf_counter() - started}}
+RESULT = {{"seconds": time.perf_counter() - started, "workers": workers,
+          "cpu": cpu(resource.RUSAGE_SELF) - own, "worker_cpu": cpu(resource.RUSAGE_CHILDREN),
+          "worker_peak_rss_mib": round(
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}}
 ledger.close()
 """
 
@@ -77,7 +91,11 @@ def main() -> None:
             done = b.child(REBUILD.format(url=b.url(path)), timeout=args.timeout)
             row.update({
                 "rebuild": f"{b.fmt_s(done['seconds'])}, {b.rate(events, done['seconds'])}",
-                "rebuild peak RSS": f"{done['peak_rss_mib']:.0f} MiB",
+                "workers": done["workers"],
+                "CPU: parent, workers": f"{done['cpu']:.1f} s, {done['worker_cpu']:.1f} s",
+                "rebuild peak RSS": f"{done['peak_rss_mib']:.0f} MiB"
+                                    + (f" (+ {done['worker_peak_rss_mib']:.0f} MiB a worker)"
+                                       if done["workers"] else ""),
                 "rebuild/raw": b.ratio(events, done["seconds"], raw["events"], raw["seconds"]),
             })
         else:

@@ -6,7 +6,8 @@ On each benchmark ledger (built by bench_import.py), each in its own process:
 1. raw: sqlite3 reading (rowid, aggregate, version, topic, state) of every event in log order and
    SHA-256 of each state: the floor any verification stands on;
 2. verify: `ledger.integrity.verify` (links, seals, log digest; the streaming pass), events/s and
-   peak memory;
+   peak memory; wall and CPU time (on a shared machine the wall time measures the other users
+   too; the CPU time is what verify itself costs);
 3. with `--thorough`: the in-memory pass that names findings (what every verify ran before);
 4. the account check (`ledger.seen`): remembering the newest position, then checking it again
    as the next command does, with no entry in between and with one entry in between (on a copy).
@@ -26,13 +27,14 @@ import benchlib as b
 RAW = """
 import hashlib, sqlite3, time
 con = sqlite3.connect({path!r})
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 n = 0
 for row in con.execute("SELECT rowid, originator_id, originator_version, topic, state "
                        "FROM stored_events ORDER BY rowid"):
     hashlib.sha256(row[4]).digest()
     n += 1
-RESULT = {{"events": n, "seconds": time.perf_counter() - started}}
+RESULT = {{"events": n, "seconds": time.perf_counter() - started,
+          "cpu": time.process_time() - cpu}}
 """
 
 VERIFY = """
@@ -40,12 +42,13 @@ import time
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger import integrity
 ledger = TrialLedger({url!r})
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 if {thorough}:
     report = integrity._thorough(ledger)
 else:
     report = integrity.verify(ledger)
-RESULT = {{"events": report.events, "seconds": time.perf_counter() - started, "ok": report.ok}}
+RESULT = {{"events": report.events, "seconds": time.perf_counter() - started,
+          "cpu": time.process_time() - cpu, "ok": report.ok}}
 """
 
 READ_MODELS = """
@@ -113,6 +116,10 @@ def main() -> None:
                                f"{verify['peak_rss_mib']} MiB",
                "verify/raw": b.ratio(verify["events"], verify["seconds"], raw["events"],
                                      raw["seconds"]),
+               "CPU: raw, verify": f"{b.fmt_s(raw['cpu'])}, {b.fmt_s(verify['cpu'])} "
+                                   f"({b.rate(verify['events'], verify['cpu'])})",
+               "verify/raw by CPU": b.ratio(verify["events"], verify["cpu"], raw["events"],
+                                            raw["cpu"]),
                "ok": verify["ok"]}
         if args.thorough:
             old = b.child(VERIFY.format(url=b.url(path), thorough=True), timeout=args.timeout)

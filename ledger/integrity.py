@@ -45,11 +45,11 @@ from pydantic import ValidationError
 from m22bol.domain import commands as c
 from m22bol.domain.decide import Vouched
 from m22bol.domain.errors import IntegrityFailure
-from m22bol.domain.events import Sealed, topic_of
+from m22bol.domain.events import EntryCorrected, Sealed, topic_of
 from m22bol.domain.patient import patient_id
 from m22bol.domain.trial import TRIAL_ID, seal_digest
 from m22bol.ledger import log_digest
-from m22bol.ledger.store import events_table, log_position
+from m22bol.ledger.reading import Snapshot
 
 if TYPE_CHECKING:
     from m22bol.ledger.seal_keys import Signer
@@ -221,7 +221,7 @@ def verify(ledger, *, seal: str | None = None, trusted_keys: list[str] | None = 
     stream.run()
     report = stream.report() if stream.clean else _thorough(ledger)
     report.findings.extend(stream.log_findings)
-    _stored_values(ledger, report)
+    _stored_values(ledger, report, stream)
     _signatures(report, trusted_keys)
     if seal is not None:
         wanted = seal.strip().lower().removeprefix("sha256:")
@@ -294,62 +294,76 @@ def _thorough(ledger) -> Report:
                   seals=checks, heads=audit.heads())
 
 
-def _stored_values(ledger, report: Report) -> None:
-    """Values the chain checks cannot see: bytes that verify but hold a value today's rules
-    refuse (written by an older version or a past bug; the read path decodes them, holds such a
-    fact out of the walk and goes on), and corrections stored that no longer apply. Each is a
-    finding of kind `value`, named by its entry and field (docs/audit.md). Every event is
-    parsed, but only one whose JSON or bytes look suspect is built and checked in full."""
+class _Values:
+    """Values the chain checks cannot see, gathered in the streaming pass: bytes that verify but
+    hold a value today's rules refuse (written by an older version or a past bug; the read path
+    decodes them, holds such a fact out of the walk and goes on). Every event is parsed, but
+    only one whose JSON or bytes look suspect (`stored_values.suspect`) is kept, to be built
+    and checked in full afterwards."""
+
+    def __init__(self, ledger):
+        from m22bol.domain import stored_values
+        from m22bol.domain.events import Registered
+
+        self.decode = ledger.mapper.transcoder.decode  # reads a bare NaN an old writer left
+        self.suspect = stored_values.suspect
+        self.classes = _event_classes()
+        self.registration = topic_of(Registered)
+        self.names: dict[str, str] = {TRIAL_ID.hex: "trial"}  # aggregate (hex) -> subject
+        self.found: list[tuple[int, str, int, str, bytes]] = []
+
+    def see(self, position: int, aggregate: str, version: int, topic: str,
+            state: bytes) -> None:
+        cls = self.classes.get(topic)
+        if cls is None:
+            return  # an unknown type is the chain checks' finding
+        try:
+            parsed = self.decode(state)
+        except ValueError:
+            return  # bytes that are no JSON at all: the chain checks' too
+        if topic == self.registration and isinstance(parsed.get("subject"), str):
+            self.names[aggregate] = parsed["subject"]
+        if self.suspect(cls, parsed, state):
+            self.found.append((position, aggregate, version, topic, state))
+
+
+def _stored_values(ledger, report: Report, stream: _Stream) -> None:
+    """Each suspect value the streaming pass kept, and each correction stored that no longer
+    applies, as a finding of kind `value` named by its entry and field (docs/audit.md). Only
+    subjects with a correction can hold the latter (`stream.corrected`), so only they are
+    loaded."""
+    from eventsourcing.persistence import StoredEvent
+
     from m22bol.domain import stored_values
-    from m22bol.domain.events import EntryCorrected, Registered
     from m22bol.domain.patient import project_patient
 
-    classes = _event_classes()
-    corrections, registrations = topic_of(EntryCorrected), topic_of(Registered)
-    names: dict[UUID, str] = {TRIAL_ID: "trial"}
     # A chain the checks above found broken is named by them; what its replay shows is moot.
     broken = {f.aggregate for f in report.findings if f.aggregate}
-    corrected: set[UUID] = set()
-    named: set[str] = set()
-    heads: dict[UUID, int] = {}
-    found: list[tuple[str, Any, list[tuple[str, str]]]] = []  # entry, notification, problems
-    for notification in _notifications(ledger):
-        heads[notification.originator_id] = max(notification.originator_version,
-                                                heads.get(notification.originator_id, 0))
-        cls = classes.get(notification.topic)
-        if cls is None or str(notification.originator_id) in broken:
-            continue  # an unknown type is the chain checks' finding
-        try:
-            state = ledger.mapper.transcoder.decode(notification.state)
-        except ValueError:
-            continue  # bytes that are no JSON at all: the chain checks' too
-        if notification.topic == corrections:
-            corrected.add(notification.originator_id)
-        elif notification.topic == registrations and isinstance(state.get("subject"), str):
-            names[notification.originator_id] = state["subject"]
-        if not stored_values.suspect(cls, state, notification.state):
-            continue
-        try:
-            event = ledger.mapper.to_domain_event(notification)
-        except Exception:  # noqa: BLE001 - an envelope that does not decode: the chain checks'
-            continue
-        entry = f"{names.get(event.originator_id, event.originator_id)}#{event.originator_version}"
-        found.append((entry, notification, stored_values.problems(event)))
     # A chain's last event is vouched for by no later link, only by the log digest (and a
     # seal): when the digest no longer folds, its odd values are no older version's doing.
     unvouched = any(f.kind == "log" for f in report.findings)
-    for entry, notification, problems in found:
-        head = heads[notification.originator_id] == notification.originator_version
-        for _, why in problems:
+    values, named = stream.values, set()
+    for position, aggregate, version, topic, state in values.found:
+        originator = UUID(aggregate)
+        if str(originator) in broken:
+            continue
+        try:
+            event = ledger.mapper.to_domain_event(StoredEvent(
+                originator_id=originator, originator_version=version, topic=topic, state=state))
+        except Exception:  # noqa: BLE001 - an envelope that does not decode: the chain checks'
+            continue
+        entry = f"{values.names.get(aggregate, originator)}#{version}"
+        head = stream.chains[aggregate][0] == version
+        for _, why in stored_values.problems(event):
             kind, cause = ("modified", "and neither a later link nor the log digest vouches "
                            "for its bytes") if unvouched and head else (
                 "value", "(stored by an older version or a past bug)")
-            report.findings.append(Finding(kind, entry, f"{why} {cause}",
-                                           aggregate=str(notification.originator_id),
-                                           version=notification.originator_version,
-                                           notification_id=notification.id))
+            report.findings.append(Finding(kind, entry, f"{why} {cause}", aggregate=str(originator),
+                                           version=version, notification_id=position))
             named.add(entry)
-    for aggregate in sorted(corrected, key=str):
+    for aggregate in sorted(UUID(a) for a in stream.corrected):
+        if str(aggregate) in broken:
+            continue
         try:
             patient = ledger.repository.get(aggregate, projector_func=project_patient)
         except Exception:  # noqa: BLE001 - the chain checks name what is wrong with it
@@ -357,16 +371,6 @@ def _stored_values(ledger, report: Report) -> None:
         for entry, why in patient.stored_problems():
             if entry not in named:  # a held fact is named above, field by field
                 report.add("value", entry, why)
-
-
-def _notifications(ledger):
-    last = 0
-    while True:
-        batch = ledger.recorder.select_notifications(last, PAGE, inclusive_of_start=False)
-        yield from batch
-        if len(batch) < PAGE:
-            return
-        last = batch[-1].id
 
 
 def _names(rows: list[Row]) -> dict[UUID, str]:
@@ -761,68 +765,7 @@ class _Chain:
 
 # Called with the number of events read since the last call (a terminal's progress bar).
 Progress = Callable[[int], None]
-STREAM_PAGE = 10_000
-
-
-class _Snapshot:
-    """One read transaction for a whole pass: the events, the recorded log digests and the
-    chain heads as of one moment, so an entry committed meanwhile is neither half seen nor a
-    false alarm (SQLite's WAL snapshot; PostgreSQL's REPEATABLE READ). Writers are never
-    blocked."""
-
-    def __init__(self, ledger):
-        self.ledger = ledger
-        self.sqlite = ledger.url.startswith("sqlite")
-
-    def __enter__(self) -> _Snapshot:
-        self._transaction = self.ledger.recorder.datastore.transaction(commit=False)
-        cursor = self._transaction.__enter__()
-        if self.sqlite:
-            self._conn = cursor.sqlite_cursor.connection
-        else:
-            self._conn = cursor.connection
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._transaction.__exit__(*exc)
-
-    def _cursor(self, name: str | None = None):
-        if self.sqlite:
-            cursor = self._conn.cursor()
-            cursor.row_factory = None
-            return cursor
-        from psycopg.rows import tuple_row
-
-        if name is None:
-            return self._conn.cursor(row_factory=tuple_row)
-        cursor = self._conn.cursor(name=name, row_factory=tuple_row)
-        cursor.itersize = STREAM_PAGE
-        return cursor
-
-    def stream(self, sql: str, params: tuple = (), name: str = "m22bol_verify") -> Iterator:
-        """Rows one page at a time (a server-side cursor on PostgreSQL); `{p}` placeholders,
-        `{events}` and `{pos}` name the backend's events table and log position."""
-        cursor = self._cursor(name)
-        try:
-            cursor.execute(self._sql(sql), params)
-            while page := cursor.fetchmany(STREAM_PAGE):
-                yield from page
-        finally:
-            cursor.close()
-
-    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        cursor = self._cursor()
-        try:
-            cursor.execute(self._sql(sql), params)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
-    def _sql(self, sql: str) -> str:
-        url = self.ledger.url
-        return sql.format(p="?" if self.sqlite else "%s", events=events_table(url),
-                          pos=log_position(url), digests=log_digest.DIGESTS)
+STREAM_PAGE = 10_000  # events between two calls of `progress`
 
 
 class _Stream:
@@ -846,12 +789,14 @@ class _Stream:
         self.after: dict[str, int] = {}  # seal entry -> events stored after it
         self.seals: list[SealCheck] = []
         self.log_findings: list[Finding] = []
+        self.corrected: set[str] = set()  # aggregates holding a correction (32 hex digits)
+        self.values = _Values(ledger)
 
     def run(self) -> None:
-        with _Snapshot(self.ledger) as snapshot:
+        with Snapshot(self.ledger) as snapshot:
             self._run(snapshot)
 
-    def _run(self, snapshot: _Snapshot) -> None:
+    def _run(self, snapshot: Snapshot) -> None:
         # The loop is written out flat, with locals: it runs once per stored event, and every
         # attribute look-up or call saved here is a few percent of the whole verify.
         recorded = snapshot.stream("SELECT position, digest FROM {digests} ORDER BY position",
@@ -866,6 +811,8 @@ class _Stream:
         chains, sha256 = self.chains, hashlib.sha256
         kinds = {t: b'"event_type":"%s"' % t.encode() for t in self.known}
         sealed, trial, progress = self.sealed_topic, self.trial, self.progress
+        correction, corrected = topic_of(EntryCorrected), self.corrected
+        see_values = self.values.see
         for position, aggregate, version, topic, state in snapshot.stream(
                 "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} "
                 "ORDER BY {pos}"):
@@ -897,6 +844,9 @@ class _Stream:
                 if not (ok and kind and kind in state):
                     clean = False
             chains[aggregate] = (version, raw.hex().encode(), position, topic)
+            if topic == correction:
+                corrected.add(aggregate)
+            see_values(position, aggregate, version, topic, state)
             if topic == sealed and aggregate == trial:
                 self.after[f"trial#{version}"] = rows  # turned round at the end
                 if clean:
@@ -968,7 +918,7 @@ class _Stream:
         return self.ledger.mapper.to_domain_event(StoredEvent(
             originator_id=aggregate, originator_version=head[0], topic=head[3], state=state))
 
-    def _decode_heads(self, snapshot: _Snapshot) -> None:
+    def _decode_heads(self, snapshot: Snapshot) -> None:
         """Each chain's last event is vouched for by no later link: it must decode in full,
         and name its chain and version. (Every other event hashes to what the event after it
         recorded: it is, byte for byte, what the ledger wrote.) Read again by position."""

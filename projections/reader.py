@@ -155,6 +155,7 @@ class Reader:
         return stored.Present(
             trial=self.ledger.require_trial(), inputs=self.inputs(),
             documents=[orjson.loads(r["document"]) for r in found],
+            sites=[r["site"] for r in found],
             last_recorded=stored.last_recorded(self.ledger),
             open_queries=stored.open_query_ages(self.ledger, site=sites),
             sdv=stored.sdv_by_site(self.ledger, site=sites))

@@ -29,8 +29,8 @@ Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 4  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules;
-# 4: data clarification queries and source data verification
+VERSION = 5  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules;
+# 4: data clarification queries and source data verification; 5: a summary's site is access's
 
 
 @dataclass
@@ -91,6 +91,8 @@ def patient_document(d: Derived) -> dict[str, Any]:
 
 
 def patient_summary_rows(d: Derived) -> Rows:
+    # The site is the subject's as access knows it (the registration as corrected), even when
+    # the walk could not start from a held registration.
     row: dict[str, Any] = {
         "subject": d.subject, "aggregate_id": str(d.aggregate_id), "version": d.version,
         "site": d.site, "derived_on": d.today, "error": d.error, "document": None,
@@ -100,7 +102,7 @@ def patient_summary_rows(d: Derived) -> Rows:
     if d.summary is not None:
         s = d.summary
         row.update(
-            site=s["site"], status=s["status"], basket=s["basket"], consent_date=s["consent_date"],
+            status=s["status"], basket=s["basket"], consent_date=s["consent_date"],
             enrolled=s["enrolled"], death=s["death"], withdrawn=s["withdrawn"],
             treatment_state=s.get("treatment_state"), phase=s.get("phase"),
             last_known_alive=s.get("last_known_alive"), document=to_json(patient_document(d)),

@@ -289,24 +289,79 @@ def catch_up_after_save(ledger: TrialLedger, recordings: list[Recording],
 
 
 def rebuild(ledger: TrialLedger, progress: Progress | None = None) -> dict[str, int]:
-    """Drop every read-model table, project the whole ledger from zero, then catch up.
+    """Empty every read-model table, project the whole ledger from zero, then catch up.
 
-    The drop and the projection up to the last notification at the start are one transaction:
-    readers see the old rows until the new ones are complete, and a crash leaves the old ones.
-    On SQLite that transaction holds the database's write lock, so entries wait meanwhile.
+    The emptying and the projection up to the last notification at the start are one
+    transaction: readers see the old rows until the new ones are complete, and a crash leaves
+    the old ones. On SQLite that transaction holds the database's write lock, so entries wait
+    meanwhile. Each subject is read, derived and written once (`projections.rebuilding`).
     """
     models = read_models(ledger)
     target = ledger.recorder.max_notification_id() or 0
     for attempt in range(MAX_ATTEMPTS):
         try:
-            advance(models, dict.fromkeys(models.names, 0), target, reset=True,
-                    progress=progress)
+            _rebuild_to(models, target, progress)
             break
         except OperationalError:
             time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
     else:
         raise ProjectionLag(f"rebuild: the database stayed locked for {MAX_ATTEMPTS} attempts")
     return catch_up(ledger)
+
+
+def _rebuild_to(models: ReadModels, target: int, progress: Progress | None) -> None:
+    """Every projection from nothing to `target`, in one transaction."""
+    from m22bol.ledger.reading import Snapshot
+    from m22bol.projections import rebuilding
+
+    ledger = models.ledger
+    subject_projections = [p for p in models.names if p != "trial"]
+    today = ledger.clock().date()
+    with Snapshot(ledger) as snapshot:
+        trial = _trial_at(ledger, snapshot, target)
+        subjects = rebuilding.count_subjects(snapshot, target) if progress else 0
+        bar = progress(subjects) if progress else nullcontext(None)
+        with models.store.transaction(lock_timeout=600) as conn, bar as shown:
+            # Rows deleted, not tables recreated: their shape is current (ensure_tables), and
+            # a writer login on PostgreSQL may change rows but not the schema.
+            models.store.empty(conn, [t.name for p in models.names
+                                      for t in tables.tables_of(p)])
+            for p in models.names:
+                models.tracking[p].forget(conn)
+            move_forward(conn, [models.tracking[p] for p in sorted(models.names)],
+                         Tracking(ledger.name, target))
+            if trial is None:
+                if target:
+                    raise ProjectionLag("subjects without a trial: the ledger is not initialised")
+                return  # nothing recorded yet
+            _replace_trial(conn, trial)
+            workers = rebuilding.workers_for(target)
+            for batch in rebuilding.derive_all(ledger, snapshot, target, trial, today,
+                                               subject_projections, workers):
+                subjects_in_batch = [subject for subject, _ in batch]
+                for p in subject_projections:
+                    found: rows.Rows = {}
+                    for _, derived in batch:
+                        for name, new in derived[p].items():
+                            found.setdefault(name, []).extend(new)
+                    _replace(conn, p, subjects_in_batch, found)
+                if shown is not None:
+                    shown.update(len(batch))
+
+
+def _trial_at(ledger: TrialLedger, snapshot, target: int) -> Trial | None:
+    """The trial as of log position `target` (None before `init`)."""
+    (version,), = snapshot.rows(
+        "SELECT MAX(originator_version) FROM {events} WHERE originator_id = {p} "
+        "AND {pos} <= {p}", (_stored_id(ledger, TRIAL_ID), target))
+    if not version:
+        return None
+    return ledger.repository.get(TRIAL_ID, version=version, projector_func=project_trial)
+
+
+def _stored_id(ledger: TrialLedger, aggregate: UUID) -> UUID | str:
+    """An aggregate id as its store's column holds it (SQLite: the hex digits)."""
+    return aggregate.hex if ledger.url.startswith("sqlite") else aggregate
 
 
 def status(ledger: TrialLedger) -> dict[str, Any]:

@@ -186,6 +186,7 @@ class Present:
     trial: Trial
     inputs: Inputs  # the endpoint tallies' inputs, cut at today
     documents: list[dict[str, Any]]  # every subject's `patient --json`, by subject id
+    sites: list[str]  # every subject's site, as access knows it
     last_recorded: datetime
     open_queries: list[dict[str, Any]]  # (site, opened_on) of every query not closed
     sdv: list[dict[str, Any]]  # per site

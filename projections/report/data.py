@@ -179,7 +179,7 @@ def clarification_tallies(patients, today: date) -> dict[str, list[dict[str, Any
 def _stored_clarifications(present, today: date) -> dict[str, list[dict[str, Any]]]:
     """The same tallies from the read models: every subject's site, the open queries' sites
     and days opened, and the SDV counts per site."""
-    sites = {d["site"]: Counter() for d in present.documents}
+    sites = {site: Counter() for site in present.sites}
     for row in present.sdv:
         sites[row["site"]].update(entries=row["entries"], verified=row["verified"])
     opened = [(q["site"], _as_day(q["opened_on"])) for q in present.open_queries]
