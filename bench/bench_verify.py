@@ -70,7 +70,7 @@ from m22bol.ledger.app import TrialLedger
 from m22bol.ledger import seen
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp()
 ledger = TrialLedger({url!r})
-admin = ledger.require_trial().events[0].actor
+admin = ledger.require_trial(whole=True).events[0].actor
 seen.watch(ledger)
 ledger.close()  # remembers the newest position: as after any earlier command
 granted = iter(range(10**6))

@@ -62,7 +62,11 @@ class Grant:
 class Trial:
     id: UUID
     name: str
+    # The events folded into this object: every event of the chain, or, for a trial resumed
+    # from a snapshot (`from_summary`), only those after the snapshot's `base_version`.
     events: list[Event] = field(default_factory=list)
+    base_version: int = 0
+    base_hash: str | None = None  # the hash of the event at base_version (its chain head)
     # (version, digest, text) of every protocol registered, oldest first
     protocol_texts: list[tuple[str, str, str]] = field(default_factory=list)
     grants: set[Grant] = field(default_factory=set)
@@ -79,7 +83,12 @@ class Trial:
 
     @property
     def version(self) -> int:
-        return len(self.events)
+        return self.base_version + len(self.events)
+
+    @property
+    def whole(self) -> bool:
+        """Folded from the first event: `events` and `seals` are the chain's, not a tail."""
+        return self.base_version == 0
 
     @property
     def protocol(self) -> Protocol:
@@ -97,6 +106,48 @@ class Trial:
 
     def admins(self) -> set[str]:
         return {g.user for g in self.grants if g.role == "admin"}
+
+
+def summary(trial: Trial) -> dict:
+    """Everything the trial's state is, as JSON values, in one canonical order: what a
+    snapshot stores and what `audit verify` compares with a fold of the events. Of the seals
+    only the last is kept, without the heads it lists (one per chain: they would make the
+    snapshot grow with the subjects; `audit verify` reads them from the stored seal). The
+    present needs no more; the past (`--known-at`, exports) folds the whole chain."""
+    return {
+        "name": trial.name,
+        "synthetic": trial.synthetic,
+        "protocol_texts": [list(p) for p in trial.protocol_texts],
+        "grants": sorted([g.user, g.role, g.site] for g in trial.grants),
+        "locked": trial.locked,
+        "locked_subjects": sorted(trial.locked_subjects),
+        "password_hashes": dict(sorted(trial.password_hashes.items())),
+        "failures": dict(sorted(trial.failures.items())),
+        "last_seal": _without_heads(trial.seals[-1]) if trial.seals else None,
+        "queries": trial.queries,  # in numbering order, as folded
+        "checks_day": trial.checks_day.isoformat() if trial.checks_day else None,
+    }
+
+
+def _without_heads(seal: Sealed) -> dict:
+    state = seal.model_dump(mode="json")
+    state["heads"] = []
+    return state
+
+
+def from_summary(trial_id: UUID, state: dict, version: int, head_hash: str) -> Trial:
+    """The trial as of `version`, from its `summary`; the events after it fold on top."""
+    return Trial(
+        id=trial_id, name=state["name"], synthetic=state["synthetic"],
+        base_version=version, base_hash=head_hash,
+        protocol_texts=[tuple(p) for p in state["protocol_texts"]],
+        grants={Grant(*g) for g in state["grants"]},
+        locked=state["locked"], locked_subjects=set(state["locked_subjects"]),
+        password_hashes=dict(state["password_hashes"]), failures=dict(state["failures"]),
+        seals=[Sealed.model_validate(state["last_seal"])] if state["last_seal"] else [],
+        queries=dict(state["queries"]),
+        checks_day=date.fromisoformat(state["checks_day"]) if state["checks_day"] else None,
+    )
 
 
 def project_trial(trial: Trial | None, events: Iterable[Event]) -> Trial | None:

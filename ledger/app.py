@@ -57,7 +57,7 @@ from m22bol.domain.patient import Patient, patient_id, project_patient
 from m22bol.domain.protocol import bundled_protocol_text
 from m22bol.domain.timeline import walked_state
 from m22bol.domain.trial import TRIAL_ID, Trial, project_trial
-from m22bol.ledger import access, paging, signatures
+from m22bol.ledger import access, paging, signatures, trial_snapshots
 from m22bol.ledger.store import (
     APP_NAME,
     append_only_statements,
@@ -95,6 +95,7 @@ class TrialLedger(Application):
         # Opening a SQLite file creates it; a ledger that never got an event is removed again
         # on close, so a query (or a refused entry) on a ledger that does not exist leaves none.
         self._new_file = _new_sqlite_file(url)
+        self._trial_snapshots = None  # made on first use (ledger.trial_snapshots)
         try:
             reach(url)  # a server that is down or a database that is missing says so at once
             super().__init__(env=store_env(url, create_tables=create_tables))
@@ -102,6 +103,8 @@ class TrialLedger(Application):
                 # A SQLite ledger is made by its first command; a PostgreSQL one by `db setup`,
                 # run once by the owner, so that ordinary logins never need to run DDL.
                 self._make_append_only()
+            if create_tables:  # `db setup`: ordinary PostgreSQL logins may not create it
+                trial_snapshots.recorder(self)
         except Exception as error:
             self._remove_if_new()
             raise environment_problem(url, error) or error from None
@@ -116,11 +119,25 @@ class TrialLedger(Application):
 
     # --- reading aggregates -------------------------------------------------------------------
 
-    def trial(self) -> Trial | None:
+    def trial(self, *, whole: bool = False) -> Trial | None:
+        """The trial as it stands: from its latest snapshot and the events after it
+        (`ledger.trial_snapshots`), so that its load does not grow with the chain. `whole`
+        folds every event instead, for what needs the chain itself (`events`, every seal):
+        the past (`--known-at`) and the exports."""
+        if not whole:
+            try:
+                trial = trial_snapshots.load(self, self._decoded)
+            except ValueError as error:
+                raise undecodable("the trial", error) from None
+            if trial is not None:
+                return trial
         return self._aggregate(TRIAL_ID, "the trial", project_trial)
 
-    def require_trial(self) -> Trial:
-        trial = self.trial()
+    def _decoded(self, stored) -> Iterator[Event]:
+        return (self.mapper.to_domain_event(s) for s in stored)
+
+    def require_trial(self, *, whole: bool = False) -> Trial:
+        trial = self.trial(whole=whole)
         if trial is None:
             raise BadInput("ledger: not initialised; run `m22bol init` first", field="ledger")
         return trial
@@ -246,11 +263,21 @@ class TrialLedger(Application):
                 continue
             for hook in self.after_save:
                 hook(self, writer.last_page, [batch._trial, *batch._patients.values()])
+            self._snapshot_trial(batch._trial)
             return outputs
         raise ConcurrencyConflict(
             f"a concurrent write kept conflicting after {MAX_ATTEMPTS} attempts; nothing written",
             rule="concurrency",
         )
+
+    def _snapshot_trial(self, decided: Trial | None) -> None:
+        """After a commit that left the trial `EVERY` events past its snapshot: store a new
+        one, of the trial as read back from the store (what verify will fold), not as held."""
+        if decided is None or decided.version - decided.base_version < trial_snapshots.EVERY:
+            return
+        stored = self.trial()
+        if stored is not None:
+            trial_snapshots.take(self, stored)
 
     @property
     def account(self) -> str:
@@ -485,13 +512,18 @@ class _Batch:
     def _chain(decision: Decision, aggregate) -> list[Event]:
         """Link each new event to the one before it in its aggregate (the hash chain); the
         decision then carries the linked events, which are what gets saved."""
-        last = aggregate.events[-1] if aggregate and aggregate.events else None
+        if aggregate is None:
+            head = None
+        elif aggregate.events:
+            head = event_hash(aggregate.events[-1])
+        else:  # a trial resumed from a snapshot with nothing after it
+            head = getattr(aggregate, "base_hash", None)
         chained = []
         for event in decision.events:
-            if last is not None:
-                event = event.model_copy(update={"prev_hash": event_hash(last)})
+            if head is not None:
+                event = event.model_copy(update={"prev_hash": head})
             chained.append(event)
-            last = event
+            head = event_hash(event)
         decision.events = chained
         return chained
 

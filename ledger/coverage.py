@@ -16,7 +16,7 @@ def unsealed(ledger, known_at: datetime | None = None) -> dict[str, Any]:
     seal was made, for `status` and the report; as known at `known_at` when given. The present
     costs two indexed reads; the past reads the entries after the seal. (`verify` counts the
     same after checking the seal.)"""
-    trial = ledger.trial()
+    trial = ledger.trial(whole=known_at is not None)  # the present needs the last seal only
     seals = [s for s in (trial.seals if trial else [])
              if known_at is None or s.recorded_at <= known_at]
     last = seals[-1] if seals else None

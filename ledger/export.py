@@ -162,7 +162,7 @@ def build_odm(ledger, *, subject: str | None = None,
     rows = list(stored_events(ledger, subject=subject, known_at=known_at))
     trial_events = [ev for _, _, _, ev in rows if ev.originator_id == TRIAL_ID]
     if subject is not None:
-        trial_events = [ev for ev in ledger.require_trial().events
+        trial_events = [ev for ev in ledger.require_trial(whole=True).events
                         if known_at is None or ev.recorded_at <= known_at]
     trial = project_trial(None, trial_events)
     if trial is None:

@@ -13,7 +13,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
 from m22bol.ledger.log_digest import DIGESTS
-from m22bol.ledger.store import events_table
+from m22bol.ledger.store import APP_NAME, events_table
 
 # An arbitrary constant naming "an insert into the events table" among advisory locks.
 _INSERT_LOCK_KEY = 0x6D32_3262_6F6C_0002
@@ -74,6 +74,7 @@ def privilege_statements(url: str, database: str, read_models: list[str]) -> lis
     writer, reader = (Identifier(r) for r in group_roles(url))
     events = Identifier(events_table(url))
     digests = Identifier(DIGESTS)  # the log's running digest, written with each insert
+    snapshots = Identifier(f"{APP_NAME}_snapshots")  # the trial's (ledger.trial_snapshots)
     models = SQL(", ").join(Identifier(t) for t in read_models)
     return [
         SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
@@ -82,10 +83,14 @@ def privilege_statements(url: str, database: str, read_models: list[str]) -> lis
                                                                 reader),
         SQL("GRANT USAGE ON SCHEMA public TO {0}, {1}").format(writer, reader),
         SQL("GRANT SELECT, INSERT ON {0}, {1} TO {2}").format(events, digests, writer),
+        # Read only, even for writers: a snapshot decides who holds which role until the next
+        # verify, and the actor check guards only the events. The owner takes them (db setup).
+        SQL("GRANT SELECT ON {0} TO {1}").format(snapshots, writer),
         SQL("GRANT USAGE ON SEQUENCE {0} TO {1}").format(
             Identifier(f"{events_table(url)}_notification_id_seq"), writer),
         SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {0} TO {1}").format(models, writer),
-        SQL("GRANT SELECT ON {0}, {1}, {2} TO {3}").format(events, digests, models, reader),
+        SQL("GRANT SELECT ON {0}, {1}, {2}, {3} TO {4}").format(events, digests, snapshots,
+                                                                models, reader),
     ]
 
 

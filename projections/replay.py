@@ -59,7 +59,7 @@ def today_at(ledger: TrialLedger, known_at: datetime | None) -> date:
 
 def patient_view(ledger: TrialLedger, subject: str, *, known_at: datetime | None = None,
                  cutoff: date | None = None) -> dict[str, Any]:
-    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    trial = trial_as_known_at(ledger.require_trial(whole=True), known_at)
     patient = as_known_at(ledger.require_patient(subject), known_at)
     if patient is None:
         raise BadInput(f"subject: {subject} was not registered at {known_at}", field="subject")
@@ -142,7 +142,7 @@ def trial_history_view(ledger: TrialLedger, *,
                        known_at: datetime | None = None) -> dict[str, Any]:
     """The trial's own audit trail: protocol versions, grants, passwords set, locks, seals and
     every refused authentication, oldest first."""
-    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    trial = trial_as_known_at(ledger.require_trial(whole=True), known_at)
     entries = []
     for event in trial.events:
         row = _audit_row(f"trial#{event.originator_version}", event)
@@ -187,7 +187,7 @@ def status_by_replay(ledger: TrialLedger, *, known_at: datetime | None = None,
                      sites: frozenset[str] | None = None) -> dict[str, Any]:
     """Status from the events alone: the reference the read models must agree with, and the
     only way to the status as known at a past moment; only the subjects of `sites` if given."""
-    trial = trial_as_known_at(ledger.require_trial(), known_at)
+    trial = trial_as_known_at(ledger.require_trial(whole=True), known_at)
     today = today_at(ledger, known_at)
     patients = [as_known_at(ledger.require_patient(s), known_at) for s in ledger.subjects()]
     summaries = [summary(derive(p.subject, p.timeline(), trial.protocol, today))

@@ -114,6 +114,19 @@ def test_a_writer_login_cannot_change_the_schema_or_stored_events(site, statemen
             conn.execute(statement.format(t=events_table(site["url"])))
 
 
+def test_a_writer_login_cannot_store_a_trial_snapshot(site):
+    """A forged snapshot granting the writer admin would be obeyed until the next verify: only
+    the owner stores snapshots."""
+    from m22bol.ledger.store import APP_NAME
+
+    enrol(site, "M22-001")
+    with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state)"
+                                 " VALUES (gen_random_uuid(), 1, 'x', 'x')").format(
+                sql.Identifier(f"{APP_NAME}_snapshots".lower())))
+
+
 def test_the_database_refuses_a_raw_insert_naming_another_actor(site):
     enrol(site, "M22-001")
     table = sql.Identifier(events_table(site["url"]))
