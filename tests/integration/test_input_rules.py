@@ -139,6 +139,15 @@ def test_a_json_refusal_names_the_import_line_and_the_field(infused):
     assert (error["code"], error["line"], error["field"]) == ("bad-input", 2, "subject")
 
 
+@pytest.mark.parametrize("args", [["init"], ["status"], ["import", "-"]])
+def test_the_in_memory_store_is_refused_at_the_command_line(args):
+    result = invoke([*args, "--json"], url=MEMORY_URL, user="admin",
+                    input='{"command": "contact", "subject": "M22-001", "date": "2025-02-01"}\n')
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.output)["error"]
+    assert error["field"] == "ledger" and "keeps nothing" in error["message"]
+
+
 @ON_SQLITE
 def test_a_timestamp_past_the_last_utc_moment_is_bad_input(infused):
     refused(invoke(["patient", S, "--known-at", "9999-12-31T23:59:59-14:00"],
