@@ -77,6 +77,17 @@ class Event(BaseModel):
     # SHA-256 of the bytes this event was read from; the hash chain links to those bytes,
     # which an upcast event would no longer reproduce.
     _stored_digest: str | None = PrivateAttr(default=None)
+    # The canonical bytes this event is stored as, once made (`ledger.store.stored_bytes`):
+    # the chain hashes them for the next event's link and the store writes the same bytes.
+    _stored_bytes: bytes | None = PrivateAttr(default=None)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy; one with changed values is another record, so the bytes and digest kept
+        for this one are not carried over."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._stored_bytes = copied._stored_digest = None
+        return copied
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
