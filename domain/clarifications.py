@@ -265,7 +265,10 @@ def edit_checks(patient: Patient, state: State, today: date, *,
                                  f"LVEF of {fact.date} was not repeated within {window} days "
                                  f"(by {due}): please enter the repeat or its reason",
                                  timed=not later))
-    if (state.enrolled and not state.death and not state.withdrawn
+    # A missing assessment is found only by the passing of time (the finding is `timed`, and
+    # left out below unless `timed`): not looked for on each entry, where scoring every scan
+    # again cost a tenth of an import.
+    if (timed and state.enrolled and not state.death and not state.withdrawn
             and not treatment.course(state).discontinued):
         responses = [r for _, r in assessments.scan_responses(state)]
         progressed = any(r.overall_response == "PD" for r in responses)
