@@ -269,10 +269,14 @@ def decide_subject(
     # entered field (a scan's `new_lesions` flag vs its list of locations) must not replace it.
     record = {k: v for k, v in output.items() if k in _COMPUTED
               and k in type(candidate).model_fields}
-    event = type(candidate).model_validate({
-        **candidate.model_dump(), **record,
-        "deviations": new, "deviation_reason": reason if new else None,
-    })
+    if record or new or candidate.deviation_reason is not None or candidate.deviations:
+        event = type(candidate).model_validate({
+            **candidate.model_dump(), **record,
+            "deviations": new, "deviation_reason": reason if new else None,
+        })
+    else:
+        # Nothing computed and no deviation to add: the event is the candidate as validated.
+        event = candidate
     output = {k: v for k, v in output.items() if k not in _RECORD_ONLY}
     if isinstance(candidate, e.EntryCorrected):
         before = dict(patient.timeline())[candidate.entry].facts()
