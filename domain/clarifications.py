@@ -84,14 +84,38 @@ def threads(subject: str, events: list[e.Event]) -> dict[str, Thread]:
     """Every query of one subject, by id, as its events tell it."""
     found: dict[str, Thread] = {}
     for event in events:
+        _thread_step(subject, found, event)
+    return found
+
+
+def patient_threads(patient: Patient) -> dict[str, Thread]:
+    """`threads` of the patient's events, kept on the patient and advanced over new events
+    only (`Patient.fold`). Read it, never change it."""
+    subject = patient.subject
+    return patient.fold("threads", dict, lambda found, event: _thread_step(subject, found, event))
+
+
+def _thread_step(subject: str, found: dict[str, Thread], event: e.Event) -> dict[str, Thread]:
+    if isinstance(event, QUERY_EVENTS):
         if isinstance(event, e.QueryOpened):
             found[event.query_id] = Thread(event.query_id, subject, event.entry, event.field,
                                            event.rule)
-        if isinstance(event, QUERY_EVENTS):
-            found[event.query_id].steps.append(Step(
-                _STEPS[type(event)], event.actor, event.recorded_at, event.text,
-                getattr(event, "correction", None)))
+        found[event.query_id].steps.append(Step(
+            _STEPS[type(event)], event.actor, event.recorded_at, event.text,
+            getattr(event, "correction", None)))
     return found
+
+
+def raised_checks(patient: Patient) -> set[tuple[str, str]]:
+    """(rule, entry) of every query an edit check has raised on the subject, whatever became
+    of it since: a check raises its query once. Kept on the patient (`Patient.fold`)."""
+    return patient.fold("raised checks", set, _raised_step)
+
+
+def _raised_step(raised: set[tuple[str, str]], event: e.Event) -> set[tuple[str, str]]:
+    if isinstance(event, e.QueryOpened) and event.rule:
+        raised.add((event.rule, event.entry))
+    return raised
 
 
 def verification(subject: str, events: list[e.Event]) -> dict[str, dict[str, Any]]:
@@ -99,17 +123,31 @@ def verification(subject: str, events: list[e.Event]) -> dict[str, dict[str, Any
     correction after the verification un-verifies it: the new value was not checked."""
     entries: dict[str, dict[str, Any]] = {}
     for event in events:
-        if isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
-            if isinstance(event, e.EntryRetracted):
-                entries.pop(event.entry, None)
-            elif event.entry in entries:
-                entries[event.entry] = {"verified": False, "unverified_by": entry_id(
-                    subject, event.originator_version)}
-        elif isinstance(event, e.Fact):
-            entries[entry_id(subject, event.originator_version)] = {"verified": False}
-        elif isinstance(event, e.SourceVerified) and event.entry in entries:
-            entries[event.entry] = {"verified": True, "verified_by": event.actor,
-                                    "verified_at": event.recorded_at, "note": event.note}
+        _verification_step(subject, entries, event)
+    return entries
+
+
+def patient_verification(patient: Patient) -> dict[str, dict[str, Any]]:
+    """`verification` of the patient's events, kept on the patient (`Patient.fold`). Read it,
+    never change it."""
+    subject = patient.subject
+    return patient.fold("verification", dict,
+                        lambda entries, event: _verification_step(subject, entries, event))
+
+
+def _verification_step(subject: str, entries: dict[str, dict[str, Any]],
+                       event: e.Event) -> dict[str, dict[str, Any]]:
+    if isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
+        if isinstance(event, e.EntryRetracted):
+            entries.pop(event.entry, None)
+        elif event.entry in entries:
+            entries[event.entry] = {"verified": False, "unverified_by": entry_id(
+                subject, event.originator_version)}
+    elif isinstance(event, e.Fact):
+        entries[entry_id(subject, event.originator_version)] = {"verified": False}
+    elif isinstance(event, e.SourceVerified) and event.entry in entries:
+        entries[event.entry] = {"verified": True, "verified_by": event.actor,
+                                "verified_at": event.recorded_at, "note": event.note}
     return entries
 
 
@@ -129,12 +167,12 @@ def decide(command: c.Command, patient: Patient, envelope: dict[str, Any],
             return event, {"query_id": query_id, "status": OPEN, "entry": command.entry}
         case c.VerifySource():
             _live_entry(patient, command.entry)
-            if verification(patient.subject, patient.events)[command.entry]["verified"]:
+            if patient_verification(patient)[command.entry]["verified"]:
                 raise RuleViolation(f"{command.entry} is already verified against source",
                                     rule="sdv.already_verified", field="entry")
             event = e.SourceVerified(**envelope, entry=command.entry, note=command.note)
             return event, {"entry": command.entry, "verified": True}
-    thread = threads(patient.subject, patient.events)[command.query_id]
+    thread = patient_threads(patient)[command.query_id]
     allowed = {c.QueryAnswer: (OPEN,), c.QueryClose: (OPEN, ANSWERED),
                c.QueryReopen: (ANSWERED, CLOSED)}[type(command)]
     if thread.status not in allowed:
@@ -159,7 +197,7 @@ def _live_entry(patient: Patient, entry: str) -> None:
     event = patient.event_of(entry)
     if not isinstance(event, e.Fact) or isinstance(event, (e.EntryCorrected, e.EntryRetracted)):
         raise BadInput(f"entry: {entry} is not a clinical fact", field="entry")
-    if entry not in dict(patient.timeline()):
+    if entry not in patient.facts_of(type(event)):
         raise RuleViolation(f"{entry} was retracted", rule="query.retracted", field="entry")
 
 
@@ -175,7 +213,7 @@ def closed_by_retraction(patient: Patient, retraction: e.EntryRetracted,
     """A retraction closes every query on the retracted entry, with the retraction's reason."""
     return [e.QueryClosed(**{**envelope, "actor": retraction.actor}, query_id=t.query_id,
                           text=f"entry retracted: {retraction.reason}")
-            for t in threads(patient.subject, patient.events).values()
+            for t in patient_threads(patient).values()
             if t.entry == retraction.entry and t.status != CLOSED]
 
 
@@ -198,24 +236,23 @@ def edit_checks(patient: Patient, state: State, today: date, *,
     checks an entry can trigger, and with `timed` also those that fall due with time."""
     from m22bol.domain.rules import assessments, safety, treatment
 
-    raised = {(t.rule, t.entry) for t in threads(patient.subject, patient.events).values()
-              if t.rule}
+    raised = raised_checks(patient)
     found: list[Finding] = []
-    timeline = dict(patient.timeline())
-    for entry, fact in timeline.items():
-        if isinstance(fact, e.InfusionGiven) and fact.deviations:
+    infusions = patient.facts_of(e.InfusionGiven)
+    for entry, fact in infusions.items():
+        if fact.deviations:
             rules = ", ".join(d.rule for d in fact.deviations)
             found.append(Finding("check.infusion_deviation", entry,
                                  f"infusion accepted as a protocol deviation ({rules}): "
                                  f"please confirm the dose and date against source"))
     for ae in safety.adverse_events(state).values():
         if ae.entered_late:
-            entry = _ae_entry(timeline, ae.ae_id)
+            entry = _ae_entry(patient.facts_of(e.AdverseEventReported), ae.ae_id)
             found.append(Finding("check.sae_late", entry,
                                  f"SAE {ae.ae_id} entered after its reporting deadline "
                                  f"({ae.report_due:%Y-%m-%d %H:%M} UTC): please confirm the "
                                  f"awareness date and the expedited report"))
-    lvefs = [(k, f) for k, f in timeline.items() if isinstance(f, e.LvefMeasured)]
+    lvefs = list(patient.facts_of(e.LvefMeasured).items())
     window = state.protocol.safety.lvef_repeat_within_days
     for i, (entry, fact) in enumerate(lvefs):
         out = _asked_repeat(state, entry)
@@ -228,7 +265,10 @@ def edit_checks(patient: Patient, state: State, today: date, *,
                                  f"LVEF of {fact.date} was not repeated within {window} days "
                                  f"(by {due}): please enter the repeat or its reason",
                                  timed=not later))
-    if (state.enrolled and not state.death and not state.withdrawn
+    # A missing assessment is found only by the passing of time (the finding is `timed`, and
+    # left out below unless `timed`): not looked for on each entry, where scoring every scan
+    # again cost a tenth of an import.
+    if (timed and state.enrolled and not state.death and not state.withdrawn
             and not treatment.course(state).discontinued):
         responses = [r for _, r in assessments.scan_responses(state)]
         progressed = any(r.overall_response == "PD" for r in responses)
@@ -236,7 +276,7 @@ def edit_checks(patient: Patient, state: State, today: date, *,
         start = assessments.first_infusion(state)
         if start and not progressed:
             last_entry, last = (scans[-1][0], scans[-1][1].date) if scans else (
-                _first_infusion_entry(timeline), start)
+                _first_infusion_entry(infusions), start)
             p = state.protocol.response
             due = max(last, start) + timedelta(days=p.assessment_interval_days
                                                + p.assessment_window_days)
@@ -255,10 +295,9 @@ def _asked_repeat(state: State, entry: str) -> bool:
     return bool(out.get("lvef_repeat_due")) or "repeat within" in str(out.get("note", ""))
 
 
-def _ae_entry(timeline: dict[str, e.Fact], ae_id: str) -> str:
-    return next(k for k, f in timeline.items()
-                if isinstance(f, e.AdverseEventReported) and f.ae_id == ae_id)
+def _ae_entry(reported: dict[str, e.Fact], ae_id: str) -> str:
+    return next(k for k, f in reported.items() if f.ae_id == ae_id)
 
 
-def _first_infusion_entry(timeline: dict[str, e.Fact]) -> str:
-    return min((f.date, k) for k, f in timeline.items() if isinstance(f, e.InfusionGiven))[1]
+def _first_infusion_entry(infusions: dict[str, e.Fact]) -> str:
+    return min((f.date, k) for k, f in infusions.items())[1]

@@ -123,11 +123,20 @@ def strict_json(text: str | bytes) -> Any:
     """JSON with no duplicate keys (which one would win?). NaN, Infinity and overflowing
     numbers are read as the non-finite floats they are and refused by the model, which names
     the field. Raises ValueError with the reason."""
+    marked: list[_Twice] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        record = _no_duplicates(items)
+        if isinstance(record, _Twice):
+            marked.append(record)
+        return record
+
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
+        value = json.loads(text, object_pairs_hook=pairs, parse_int=_integer)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    if twice := _duplicate(value):
+    # The tree is searched for the path of the key only when a key was given twice at all.
+    if marked and (twice := _duplicate(value)):
         raise DuplicateKey(twice)
     return value
 
@@ -239,13 +248,24 @@ class Command(BaseModel):
         if info.field_name in cls.checked_after:
             return value
         check_plain(value)
-        field = cls.model_fields[info.field_name]
-        if isinstance(value, str) and _is_number(field.annotation):
+        if isinstance(value, (str, bool)) and _numeric(cls, info.field_name):
+            if isinstance(value, bool):
+                raise ValueError("expected a number, not true or false")
             if not _DECIMAL.match(value.strip()):
                 raise ValueError(f"{value!r} is not a plain decimal number")
-        if isinstance(value, bool) and _is_number(field.annotation):
-            raise ValueError("expected a number, not true or false")
         return value
+
+
+# (command class, field) -> whether the field holds a number: asked for every field of every
+# parsed line, and the annotation never changes.
+_NUMERIC: dict[tuple[type, str], bool] = {}
+
+
+def _numeric(cls: type[BaseModel], name: str) -> bool:
+    key = (cls, name)
+    if (numeric := _NUMERIC.get(key)) is None:
+        numeric = _NUMERIC[key] = _is_number(cls.model_fields[name].annotation)
+    return numeric
 
 
 class SubjectCommand(Command):

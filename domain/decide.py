@@ -238,7 +238,7 @@ def decide_subject(
     else:
         fields = {_RENAMES.get(k, k): v for k, v in command if k not in _NOT_FACT_FIELDS}
         if isinstance(command, (c.UpdateAdverseEvent, c.ResolveAdverseEvent)):
-            _require_ae(command.ae_id, timeline)
+            _require_ae(command.ae_id, patient)
         if isinstance(command, c.AdverseEvent):
             fields["ae_id"] = fields["ae_id"] or _next_ae_id(patient)
             fields["ctcae_version"] = protocol.ctcae_version
@@ -253,9 +253,7 @@ def decide_subject(
         else:
             walked = walk(patient.subject, timeline, protocol, ctx.today)
         state = finish(walked)
-        # Read from every event, so only when the walk found a deviation at all.
-        accepted = {(d.entry, d.rule) for ev in patient.events if isinstance(ev, e.Fact)
-                    for d in ev.deviations} if state.deviations else set()
+        accepted = _accepted(patient) if state.deviations else set()
         new = [d for d in state.deviations if (d.entry, d.rule) not in accepted]
         reason = getattr(command, "deviation_reason", None)
         if new and not reason:
@@ -272,10 +270,14 @@ def decide_subject(
     # entered field (a scan's `new_lesions` flag vs its list of locations) must not replace it.
     record = {k: v for k, v in output.items() if k in _COMPUTED
               and k in type(candidate).model_fields}
-    event = type(candidate).model_validate({
-        **candidate.model_dump(), **record,
-        "deviations": new, "deviation_reason": reason if new else None,
-    })
+    if record or new or candidate.deviation_reason is not None or candidate.deviations:
+        event = type(candidate).model_validate({
+            **candidate.model_dump(), **record,
+            "deviations": new, "deviation_reason": reason if new else None,
+        })
+    else:
+        # Nothing computed and no deviation to add: the event is the candidate as validated.
+        event = candidate
     output = {k: v for k, v in output.items() if k not in _RECORD_ONLY}
     if isinstance(candidate, e.EntryCorrected):
         before = {**patient.held(), **dict(patient.timeline())}[candidate.entry].facts()
@@ -305,17 +307,34 @@ def _signature(command: c.Sign, patient: Patient, entry: str, env: dict, head_di
     })
 
 
+def _accepted(patient: Patient) -> set[tuple[str, str]]:
+    """(entry, rule) of every deviation accepted so far, kept on the patient (`fold`)."""
+    return patient.fold("accepted deviations", set, _accepted_step)
+
+
+def _accepted_step(accepted: set[tuple[str, str]], event: e.Event) -> set[tuple[str, str]]:
+    if isinstance(event, e.Fact):
+        accepted.update((d.entry, d.rule) for d in event.deviations)
+    return accepted
+
+
 def _next_ae_id(patient: Patient) -> str:
-    taken = {ev.ae_id for ev in patient.events if isinstance(ev, e.AdverseEventReported)}
+    taken = patient.fold("ae ids", set, _ae_id_step)
     n = len(taken) + 1
     while f"AE{n}" in taken:
         n += 1
     return f"AE{n}"
 
 
-def _require_ae(ae_id: str, timeline) -> None:
+def _ae_id_step(taken: set[str], event: e.Event) -> set[str]:
+    if isinstance(event, e.AdverseEventReported):
+        taken.add(event.ae_id)
+    return taken
+
+
+def _require_ae(ae_id: str, patient: Patient) -> None:
     """An unknown AE id is bad input (exit 2); one dated before its onset the walk refuses."""
-    if not any(isinstance(f, e.AdverseEventReported) and f.ae_id == ae_id for _, f in timeline):
+    if not any(f.ae_id == ae_id for f in patient.facts_of(e.AdverseEventReported).values()):
         raise BadInput(f"ae_id: {ae_id} is not an adverse event of this subject", field="ae_id")
 
 

@@ -80,6 +80,17 @@ class Event(BaseModel):
     # (field, why) for each stored value today's rules refuse, set by the store's tolerant
     # decode (`m22bol.ledger.store`): a value an older version or a past bug wrote.
     _stored_problems: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+    # The canonical bytes this event is stored as, once made (`ledger.store.stored_bytes`):
+    # the chain hashes them for the next event's link and the store writes the same bytes.
+    _stored_bytes: bytes | None = PrivateAttr(default=None)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy; one with changed values is another record, so the bytes and digest kept
+        for this one are not carried over."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._stored_bytes = copied._stored_digest = None
+        return copied
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -47,9 +47,19 @@ def stored_state(event) -> dict[str, Any]:
     return state
 
 
+def stored_bytes(event) -> bytes:
+    """The event's canonical stored bytes, made once and kept on the event: on the write path
+    the next event's hash link needs them, then the mapper stores them (serialising twice was
+    about a tenth of an import). Events are frozen, and a changed copy drops them."""
+    data = event._stored_bytes
+    if data is None:
+        data = event._stored_bytes = canonical(stored_state(event))
+    return data
+
+
 def event_hash(event) -> str:
     """SHA-256 of the event's stored bytes: what the next event's `prev_hash` names."""
-    return event._stored_digest or hashlib.sha256(canonical(stored_state(event))).hexdigest()
+    return event._stored_digest or hashlib.sha256(stored_bytes(event)).hexdigest()
 
 
 def upcast(cls, state: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +89,10 @@ class PydanticMapper(Mapper):
     hash chain hashes; rebuilds the event class named by the topic, upcast to its version."""
 
     def to_stored_event(self, domain_event) -> StoredEvent:
-        state = self.transcoder.encode(stored_state(domain_event))
+        if isinstance(self.transcoder, CanonicalTranscoder):
+            state = stored_bytes(domain_event)
+        else:
+            state = self.transcoder.encode(stored_state(domain_event))
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:

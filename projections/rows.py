@@ -44,6 +44,9 @@ class Derived:
     today: date
     timeline: list[tuple[str, Fact]]
     events: list[Event] = field(default_factory=list)  # the whole chain: queries, SDV
+    # The subject's query threads and source verification, as the patient keeps them folded.
+    threads: dict[str, clarifications.Thread] = field(default_factory=dict)
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: State | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
@@ -53,7 +56,9 @@ def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived
     from m22bol.domain.errors import LedgerError
 
     d = Derived(aggregate_id=patient.id, subject=patient.subject, version=patient.version,
-                site=patient.site, today=today, timeline=[], events=patient.events)
+                site=patient.site, today=today, timeline=[], events=patient.events,
+                threads=clarifications.patient_threads(patient),
+                verified=clarifications.patient_verification(patient))
     try:
         d.timeline = patient.timeline()
         # The walk the entry was just decided with, when the patient came from the entry.
@@ -198,7 +203,7 @@ def query_rows(d: Derived) -> Rows:
          "site": d.site, "entry": t.entry, "field": t.field, "rule": t.rule,
          "status": t.status, "opened_on": t.opened_at.date(), "last_text": t.last_text(),
          "thread": to_json(t.as_dict())}
-        for t in clarifications.threads(d.subject, d.events).values()]}
+        for t in d.threads.values()]}
 
 
 def sdv_rows(d: Derived) -> Rows:
@@ -208,7 +213,7 @@ def sdv_rows(d: Derived) -> Rows:
     return {catalog.SDV: [
         {"entry": entry, "subject": d.subject, "site": d.site, "event": kinds.get(entry, ""),
          "verified": bool(v["verified"]), "document": to_json(v)}
-        for entry, v in clarifications.verification(d.subject, d.events).items()]}
+        for entry, v in d.verified.items()]}
 
 
 SUBJECT_ROWS: dict[str, Callable[[Derived], Rows]] = {

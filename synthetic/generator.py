@@ -244,10 +244,15 @@ class _Rules:
         """Decide and keep the fact; what the rules printed."""
         decision = self._decision(command)
         self.patient = project_patient(self.patient, decision.events)
+        if decision.walked is not None:
+            # Kept, as the ledger keeps it: the next fact that comes last extends this walk
+            # instead of walking the subject's whole timeline again.
+            self.patient.keep_walk(decision.walked)
         return decision.output
 
     def ask(self, command: c.SubjectCommand) -> dict[str, Any]:
-        """What the rules would print, without keeping the fact."""
+        """What the rules would print, without keeping the fact. The kept walk is extended
+        by the asked fact, so the patient gives it up and the next `decide` walks anew."""
         return self._decision(command).output
 
     def _decision(self, command: c.SubjectCommand):

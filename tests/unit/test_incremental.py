@@ -17,6 +17,12 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from m22bol.domain import commands as c
+from m22bol.domain.clarifications import (
+    patient_threads,
+    patient_verification,
+    threads,
+    verification,
+)
 from m22bol.domain.decide import Context, Decision, Vouched, decide_subject
 from m22bol.domain.errors import LedgerError
 from m22bol.domain.patient import Patient, project_patient
@@ -183,6 +189,7 @@ def test_extending_the_kept_walk_equals_the_full_walk(data):
             continue
         resumed += decision.walked is not None and decision.walked is before
         incremental = kept(incremental, decision)
+        assert_folds_current(incremental)
         if decision.state is not None:
             latest = max(latest, *(f.clinical_date for _, f in incremental.timeline()))
         # What the read models use: the kept walk finished, against a full walk now.
@@ -192,6 +199,19 @@ def test_extending_the_kept_walk_equals_the_full_walk(data):
     assert [mine for mine, _ in printed] == [theirs for _, theirs in printed]
     event("resumed " + ("0" if not resumed else "1-4" if resumed < 5 else "5-9" if resumed < 10
                         else "10+") + " times")
+
+
+def assert_folds_current(patient: Patient) -> None:
+    """What the patient keeps folded from command to command (its live facts by kind, its
+    site, the verification of its entries) equals the same read afresh from its events."""
+    fresh = project_patient(None, patient.events)
+    kinds: dict[type, list] = {}
+    for entry, fact in fresh.timeline():
+        kinds.setdefault(type(fact), []).append((entry, fact))
+    assert {kind: list(patient.facts_of(kind).items()) for kind in kinds} == kinds
+    assert patient.site == fresh.site
+    assert patient_verification(patient) == verification(S, patient.events)
+    assert patient_threads(patient) == threads(S, patient.events)
 
 
 def as_read(walked, *args) -> tuple:
