@@ -19,14 +19,16 @@ from pathlib import Path
 import benchlib as b
 
 HERE = Path(__file__).resolve().parent
-# (script, the rows it answers, whether it takes --sizes)
+# (script, the rows it answers, the shared options it takes)
 SCRIPTS = [
-    ("bench_import.py", "import through the rules; writing decided events; import memory", True),
-    ("bench_rebuild.py", "projection rebuild", True),
-    ("bench_verify.py", "audit verify", True),
-    ("bench_queries.py", "one entry; status, patient, endpoints --json", True),
-    ("bench_startup.py", "start-up per command, import times", True),
-    ("bench_report.py", "report for 400 patients", False),
+    ("bench_import.py", "import through the rules; writing decided events; import memory",
+     ("dir", "sizes")),
+    ("bench_rebuild.py", "projection rebuild", ("dir", "sizes")),
+    ("bench_verify.py", "audit verify", ("dir", "sizes")),
+    ("bench_queries.py", "one entry; status, patient, endpoints --json", ("dir", "sizes")),
+    ("bench_startup.py", "start-up per command, import times", ("dir", "sizes")),
+    ("bench_trial_load.py", "loading the trial: snapshot against the whole chain", ()),
+    ("bench_report.py", "report for 400 patients", ("dir",)),
 ]
 
 
@@ -43,11 +45,11 @@ def main() -> None:
     with out.open("w") as sink:
         sink.write(f"# m22bol benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n")
         sink.write("".join(f"- {k}: {v}\n" for k, v in b.machine().items()) + "\n")
-        for script, rows, sized in SCRIPTS:
-            if not (HERE / script).exists():
-                continue
-            command = [sys.executable, str(HERE / script), "--dir", str(args.dir)]
-            if sized:
+        for script, rows, options in SCRIPTS:
+            command = [sys.executable, str(HERE / script)]
+            if "dir" in options:
+                command += ["--dir", str(args.dir)]
+            if "sizes" in options:
                 command += ["--sizes", args.sizes]
             header = f"\n## {script} ({rows})\n\n"
             print(header, flush=True)
