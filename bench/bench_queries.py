@@ -47,17 +47,6 @@ for (state,) in con.execute("SELECT state FROM stored_events ORDER BY rowid"):
 RESULT = {{"seconds": time.perf_counter() - started, "events": n}}
 """
 
-RAW_DECODE = """
-import sqlite3, time, orjson
-con = sqlite3.connect({path!r})
-started = time.perf_counter()
-n = 0
-for (state,) in con.execute("SELECT state FROM stored_events ORDER BY rowid"):
-    orjson.loads(state)
-    n += 1
-RESULT = {{"seconds": time.perf_counter() - started, "events": n}}
-"""
-
 
 def process(code: str, *, timeout: float) -> float:
     started = time.perf_counter()
@@ -157,7 +146,7 @@ def main() -> None:
                 row[name] = f"{b.fmt_s(seconds)}, {b.rate(events[size], seconds)}"
             except subprocess.TimeoutExpired:
                 row[name] = f"> {args.timeout:.0f} s"
-        raw = b.child(RAW_DECODE.format(path=str(path)), timeout=args.timeout)
+        raw = b.child(b.RAW_DECODE.format(path=str(path)), timeout=args.timeout)
         row["raw read+decode"] = b.rate(raw["events"], raw["seconds"])
         try:
             seconds, done = b.cli(["--json", "audit", "verify"], path, timeout=args.timeout,

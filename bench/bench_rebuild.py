@@ -53,17 +53,6 @@ n = sum(1 for _ in ledger.stored_events())
 RESULT = {{"seconds": time.perf_counter() - started, "events": n}}
 """
 
-RAW_READ = """
-import sqlite3, time, orjson
-con = sqlite3.connect({path!r})
-started = time.perf_counter()
-n = 0
-for (state,) in con.execute("SELECT state FROM stored_events ORDER BY rowid"):
-    orjson.loads(state)
-    n += 1
-RESULT = {{"seconds": time.perf_counter() - started, "events": n}}
-"""
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -80,7 +69,7 @@ def main() -> None:
             print(f"{path} missing: run bench/bench_import.py first")
             continue
         events = b.count_events(path)
-        raw = b.child(RAW_READ.format(path=str(path)), timeout=args.timeout)
+        raw = b.child(b.RAW_DECODE.format(path=str(path)), timeout=args.timeout)
         read = b.child(LEDGER_READ.format(url=b.url(path)), timeout=args.timeout)
         row = {"size": size, "events": f"{events:,}",
                "raw read+decode": f"{b.rate(raw['events'], raw['seconds'])}, "

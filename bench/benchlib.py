@@ -45,6 +45,19 @@ USER = os_account()
 SEED = 1
 QUERY_ID = re.compile(r"\bQ-([1-9][0-9]*)\b")
 
+# The baseline of read-and-decode figures: sqlite3 reading every stored event and parsing its
+# JSON, in a child process (`child`), timed inside it.
+RAW_DECODE = """
+import sqlite3, time, orjson
+con = sqlite3.connect({path!r})
+started = time.perf_counter()
+n = 0
+for (state,) in con.execute("SELECT state FROM stored_events ORDER BY rowid"):
+    orjson.loads(state)
+    n += 1
+RESULT = {{"seconds": time.perf_counter() - started, "events": n}}
+"""
+
 
 def machine() -> dict[str, Any]:
     cpu = "?"
