@@ -180,8 +180,8 @@ def decide_trial(command: c.Command, trial: Trial | None, ctx: Context,
 # --- a subject --------------------------------------------------------------------------------
 
 # Command field -> event field, where the CLI's singular option names a list.
-_RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
-            "new_lesion": "new_lesions", "id": "ae_id", "serious": "serious_criteria"}
+RENAMES = {"target": "targets", "node": "nodes", "non_target": "non_targets",
+           "new_lesion": "new_lesions", "id": "ae_id", "serious": "serious_criteria"}
 _FACTS: dict[type[c.Command], type[e.Fact]] = {
     c.AssessEligibility: e.EligibilityAssessed, c.Enrol: e.Enrolled, c.Infuse: e.InfusionGiven,
     c.Interrupt: e.TreatmentInterrupted, c.Resume: e.TreatmentResumed,
@@ -236,7 +236,7 @@ def decide_subject(
     elif isinstance(command, c.Retract):
         candidate, timeline = _retraction(command, patient, timeline, env)
     else:
-        fields = {_RENAMES.get(k, k): v for k, v in command if k not in _NOT_FACT_FIELDS}
+        fields = {RENAMES.get(k, k): v for k, v in command if k not in _NOT_FACT_FIELDS}
         if isinstance(command, (c.UpdateAdverseEvent, c.ResolveAdverseEvent)):
             _require_ae(command.ae_id, patient)
         if isinstance(command, c.AdverseEvent):
@@ -366,7 +366,7 @@ def _correction(command: c.Correct, patient: Patient, timeline, env):
     allowed = set(current.facts()) - _COMPUTED - _IDENTIFYING
     changes: dict[str, Any] = {}
     for key, value in command.set.items():
-        name = _RENAMES.get(key.replace("-", "_"), key.replace("-", "_"))
+        name = RENAMES.get(key.replace("-", "_"), key.replace("-", "_"))
         if name in _IDENTIFYING:
             raise BadInput(f"set: {key} identifies the entry and cannot be corrected; retract "
                            "the entry and enter it anew", field=key)
@@ -404,11 +404,11 @@ def _as_entered(current: e.Fact, changes: dict[str, Any], subject: str) -> dict[
     """The changed values, validated by the command model that entered the fact, exactly as a
     new entry is (types, ranges, lengths, patterns, printable text, finite numbers); an error
     names the field as the command spells it."""
-    model = _COMMAND_OF[type(current)]
+    model = COMMAND_OF[type(current)]
     facts = current.facts()
     values: dict[str, Any] = {"subject": subject}
     for name in model.model_fields:
-        stored = _RENAMES.get(name, name)
+        stored = RENAMES.get(name, name)
         if stored in changes:
             values[name] = _list_from_json(changes[stored], name)
         elif stored in facts and stored not in _COMPUTED and facts[stored] is not None:
@@ -442,8 +442,10 @@ _COMPUTED = {"eligible", "failed_criteria", "basket", "protocol_version", "expec
              "ctcae_term", "meddra_code", "soc", "coded_on_read"}
 # Fields that name what other entries refer to: a correction would cut those links.
 _IDENTIFYING = {"subject", "ae_id"}
-_COMMAND_OF: dict[type[e.Fact], type[c.Command]] = {
+# The command that enters each fact: a correction, and `audit verify`'s check of stored values
+# (`domain.stored_values`), validate a fact's values by it.
+COMMAND_OF: dict[type[e.Fact], type[c.Command]] = {
     **{fact: command for command, fact in _FACTS.items()}, e.Registered: c.Register}
-_ENTERED_AS = {stored: entered for entered, stored in _RENAMES.items()}
+_ENTERED_AS = {stored: entered for entered, stored in RENAMES.items()}
 # Stored for the record but not printed: the scan prints the same values flat (spec/cli.md).
 _RECORD_ONLY = {"response"}

@@ -23,7 +23,7 @@ from annotated_types import MaxLen
 from pydantic.fields import FieldInfo
 
 from m22bol.domain import commands as c
-from m22bol.domain.decide import _COMMAND_OF, _RENAMES
+from m22bol.domain.decide import COMMAND_OF, RENAMES
 from m22bol.domain.events import Event, Fact
 
 
@@ -159,13 +159,13 @@ def _unprintable(value: Any) -> str | None:
 @cache
 def _caps(fact: type[Fact]) -> dict[str, int]:
     """The length cap of each stored field, from the command model that enters the fact."""
-    model = _COMMAND_OF.get(fact)
+    model = COMMAND_OF.get(fact)
     if model is None:
         return {}
     caps: dict[str, int] = {}
     for name, info in model.model_fields.items():
         if limits := list(_max_lengths(info)):
-            caps[_RENAMES.get(name, name)] = min(limits)
+            caps[RENAMES.get(name, name)] = min(limits)
     return caps
 
 
