@@ -63,11 +63,7 @@ def main() -> None:
     print("machine:", b.machine())
     has_rebuild = importlib.util.find_spec("m22bol.projections.runner") is not None
     rows = []
-    for size in args.sizes.split(","):
-        path = b.ledger_path(args.dir, size)
-        if not path.exists():
-            print(f"{path} missing: run bench/bench_import.py first")
-            continue
+    for size, path in b.built_ledgers(args.dir, args.sizes).items():
         events = b.count_events(path)
         raw = b.child(b.RAW_DECODE.format(path=str(path)), timeout=args.timeout)
         read = b.child(LEDGER_READ.format(url=b.url(path)), timeout=args.timeout)

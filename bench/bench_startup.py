@@ -86,10 +86,8 @@ def main() -> None:
     print("load average before:", os.getloadavg())
     from m22bol.synthetic.generator import DATA_CUTOFF
 
-    sizes = [s for s in args.sizes.split(",") if b.ledger_path(args.dir, s).exists()]
-    for missing in set(args.sizes.split(",")) - set(sizes):
-        print(f"{b.ledger_path(args.dir, missing)} missing: run bench/bench_import.py first")
-    paths = {size: b.ledger_path(args.dir, size) for size in sizes}
+    paths = b.built_ledgers(args.dir, args.sizes)
+    sizes = list(paths)
     events = {size: b.count_events(path) for size, path in paths.items()}
     subjects = alive_subjects(args.repeat * len(sizes) + 2)
     probe = subjects.pop()

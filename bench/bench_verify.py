@@ -104,8 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     print("machine:", b.machine())
     rows, accounts = [], []
-    for size in args.sizes.split(","):
-        path = b.ledger_path(args.dir, size)
+    for size, path in b.built_ledgers(args.dir, args.sizes).items():
         raw = b.child(RAW.format(path=str(path)), timeout=args.timeout)
         verify = b.child(VERIFY.format(url=b.url(path), thorough=False), timeout=args.timeout)
         row = {"size": size, "events": f"{verify['events']:,}",

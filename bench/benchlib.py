@@ -86,6 +86,19 @@ def ledger_path(folder: Path, size: str) -> Path:
     return folder / f"ledger-{size}.sqlite"
 
 
+def built_ledgers(folder: Path, sizes: str) -> dict[str, Path]:
+    """size -> ledger file of each size asked for (`10k,100k`) that `bench_import.py` built;
+    the missing ones are named and left out."""
+    found = {}
+    for size in sizes.split(","):
+        path = ledger_path(folder, size)
+        if path.exists():
+            found[size] = path
+        else:
+            print(f"{path} missing: run bench/bench_import.py first")
+    return found
+
+
 def url(path: Path) -> str:
     return f"sqlite:///{path}"
 
