@@ -4,7 +4,8 @@ Knowledge time (`recorded_at`, set by the ledger) and clinical time (`date`, `on
 are separate fields, because both are queried: "as known at T" and "cut off at D".
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would build every model's fields from
+# annotation strings, evaluating each one as the module is imported (as in domain/commands.py).
 
 import json
 from datetime import date, datetime
@@ -22,20 +23,20 @@ Result = Literal["detected", "not-detected"]
 # record and must not follow the code when a module moves: every ledger since the first names
 # its events "domain.events:<Class>", whatever package the classes live in now.
 _TOPIC_PREFIX = "domain.events:"
-_EVENT_TYPES: dict[str, type[Event]] = {}  # topic -> class, filled as each class is defined
+_EVENT_TYPES: "dict[str, type[Event]]" = {}  # topic -> class, filled as each class is defined
 _ABSTRACT = {"Event", "Fact"}
 
 
-def topic_of(cls: type[Event]) -> str:
+def topic_of(cls: "type[Event]") -> str:
     return _TOPIC_PREFIX + cls.__name__
 
 
-def event_types() -> dict[str, type[Event]]:
+def event_types() -> "dict[str, type[Event]]":
     """Every stored event type by its topic."""
     return dict(_EVENT_TYPES)
 
 
-def event_class(topic: str) -> type[Event]:
+def event_class(topic: str) -> "type[Event]":
     """The event type a stored topic names; ValueError when it names none."""
     try:
         return _EVENT_TYPES[topic]
