@@ -229,8 +229,11 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands and name in registry.COMMANDS:
-            # The module registers its commands on this group as it is imported.
-            importlib.import_module(f"m22bol.cli.{registry.COMMANDS[name][0]}")
+            # The module registers its commands on this group as it is imported, or builds
+            # the one asked for (`build_command`: cli.entry makes one from each command model).
+            module = importlib.import_module(f"m22bol.cli.{registry.COMMANDS[name][0]}")
+            if name not in self.commands and hasattr(module, "build_command"):
+                module.build_command(name)
         command = self.commands.get(name)
         if command is not None:
             registry.add_examples(command, (name,))

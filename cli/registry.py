@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import click
 
 # Command name -> (module under m22bol.cli that registers it on import, its help's first
-# paragraph). A module registers all of its commands at once (entry registers every entry).
+# paragraph). A module registers all of its commands at once, except entry, which builds the
+# one asked for from its command model (`cli.entry.build_command`).
 COMMANDS: dict[str, tuple[str, str]] = {
     'adverse-event': ('entry',
         'Report an adverse event coded to CTCAE v5.0; prints the AE id, the coding and the '

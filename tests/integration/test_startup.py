@@ -24,22 +24,29 @@ OTHER_COMMANDS = ("audit", "demo", "report", "clarifications", "db", "read_model
 
 
 def _imports(url: str, user: str, *args: str) -> list[str]:
+    return _after(url, user, *args)["MODULES"]
+
+
+def _after(url: str, user: str, *args: str) -> dict[str, list[str]]:
+    """What one command's process left loaded: its modules, and the commands the group holds
+    built (the others are only listed)."""
     code = (
         "import sys\n"
-        "from m22bol.cli.main import main\n"
+        "from m22bol.cli.main import cli, main\n"
         f"sys.argv = ['m22bol', '--ledger', {url!r}, '--user', {user!r}, *{list(args)!r}]\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as stop:\n"
         "    assert not stop.code, stop.code\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+        "print('BUILT', ' '.join(sorted(cli.commands)), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120,
                           env={**os.environ, "M22BOL_PASSWORD": TEST_PASSWORD})
     assert done.returncode == 0, done.stderr
-    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
-    return line.split()[1:]
+    return {tag: rest.split() for tag, _, rest in (
+        line.partition(" ") for line in done.stderr.splitlines()) if tag in ("MODULES", "BUILT")}
 
 
 @ON_SQLITE
@@ -57,6 +64,17 @@ def test_an_entry_or_a_query_imports_no_sqlalchemy_and_no_other_command(driver, 
     assert not [m for m in modules if m.split(".")[0] == "sqlalchemy"]
     for other in OTHER_COMMANDS:
         assert f"m22bol.cli.{other}" not in modules, other
+
+
+@ON_SQLITE
+def test_an_entry_builds_its_own_command_only(driver):
+    """Entry commands are made from their models when asked for: running one builds that one
+    (and `import`, declared in the module), not the options and help of every other."""
+    driver.enrolled("P-1")
+    url = driver.ledger.url
+    driver.ledger.close()
+    built = _after(url, "dm", "contact", "P-1", "--date", "2025-02-01")["BUILT"]
+    assert built == ["contact", "import"]
 
 
 def test_rows_that_do_not_fit_stop_the_catch_up_at_once(driver):
