@@ -7,6 +7,7 @@ import gc
 import importlib
 import os
 import sys
+import types
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -267,11 +268,26 @@ def app() -> click.Group:
     return cli
 
 
+def _no_plugin_loader() -> None:
+    """With plugins disabled pydantic still imports its plugin loader when it builds the first
+    model, only to be told there are none; the loader imports `importlib.metadata` (email,
+    zipfile, csv), about 12 ms of an entry's CPU. Its one function, `get_plugins`, is put in
+    its place, answering as the loader itself answers when plugins are disabled."""
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") not in ("__all__", "1", "true"):
+        return
+    name = "pydantic.plugin._loader"
+    if name not in sys.modules:
+        loader = types.ModuleType(name, "pydantic's plugin loader, plugins disabled")
+        loader.get_plugins = lambda: ()
+        sys.modules[name] = loader
+
+
 def main() -> None:
     # The ledger validates with its own models only, never through a pydantic plugin; looking
     # for plugins scans the entry points of every installed package (about 30 ms of CPU, more
     # than the rest of `--help`) when the first model is built.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _no_plugin_loader()
     # Start-up makes tens of thousands of objects that live as long as the process (classes,
     # their validators, the protocol); at the default threshold (a pass every 700 new objects)
     # the cyclic collector scanned them about 100 times, some 20 ms of an entry's 250 ms of
