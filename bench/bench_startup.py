@@ -10,6 +10,9 @@ the wall time, since on a shared machine it moves much less than the wall. The c
   subject, decide, save, project the subject);
 - `status --json`, `patient S --json`, `endpoints --json` (read models, no replay).
 
+Then one entry phase by phase (a clock read at the seams of its path, in a fresh process each
+time: imports, opening, the trial and the subject, the decision, the write, the projection).
+
 Children run with the byte-code cache on (PYTHONDONTWRITEBYTECODE unset), as an installed
 command does; a warm-up process per size writes the cache and brings the read models up to date
 first (not timed). Run `bench_import.py` first (it builds the ledgers).
@@ -20,6 +23,7 @@ first (not timed). Run `bench_import.py` first (it builds the ledgers).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -56,6 +60,75 @@ def m22bol(args: list[str], path: Path | None) -> list[str]:
     return [b.M22BOL, *where, *args]
 
 
+# One entry in a fresh process, as `m22bol` runs it (`cli.main.main`), with a clock read at
+# the seams of its path: what the time goes to, in process order. The seams are wrapped where
+# the caller looks them up (`ledger.app`'s names), so nothing else changes.
+PHASES = """
+import json, sys, time
+marks = [("interpreter started", time.perf_counter(), time.process_time())]
+def mark(name):
+    marks.append((name, time.perf_counter(), time.process_time()))
+def seam(owner, attr, before=None, after=None):
+    inner = getattr(owner, attr)
+    def wrapped(*args, **kwargs):
+        if before:
+            mark(before)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            if after:
+                mark(after)
+    setattr(owner, attr, wrapped)
+from m22bol.cli import main as m
+m.process_settings()  # as main() does first: the imports below are timed as m22bol makes them
+mark("import cli.main (click)")
+seam(m.LazyGroup, "get_command", after="import the command's module, build its command")
+import m22bol.ledger.app as a
+import m22bol.projections as p
+mark("import the ledger (eventsourcing, the command and event models, the walk)")
+from m22bol.ledger import seen
+seam(a.TrialLedger, "__init__", after="open the ledger")
+seam(seen, "watch", after="check what this account saw (ledger.seen)")
+seam(a.TrialLedger, "trial", after="load the trial (snapshot + tail)")
+seam(a.TrialLedger, "patient", after="load the subject (decode its events)")
+seam(a, "decide_subject", before="access checks", after="decide (the walk)")
+seam(a.paging.PagedWriter, "write", before="edit checks, hash links", after="write the page")
+seam(p, "after_save", before="commit", after="project the subject (read models)")
+seam(a.TrialLedger, "close", before="print the output", after="close")
+sys.argv = ["m22bol", *ARGV]
+try:
+    m.main()
+except SystemExit as stop:
+    assert not stop.code, stop.code
+print(json.dumps([(name, wall - marks[i][1], cpu - marks[i][2])
+                  for i, (name, wall, cpu) in enumerate(marks[1:])]))
+"""
+
+
+def phases(argv: list[str], repeat: int, *, timeout: float) -> str:
+    """The median wall and CPU time of each phase of one entry over `repeat` fresh processes
+    (CPU: this process's user + system time, which a busy machine inflates far less)."""
+    found: dict[str, list[tuple[float, float]]] = {}
+    for argv_one in argv[:repeat]:
+        code = "import time\nARGV = " + repr(argv_one) + "\n" + PHASES
+        done = subprocess.run([b.PYTHON, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, env=ENV)
+        if done.returncode != 0:
+            raise RuntimeError(f"phases of {argv_one}: {done.stderr.strip()[-2000:]}")
+        for name, wall, cpu in json.loads(done.stdout.strip().splitlines()[-1]):
+            found.setdefault(name, []).append((wall, cpu))
+
+    def ms(times: list[tuple[float, float]], which: int) -> float:
+        return b.median_of([t[which] for t in times]) * 1000
+
+    rows = [{"phase": name, "wall": f"{ms(times, 0):.1f} ms", "CPU": f"{ms(times, 1):.1f} ms"}
+            for name, times in found.items()]
+    rows.append({"phase": "sum of the medians, after the interpreter's own start",
+                 "wall": f"{sum(ms(t, 0) for t in found.values()):.0f} ms",
+                 "CPU": f"{sum(ms(t, 1) for t in found.values()):.0f} ms"})
+    return b.table(rows)
+
+
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -89,7 +162,8 @@ def main() -> None:
     paths = b.built_ledgers(args.dir, args.sizes)
     sizes = list(paths)
     events = {size: b.count_events(path) for size, path in paths.items()}
-    subjects = alive_subjects(args.repeat * len(sizes) + 2)
+    # One subject per entry: the timed rounds, the phases, the import profile, and the probe.
+    subjects = alive_subjects(args.repeat * (len(sizes) + 1) + 2)
     probe = subjects.pop()
     for size, path in paths.items():
         wall, _, _ = run(m22bol(["--json", "status"], path), timeout=args.timeout)
@@ -142,6 +216,11 @@ def main() -> None:
     print("\nload average after:", os.getloadavg())
 
     smallest = paths[sizes[0]]
+    print(f"\n## Where one entry's time goes ({sizes[0]}): the median of {args.repeat} "
+          "processes, phase by phase\n")
+    print(phases([["--ledger", b.url(smallest), "--user", b.USER, "contact", subjects.pop(),
+                   "--date", DATA_CUTOFF.isoformat()] for _ in range(args.repeat)],
+                 args.repeat, timeout=args.timeout), flush=True)
     for name, argv in (("m22bol --help", m22bol(["--help"], None)),
                        ("one entry", m22bol(["contact", subjects.pop(), "--date",
                                              DATA_CUTOFF.isoformat()], smallest)),

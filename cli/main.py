@@ -282,7 +282,9 @@ def _no_plugin_loader() -> None:
         sys.modules[name] = loader
 
 
-def main() -> None:
+def process_settings() -> None:
+    """What the `m22bol` process sets for itself before it imports its commands; run again,
+    it changes nothing."""
     # The ledger validates with its own models only, never through a pydantic plugin; looking
     # for plugins scans the entry points of every installed package (about 30 ms of CPU, more
     # than the rest of `--help`) when the first model is built.
@@ -294,4 +296,8 @@ def main() -> None:
     # CPU. A pass every 100,000 leaves an entry none to make, and long commands (import,
     # rebuild, verify) still collect, with at most that many objects waiting.
     gc.set_threshold(100_000, 10, 10)
+
+
+def main() -> None:
+    process_settings()
     app()(prog_name="m22bol")
