@@ -78,6 +78,34 @@ class Session:
         except ValidationError as exc:
             raise c.describe_validation_error(exc) from None
 
+    def present(self, question: str, *args: Any) -> Any:
+        """The present (`status`, `patient`, `endpoints`) read without opening the write side
+        (`projections.present`), or None when only the full ledger answers as it always has:
+        a password to check (--user as another), read models to catch up, no ledger yet."""
+        from m22bol.ledger.readonly import ReadOnlyLedger, Unavailable
+        from m22bol.projections.present import PresentReader
+
+        try:
+            ledger = ReadOnlyLedger(self.ledger_url)
+        except Unavailable:
+            return None
+        try:
+            if self.check_seen:
+                from m22bol.ledger import seen
+
+                seen.watch(ledger)
+            user = ledger.account
+            if self.claimed not in (None, user):
+                return None
+            self._user = user  # authenticated as the full ledger would: the store's account
+            return getattr(PresentReader(ledger, user), question)(*args)
+        except Unavailable:
+            return None
+        except ledger.recorder.database_errors:  # the full ledger names the problem
+            return None
+        finally:
+            ledger.close()
+
     @property
     def reader(self):
         """The ledger's questions, asked as this user (access checked on each)."""
@@ -189,7 +217,7 @@ def handled(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from m22bol.domain.commands import unprintable
+        from m22bol.domain.text import unprintable
 
         s = session()
         try:
