@@ -81,7 +81,7 @@ class Session:
     def present(self, question: str, *args: Any) -> Any:
         """The present (`status`, `patient`, `endpoints`) read without opening the write side
         (`projections.present`), or None when only the full ledger answers as it always has:
-        a password to check (--user as another), read models to catch up, no ledger yet."""
+        an attempt to record (a refused password), read models to catch up, no ledger yet."""
         from m22bol.ledger.readonly import ReadOnlyLedger, Unavailable
         from m22bol.projections.present import PresentReader
 
@@ -94,11 +94,9 @@ class Session:
                 from m22bol.ledger import seen
 
                 seen.watch(ledger)
-            user = ledger.account
-            if self.claimed not in (None, user):
-                return None
-            self._user = user  # authenticated as the full ledger would: the store's account
-            return getattr(PresentReader(ledger, user), question)(*args)
+            reader = PresentReader(ledger, self.claimed, self.password)
+            self._user = reader.user  # authenticated as the full ledger would have
+            return getattr(reader, question)(*args)
         except Unavailable:
             return None
         except ledger.recorder.database_errors:  # the full ledger names the problem

@@ -52,14 +52,22 @@ class Grant(NamedTuple):
 
 @dataclass
 class TrialAccess:
-    """What a query reads of the trial: the grants, the protocol versions and the last seal."""
+    """What a query reads of the trial: the grants, the passwords and failed attempts (to
+    authenticate --user), the protocol versions and the last seal."""
 
     grants: set[Grant] = field(default_factory=set)
+    password_hashes: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
     protocol_texts: list[tuple[str, str, str]] = field(default_factory=list)
     last_seal: tuple[int, str] | None = None  # (trial version, ISO time it was made)
 
     def roles_of(self, user: str) -> set[Grant]:
         return {g for g in self.grants if g.user == user}
+
+    def locked_out(self, user: str) -> bool:
+        from m22bol.domain.trial import LOCKOUT_AFTER  # asked only with a password to check
+
+        return self.failures.get(user, 0) >= LOCKOUT_AFTER
 
     def fold(self, topic: str, state: dict[str, Any]) -> None:
         """One stored trial event, as `domain.trial.project_trial` folds it (its other events
@@ -74,6 +82,13 @@ class TrialAccess:
             self.grants.add(Grant(state["user"], state["role"], state.get("site")))
         elif kind == "RoleRevoked":
             self.grants.discard(Grant(state["user"], state["role"], state.get("site")))
+        elif kind == "PasswordSet":
+            self.password_hashes[state["user"]] = state["password_hash"]
+            self.failures.pop(state["user"], None)
+        elif kind == "AuthenticationFailed":
+            self.failures[state["user"]] = self.failures.get(state["user"], 0) + 1
+        elif kind == "AuthenticationSucceeded":
+            self.failures.pop(state["user"], None)
         elif kind == "Sealed":
             self.last_seal = (state["originator_version"], _iso(state["recorded_at"]))
 
@@ -197,6 +212,7 @@ class ReadOnlyLedger:
             seal = state["last_seal"]
             return TrialAccess(
                 grants={Grant(*g) for g in state["grants"]},
+                password_hashes=dict(state["password_hashes"]), failures=dict(state["failures"]),
                 protocol_texts=[tuple(p) for p in state["protocol_texts"]],
                 last_seal=(seal["originator_version"], _iso(seal["recorded_at"]))
                 if seal else None), version

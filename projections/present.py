@@ -15,6 +15,7 @@ which answers or refuses exactly as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from m22bol.ledger import access, coverage
@@ -23,13 +24,34 @@ from m22bol.projections import stored
 
 
 class PresentReader:
-    def __init__(self, ledger: ReadOnlyLedger, user: str):
+    """The present for one user, authenticated as `ledger.identity.authenticate` does."""
+
+    def __init__(self, ledger: ReadOnlyLedger, claimed: str | None,
+                 password: Callable[[], str | None]):
         self.ledger = ledger
-        self.user = user
         trial = ledger.trial()
         if trial is None:  # not initialised: the full ledger says so (and leaves no file)
             raise Unavailable("the ledger is not initialised")
         self.trial: TrialAccess = trial
+        self.user = self._authenticated(claimed, password)
+
+    def _authenticated(self, claimed: str | None, password: Callable[[], str | None]) -> str:
+        """The store's account, or the claimed user once their password matched. Whatever
+        must be written (a refused attempt, a success after failures) or is the database's
+        to decide (PostgreSQL's owner acting as another) is the full ledger's."""
+        account = self.ledger.account
+        if claimed is None or claimed == account:
+            return account
+        if not self.ledger.url.startswith("sqlite") or self.trial.failures.get(claimed):
+            raise Unavailable("authentication that the full ledger records")
+        from m22bol.ledger.signatures import PasswordRefused, check_password
+
+        try:
+            check_password(self.trial, claimed, password(), attempt="password",
+                           what=f"--user {claimed}")
+        except PasswordRefused:
+            raise Unavailable("a refused password, which the full ledger records") from None
+        return claimed
 
     def allow(self, action: str) -> None:
         """The reader's access (refused with exit 4 as by `Reader.allow`), then the read
