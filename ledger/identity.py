@@ -49,6 +49,12 @@ def _database_login(ledger) -> tuple[str, bool]:
     return cached
 
 
+def may_act_as_others(ledger) -> bool:
+    """Whether this login may act as another ledger user (with that user's password): on
+    PostgreSQL only the owner of the events table; on SQLite every account."""
+    return not ledger.url.startswith("postgres") or _database_login(ledger)[1]
+
+
 def authenticate(ledger, claimed: str | None, password: Callable[[], str | None]) -> str:
     """The ledger user this command acts as. `password` is asked only when it is needed."""
     from m22bol.ledger import signatures  # a password to check: the trial's models
@@ -56,7 +62,7 @@ def authenticate(ledger, claimed: str | None, password: Callable[[], str | None]
     account = ledger.account
     if claimed is None or claimed == account:
         return account
-    if ledger.url.startswith("postgres") and not _database_login(ledger)[1]:
+    if not may_act_as_others(ledger):
         message = (f"--user {claimed}: you are logged in to the database as {account}; "
                    "on PostgreSQL you act as your own login")
         ledger.record_failure(account, claimed, account, "session-user", message)

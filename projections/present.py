@@ -39,10 +39,12 @@ class PresentReader:
         """The store's account, or the claimed user once their password matched. Whatever
         must be written (a refused attempt, a success after failures) or is the database's
         to decide (PostgreSQL's owner acting as another) is the full ledger's."""
+        from m22bol.ledger import identity
+
         account = self.ledger.account
         if claimed is None or claimed == account:
             return account
-        if not self.ledger.url.startswith("sqlite") or self.trial.failures.get(claimed):
+        if not identity.may_act_as_others(self.ledger) or self.trial.failures.get(claimed):
             raise Unavailable("authentication that the full ledger records")
         from m22bol.ledger.signatures import PasswordRefused, check_password
 
