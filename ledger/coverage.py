@@ -37,8 +37,16 @@ def unsealed_now(ledger, seal: tuple[int, str] | None) -> dict[str, Any]:
     two indexed reads. `ledger` needs only `url` and the store's connection, so a query that
     opens no write side (`ledger.readonly`) asks the same."""
     table, column = events_table(ledger.url), log_position(ledger.url)
+    after = _position(ledger, seal)
+    if ledger.url.startswith("sqlite"):
+        # SQLite gives a new row the largest rowid + 1 and the append-only triggers refuse
+        # deletes, so the positions after the seal have no gaps: a difference of two indexed
+        # reads, where counting scanned every event since the seal (0.15 s of CPU at 1M
+        # events). PostgreSQL's sequence skips the ids of rolled-back inserts: counted there.
+        head = log_digest.query(ledger, f"SELECT max({column}) FROM {table}")[0][0] or 0
+        return _document(max(head - after, 0), seal)
     count = log_digest.query(ledger, f"SELECT count(*) FROM {table} WHERE {column} > {{p}}",
-                             (_position(ledger, seal),))[0][0]
+                             (after,))[0][0]
     return _document(count, seal)
 
 

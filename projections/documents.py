@@ -242,23 +242,26 @@ STATUS_COLUMNS = ("screened", "screen_failed", "enrolled", "on_treatment", "inte
 
 
 def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dict[str, Any]:
-    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries."""
+    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries.
+    A summary with `subjects: n` stands for n subjects alike (the read models' GROUP BY), so
+    the counting costs the groups, not the subjects."""
     rows = {b: dict.fromkeys(STATUS_COLUMNS, 0) for b in [*basket_ids, "unassigned", "all"]}
     for s in summaries:
+        n = s.get("subjects", 1)
         for key in (s.get("basket") or "unassigned", "all"):
             row = rows.setdefault(key, dict.fromkeys(STATUS_COLUMNS, 0))
-            row["screened"] += 1
-            row["screen_failed"] += s["status"] == "screen-failed"
-            row["enrolled"] += s["enrolled"] is not None
+            row["screened"] += n
+            row["screen_failed"] += n * (s["status"] == "screen-failed")
+            row["enrolled"] += n * (s["enrolled"] is not None)
             phase = s.get("treatment_state")
-            row["on_treatment"] += phase in ("active", "interrupted")
-            row["interrupted"] += phase == "interrupted"
-            row["local_treatment"] += s.get("phase") == "local-treatment"
-            row["adjuvant"] += s.get("phase") == "adjuvant"
-            row["completed"] += phase == "completed"
-            row["discontinued"] += phase == "discontinued"
-            row["withdrawn"] += s["withdrawn"] is not None
-            row["dead"] += s["death"] is not None
+            row["on_treatment"] += n * (phase in ("active", "interrupted"))
+            row["interrupted"] += n * (phase == "interrupted")
+            row["local_treatment"] += n * (s.get("phase") == "local-treatment")
+            row["adjuvant"] += n * (s.get("phase") == "adjuvant")
+            row["completed"] += n * (phase == "completed")
+            row["discontinued"] += n * (phase == "discontinued")
+            row["withdrawn"] += n * (s["withdrawn"] is not None)
+            row["dead"] += n * (s["death"] is not None)
     return {"baskets": rows}
 
 

@@ -15,7 +15,9 @@ which answers or refuses exactly as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from m22bol.ledger import access, coverage
@@ -92,8 +94,23 @@ class PresentReader:
 
         self.allow("endpoints")
         now = self.ledger.clock()
-        patients = stored.read_endpoint_inputs(self.ledger, self.sites())
         version, _, text = self.trial.protocol_texts[-1]
         protocol = parse_protocol(text, source=f"protocol {version}")
-        return documents.endpoints_document(documents.Inputs(
-            protocol=protocol, cutoff=now.date(), known_at=now, patients=patients))
+        with _no_cycle_collection():
+            patients = stored.read_endpoint_inputs(self.ledger, self.sites())
+            return documents.endpoints_document(documents.Inputs(
+                protocol=protocol, cutoff=now.date(), known_at=now, patients=patients))
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Every subject's endpoint facts become thousands of small objects that live until the
+    answer is made, and none holds a cycle; the cycle collector would walk them again and
+    again as they are made (a fifth of `endpoints` at 1M events: 2.7 -> 2.2 s of CPU)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
