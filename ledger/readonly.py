@@ -30,7 +30,13 @@ from typing import Any, NamedTuple
 import orjson
 
 from m22bol.domain.ids import TRIAL_ID, patient_id
-from m22bol.ledger.places import events_table, log_position, postgres_params, snapshots_table
+from m22bol.ledger.places import (
+    APP_NAME,
+    events_table,
+    log_position,
+    postgres_params,
+    snapshots_table,
+)
 from m22bol.ledger.places import sqlite_name as sqlite_file_name
 
 _TOPIC = "domain.events:"  # how stored events name their type (`domain.events.topic_of`)
@@ -140,7 +146,7 @@ class ReadOnlyLedger:
     """`url`, `clock`, `name`, `recorder` and `on_close` as on `TrialLedger`, for the readers
     that only need those (`projections.stored`, `ledger.seen`, `ledger.coverage`)."""
 
-    name = "m22bol"
+    name = APP_NAME  # the application's name, as the read models' tracking rows hold it
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None):
         self.url = url
