@@ -80,6 +80,32 @@ class Session:
         except ValidationError as exc:
             raise c.describe_validation_error(exc) from None
 
+    def present(self, question: str, *args: Any) -> Any:
+        """The present (`status`, `patient`, `endpoints`) read without opening the write side
+        (`projections.present`), or None when only the full ledger answers as it always has:
+        an attempt to record (a refused password), read models to catch up, no ledger yet."""
+        from m22bol.ledger.readonly import ReadOnlyLedger, Unavailable
+        from m22bol.projections.present import PresentReader
+
+        try:
+            ledger = ReadOnlyLedger(self.ledger_url)
+        except Unavailable:
+            return None
+        try:
+            if self.check_seen:
+                from m22bol.ledger import seen
+
+                seen.watch(ledger)
+            reader = PresentReader(ledger, self.claimed, self.password)
+            self._user = reader.user  # authenticated as the full ledger would have
+            return getattr(reader, question)(*args)
+        except Unavailable:
+            return None
+        except ledger.recorder.database_errors:  # the full ledger names the problem
+            return None
+        finally:
+            ledger.close()
+
     @property
     def reader(self):
         """The ledger's questions, asked as this user (access checked on each)."""
@@ -191,7 +217,7 @@ def handled(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from m22bol.domain.commands import unprintable
+        from m22bol.domain.text import unprintable
 
         s = session()
         try:

@@ -28,8 +28,10 @@ from m22bol.cli.output import emit, fields, fill, section, table
 @handled
 def patient(s: Session, subject: str, known_at: str | None, cutoff: str | None) -> None:
     """The subject's current state in labelled sections, then the timeline of entries."""
-    doc = s.reader.patient(subject, known_at=parse_known_at(known_at),
-                           cutoff=parse_cutoff(cutoff))
+    known_at, cutoff = parse_known_at(known_at), parse_cutoff(cutoff)
+    doc = s.present("patient", subject) if known_at is None and cutoff is None else None
+    if doc is None:
+        doc = s.reader.patient(subject, known_at=known_at, cutoff=cutoff)
     emit(doc, s.as_json, text=None if s.as_json else patient_text(doc))
 
 
@@ -197,12 +199,20 @@ def _changed(row: dict) -> str:
 @handled
 def status(s: Session, known_at: str | None) -> None:
     """Counts per basket: screened, screen-failed, enrolled, on treatment, ... dead."""
+    known_at = parse_known_at(known_at)
+    doc = s.present("status") if known_at is None else None
+    if doc is None:
+        doc = s.reader.status(known_at=known_at)
+    emit(doc, s.as_json, text=None if s.as_json else status_text(doc))
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    """The counts as a table (made only for a person: --json never loads the table maker)."""
     from m22bol.ledger.coverage import unsealed_text
 
-    doc = s.reader.status(known_at=parse_known_at(known_at))
     rows = [{"basket": b, **counts} for b, counts in doc["baskets"].items()]
     sealing = f"\n\n{unsealed_text(doc['not_yet_sealed'])}" if "not_yet_sealed" in doc else ""
-    emit(doc, s.as_json, text=table(rows) + sealing)
+    return table(rows) + sealing
 
 
 @cli.command()

@@ -30,7 +30,10 @@ from m22bol.projections import documents
 def endpoints(s: Session, cutoff: str | None, known_at: str | None) -> None:
     """Endpoint tallies per basket with 95% CIs (docs/endpoints.md); facts after --cutoff never
     count."""
-    doc = s.reader.endpoints(known_at=parse_known_at(known_at), cutoff=parse_cutoff(cutoff))
+    known_at, cutoff = parse_known_at(known_at), parse_cutoff(cutoff)
+    doc = s.present("endpoints") if known_at is None and cutoff is None else None
+    if doc is None:
+        doc = s.reader.endpoints(known_at=known_at, cutoff=cutoff)
     emit(doc, s.as_json, text=endpoints_text(doc) if not s.as_json else None)
 
 

@@ -34,22 +34,13 @@ from pydantic import (
 
 from m22bol.domain.errors import BadInput
 from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
+from m22bol.domain.text import unprintable
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# C0 and C1 controls (DEL too), the bidirectional embeddings, overrides and isolates, and lone
-# surrogates (they cannot be stored as UTF-8): none belongs in a clinical record, and each can
-# make a terminal, an XML export or a reader's eyes show something else than what is stored.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # A plain decimal as a person writes it: Python's own parsers would also take `3_45` (345),
 # `nan`, `inf` and `0x1F`.
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
 MAX_ITEMS = 100  # repeatable options and --set pairs: far above any real scan or correction
-
-
-def unprintable(text: str) -> str | None:
-    """The first character that text fields refuse, shown as an escape, or None."""
-    found = _UNPRINTABLE.search(text)
-    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def check_plain(value: Any) -> Any:

@@ -10,27 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from m22bol.domain.errors import BadInput
 from m22bol.domain.events import EntryCorrected, EntryRetracted, Event, Fact, Registered
+from m22bol.domain.ids import patient_id as patient_id  # re-exported: its home is ids
 
 if TYPE_CHECKING:
     from m22bol.domain.protocol import Protocol
     from m22bol.domain.timeline import State
-
-_SUBJECTS = uuid5(NAMESPACE_URL, "urn:m22bol:subject")
-
-
-@lru_cache(maxsize=4096)
-def patient_id(subject: str) -> UUID:
-    """Natural id: a second `register` of the same subject collides in the store. Cached: an
-    import asks it twice a line, and a SHA-1 each time was 3 % of the import."""
-    return uuid5(_SUBJECTS, subject)
 
 
 _T = TypeVar("_T")

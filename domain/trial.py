@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from m22bol.domain.canonical import canonical
 from m22bol.domain.events import (
@@ -24,9 +24,9 @@ from m22bol.domain.events import (
     Sealed,
     TrialInitialised,
 )
+from m22bol.domain.ids import TRIAL_ID as TRIAL_ID  # re-exported: its home is ids
 from m22bol.domain.protocol import Protocol, parse_protocol
 
-TRIAL_ID: UUID = uuid5(NAMESPACE_URL, "urn:m22bol:trial")
 # Consecutive failed authentications (passwords and signatures) that lock a user out until an
 # admin resets the password (spec: audit, "People, identity").
 LOCKOUT_AFTER = 5

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from m22bol.domain import commands as c
+from typing import TYPE_CHECKING
+
 from m22bol.domain.errors import NotPermitted
-from m22bol.domain.trial import Grant, Trial
+
+if TYPE_CHECKING:  # a query checks its access without loading the command or event models
+    from m22bol.domain import commands as c
+    from m22bol.domain.trial import Trial
 
 QUERIES = frozenset({"patient", "history", "status", "endpoints", "safety", "deviations",
                      "protocol", "report", "projections status", "queries", "sdv"})
@@ -70,6 +74,9 @@ def check(trial: Trial, actor: str, action: str, *, site: str | None = None) -> 
 def check_command(trial: Trial, actor: str, command: c.Command) -> None:
     """The role check for a trial-level command, and the rules that keep administration safe:
     nobody grants a role to themselves, resets their own password or revokes the last admin."""
+    from m22bol.domain import commands as c
+    from m22bol.domain.trial import Grant
+
     if command.name in SECURITY_RECORDS:
         return
     check(trial, actor, command.name)

@@ -16,7 +16,6 @@ import pwd
 from collections.abc import Callable
 
 from m22bol.domain.errors import NotPermitted
-from m22bol.ledger import signatures
 
 
 def os_account() -> str:
@@ -38,7 +37,7 @@ def _database_login(ledger) -> tuple[str, bool]:
     """(session user, whether it owns the events table): the owner may act as others."""
     cached = getattr(ledger, "_database_login", None)
     if cached is None:
-        from m22bol.ledger.store import events_table
+        from m22bol.ledger.places import events_table
 
         with ledger.recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
@@ -50,12 +49,20 @@ def _database_login(ledger) -> tuple[str, bool]:
     return cached
 
 
+def may_act_as_others(ledger) -> bool:
+    """Whether this login may act as another ledger user (with that user's password): on
+    PostgreSQL only the owner of the events table; on SQLite every account."""
+    return not ledger.url.startswith("postgres") or _database_login(ledger)[1]
+
+
 def authenticate(ledger, claimed: str | None, password: Callable[[], str | None]) -> str:
     """The ledger user this command acts as. `password` is asked only when it is needed."""
+    from m22bol.ledger import signatures  # a password to check: the trial's models
+
     account = ledger.account
     if claimed is None or claimed == account:
         return account
-    if ledger.url.startswith("postgres") and not _database_login(ledger)[1]:
+    if not may_act_as_others(ledger):
         message = (f"--user {claimed}: you are logged in to the database as {account}; "
                    "on PostgreSQL you act as your own login")
         ledger.record_failure(account, claimed, account, "session-user", message)

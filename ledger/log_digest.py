@@ -31,7 +31,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from m22bol.ledger.store import events_table, log_position
+from m22bol.ledger.places import events_table, log_position
 
 DIGESTS = "m22bol_log_digests"
 GENESIS = bytes(32)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Annotated, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
@@ -29,7 +29,14 @@ from m22bol.domain.canonical import canonical
 from m22bol.domain.errors import BadInput, EnvironmentProblem
 from m22bol.domain.events import event_class, topic_of
 
-APP_NAME = "m22bol"
+# Named here as before; their home is `places`, which a read-only query loads without this module.
+from m22bol.ledger.places import (  # noqa: F401
+    APP_NAME,
+    events_table,
+    log_position,
+    read_only,
+    sqlite_name,
+)
 
 
 class TopicMismatch(ValueError):
@@ -233,35 +240,6 @@ def store_env(url: str, *, create_tables: bool = False) -> dict[str, str]:
         raise BadInput(f"ledger: unsupported URL {url!r} (use sqlite:///FILE or "
                        "postgresql+psycopg://user@host/db)", field="ledger")
     return env
-
-
-def read_only(path: str) -> bool:
-    """A ledger file this process cannot write: its mode, or a read-only file system."""
-    return os.path.isfile(path) and (
-        not os.access(path, os.W_OK) or bool(os.statvfs(path).f_flag & os.ST_RDONLY))
-
-
-def sqlite_name(path: str) -> str:
-    """What SQLite opens: the path, or for a read-only file a read-only URI, so that every
-    query still works (an entry then fails to write, exit 7). Where not even the WAL's shared
-    memory file can be made (a read-only folder) and no WAL is pending, the file is opened as
-    immutable: nothing can change it from here."""
-    if not read_only(path):
-        return path
-    folder = os.path.dirname(os.path.abspath(path))
-    frozen = not os.access(folder, os.W_OK) or bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    pending = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
-    flags = "mode=ro&immutable=1" if frozen and not pending else "mode=ro"
-    return f"file:{quote(os.path.abspath(path))}?{flags}"
-
-
-def events_table(url: str) -> str:
-    return "stored_events" if url.startswith("sqlite") else f"{APP_NAME}_events"
-
-
-def log_position(url: str) -> str:
-    """The column holding an event's place in the notification log."""
-    return "rowid" if url.startswith("sqlite") else "notification_id"
 
 
 def append_only_statements(url: str) -> list[str]:

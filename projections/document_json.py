@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)  # a set has no order of its own: print it the same way every time
+    from pydantic import BaseModel  # only for a value orjson cannot write itself
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from m22bol.domain import coding
-from m22bol.domain.protocol import Protocol
-from m22bol.domain.rules import endpoints
-from m22bol.domain.rules.endpoints import PatientFacts
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `status` counts without loading the protocol model or the tallies' rules
+    from m22bol.domain.protocol import Protocol
+    from m22bol.domain.rules.endpoints import PatientFacts
     from m22bol.projections.replay import Replay
 
 # Clavien-Dindo grades in order; "-d" (present at discharge) is counted under its grade.
@@ -36,6 +33,8 @@ class Inputs:
 
 def endpoints_document(r: Inputs | Replay) -> dict[str, Any]:
     """The `endpoints --json` document: the tallies per basket at the cutoff."""
+    from m22bol.domain.rules import endpoints
+
     return {
         "cutoff": r.cutoff.isoformat(),
         "known_at": r.known_at.isoformat(),
@@ -88,6 +87,8 @@ def _endpoint_cell(tallies: dict[str, Any], section: str | None, key: str) -> st
     if key == "median_months":
         return estimate_text(values[key], values["median_months_ci95"], "{:.2f}",
                              missing="not reached")
+    from m22bol.domain.rules import endpoints
+
     denominator = endpoints.PROPORTIONS.get((section, key))
     if denominator is None:
         return str(values[key])
@@ -131,6 +132,8 @@ def safety_document(r: Inputs | Replay) -> dict[str, Any]:
     treatment-emergent or not (flagged), for every enrolled subject, with their ICH E2A
     criteria and reporting deadline.
     """
+    from m22bol.domain.rules import endpoints
+
     scopes = [b.id for b in r.protocol.baskets]
     tables = {scope: _SafetyTable() for scope in [*scopes, "all"]}
     for facts in r.patients:
@@ -164,6 +167,8 @@ class _SafetyTable:
         self.clavien_dindo: dict[str, list[Any]] = {g: [0, set()] for g in CLAVIEN_DINDO}
 
     def add(self, facts: PatientFacts, timeline, treated: bool, r: Inputs | Replay) -> None:
+        from m22bol.domain.rules import endpoints
+
         emergent = (endpoints.treatment_emergent_grades(facts, r.protocol, r.cutoff)
                     if treated else {})
         for ae in facts.adverse_events:
@@ -196,6 +201,8 @@ class _SafetyTable:
             row[1].add(facts.subject)
 
     def document(self) -> dict[str, Any]:
+        from m22bol.domain import coding
+
         def pct(n: int) -> float | None:
             return round(100 * n / self.treated, 1) if self.treated else None
 
@@ -235,23 +242,26 @@ STATUS_COLUMNS = ("screened", "screen_failed", "enrolled", "on_treatment", "inte
 
 
 def status_counts(summaries: list[dict[str, Any]], basket_ids: list[str]) -> dict[str, Any]:
-    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries."""
+    """Counts per basket (and `unassigned` for subjects not enrolled) from subject summaries.
+    A summary with `subjects: n` stands for n subjects alike (the read models' GROUP BY), so
+    the counting costs the groups, not the subjects."""
     rows = {b: dict.fromkeys(STATUS_COLUMNS, 0) for b in [*basket_ids, "unassigned", "all"]}
     for s in summaries:
+        n = s.get("subjects", 1)
         for key in (s.get("basket") or "unassigned", "all"):
             row = rows.setdefault(key, dict.fromkeys(STATUS_COLUMNS, 0))
-            row["screened"] += 1
-            row["screen_failed"] += s["status"] == "screen-failed"
-            row["enrolled"] += s["enrolled"] is not None
+            row["screened"] += n
+            row["screen_failed"] += n * (s["status"] == "screen-failed")
+            row["enrolled"] += n * (s["enrolled"] is not None)
             phase = s.get("treatment_state")
-            row["on_treatment"] += phase in ("active", "interrupted")
-            row["interrupted"] += phase == "interrupted"
-            row["local_treatment"] += s.get("phase") == "local-treatment"
-            row["adjuvant"] += s.get("phase") == "adjuvant"
-            row["completed"] += phase == "completed"
-            row["discontinued"] += phase == "discontinued"
-            row["withdrawn"] += s["withdrawn"] is not None
-            row["dead"] += s["death"] is not None
+            row["on_treatment"] += n * (phase in ("active", "interrupted"))
+            row["interrupted"] += n * (phase == "interrupted")
+            row["local_treatment"] += n * (s.get("phase") == "local-treatment")
+            row["adjuvant"] += n * (s.get("phase") == "adjuvant")
+            row["completed"] += n * (phase == "completed")
+            row["discontinued"] += n * (phase == "discontinued")
+            row["withdrawn"] += n * (s["withdrawn"] is not None)
+            row["dead"] += n * (s["death"] is not None)
     return {"baskets": rows}
 
 

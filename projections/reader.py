@@ -22,6 +22,7 @@ from m22bol.ledger import access
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL
 from m22bol.projections import catalog, documents, replay, rows, stored
+from m22bol.projections.stored import stored_id
 
 T = TypeVar("T")
 
@@ -246,8 +247,3 @@ def _matches(row: dict[str, Any], **filters: Any) -> bool:
             return False
     return True
 
-
-def stored_id(subject: str | None) -> str | None:
-    """Subject ids are case-insensitive and stored upper case (as entries store them), so
-    `patient m22-001` reads M22-001 and a filter never silently matches nothing."""
-    return subject.upper() if subject else subject

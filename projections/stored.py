@@ -22,18 +22,25 @@ from m22bol.projections import catalog
 if TYPE_CHECKING:
     from m22bol.domain.trial import Trial
     from m22bol.ledger.app import TrialLedger
+    from m22bol.ledger.readonly import ReadOnlyLedger
     from m22bol.projections.documents import Inputs
 
 log = logging.getLogger("m22bol.projections")
 
 
-def _rows(ledger: TrialLedger, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-    datastore = ledger.recorder.datastore
-    if type(datastore).__module__.endswith("postgres"):
+def _rows(ledger: TrialLedger | ReadOnlyLedger, sql: str,
+          params: tuple = ()) -> list[dict[str, Any]]:
+    if ledger.url.startswith("postgres"):
         sql = sql.replace("?", "%s")
-    with datastore.transaction(commit=False) as cursor:
+    with ledger.recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(sql, params)
         return [dict(row) for row in cursor.fetchall()]
+
+
+def stored_id(subject: str | None) -> str | None:
+    """Subject ids are case-insensitive and stored upper case (as entries store them), so
+    `patient m22-001` reads M22-001 and a filter never silently matches nothing."""
+    return subject.upper() if subject else subject
 
 
 def _missing_table(error: Exception) -> bool:
@@ -47,9 +54,9 @@ class ReadModelsBehind(Exception):
     present by replaying the events (`projections.reader`)."""
 
 
-def ensure_current(ledger: TrialLedger) -> None:
-    """Catch up first if any projection is behind the ledger (or was never built); raise
-    ReadModelsBehind, naming the lag and the cause, when that cannot be done here."""
+def lag(ledger: TrialLedger | ReadOnlyLedger) -> int:
+    """How many events the projection furthest behind lags the ledger (0: all current): the
+    log's head against the tracking positions, two indexed reads."""
     head = ledger.recorder.max_notification_id() or 0
     try:
         found = _rows(ledger, f"SELECT projection, notification_id FROM {catalog.TRACKING} "
@@ -59,24 +66,29 @@ def ensure_current(ledger: TrialLedger) -> None:
             raise
         found = []
     positions = {r["projection"]: r["notification_id"] for r in found}
-    lag = max(head - positions.get(name, 0) for name in catalog.projections())
-    if lag > 0:
+    return max(head - positions.get(name, 0) for name in catalog.projections())
+
+
+def ensure_current(ledger: TrialLedger) -> None:
+    """Catch up first if any projection is behind the ledger (or was never built); raise
+    ReadModelsBehind, naming the lag and the cause, when that cannot be done here."""
+    if (behind := lag(ledger)) > 0:
         from m22bol.ledger.store import environment_problem
         from m22bol.projections.runner import ProjectionLag, catch_up
 
         try:
             catch_up(ledger)
         except ProjectionLag as error:
-            raise ReadModelsBehind(_behind(lag, str(error))) from None
+            raise ReadModelsBehind(_behind(behind, str(error))) from None
         except Exception as error:
             # The store names the driver's error as its cause (psycopg's sqlstate says which).
             if getattr(error.__cause__, "sqlstate", None) == "42501":
                 # A reader login may not keep the read models; the next writer's entry will.
-                raise ReadModelsBehind(_behind(lag, "this login may not write them")) from None
+                raise ReadModelsBehind(_behind(behind, "this login may not write them")) from None
             problem = environment_problem(ledger.url, error)
             if problem is None:
                 raise
-            raise ReadModelsBehind(_behind(lag, problem.message)) from None
+            raise ReadModelsBehind(_behind(behind, problem.message)) from None
 
 
 def _behind(lag: int, cause: str) -> str:
@@ -91,7 +103,7 @@ def _at_sites(sites: frozenset[str] | None, column: str = "site") -> tuple[str, 
     return f" AND {column} IN ({', '.join('?' * len(sites))})", tuple(sorted(sites))
 
 
-def basket_ids(ledger: TrialLedger) -> list[str]:
+def basket_ids(ledger: TrialLedger | ReadOnlyLedger) -> list[str]:
     return [r["id"] for r in _rows(ledger, f"SELECT id FROM {catalog.BASKETS} ORDER BY ordinal")]
 
 
@@ -118,57 +130,79 @@ def completions(ledger: TrialLedger, prefix: str, subject: str | None = None,
 def status(ledger: TrialLedger, sites: frozenset[str] | None = None) -> dict[str, Any]:
     """Counts per basket, as `replay.status_by_replay` computes them from the events; only the
     subjects of `sites` when given."""
+    ensure_current(ledger)
+    return read_status(ledger, sites)
+
+
+def read_status(ledger: TrialLedger | ReadOnlyLedger,
+                sites: frozenset[str] | None = None) -> dict[str, Any]:
+    """`status` from the rows as they stand (the caller knows they are current)."""
     from m22bol.projections.documents import status_counts
 
-    ensure_current(ledger)
     where, params = _at_sites(sites)
+    # One scan: the subjects whose row holds an error are a group of their own (is_broken).
     groups = _rows(ledger, (
         "SELECT basket, status, treatment_state, phase, enrolled IS NOT NULL AS is_enrolled, "
-        "withdrawn IS NOT NULL AS is_withdrawn, death IS NOT NULL AS is_dead, COUNT(*) AS n "
-        f"FROM {catalog.PATIENT_SUMMARY} WHERE error IS NULL{where} "
-        "GROUP BY basket, status, treatment_state, phase, is_enrolled, is_withdrawn, is_dead"
+        "withdrawn IS NOT NULL AS is_withdrawn, death IS NOT NULL AS is_dead, "
+        f"error IS NOT NULL AS is_broken, COUNT(*) AS n FROM {catalog.PATIENT_SUMMARY} "
+        f"WHERE 1 = 1{where} GROUP BY basket, status, treatment_state, phase, is_enrolled, "
+        "is_withdrawn, is_dead, is_broken"
     ), params)
-    # The same counting rule as the replay, fed one summary per subject in each group: the
-    # database does the scan, `status_counts` stays the one definition of each column.
-    summaries = []
-    for g in groups:
-        summary = {"basket": g["basket"], "status": g["status"],
-                   "treatment_state": g["treatment_state"], "phase": g["phase"],
-                   "enrolled": True if g["is_enrolled"] else None,
-                   "withdrawn": True if g["is_withdrawn"] else None,
-                   "death": True if g["is_dead"] else None}
-        summaries.extend([summary] * g["n"])
+    # The same counting rule as the replay, fed one summary per group standing for its n
+    # subjects: the database does the scan, `status_counts` stays the one definition of each
+    # column, and the counting costs the groups (about 20), not the subjects.
+    summaries = [{"basket": g["basket"], "status": g["status"],
+                  "treatment_state": g["treatment_state"], "phase": g["phase"],
+                  "enrolled": True if g["is_enrolled"] else None,
+                  "withdrawn": True if g["is_withdrawn"] else None,
+                  "death": True if g["is_dead"] else None, "subjects": g["n"]}
+                 for g in groups if not g["is_broken"]]
     document = status_counts(summaries, basket_ids(ledger))
-    broken = _rows(ledger, f"SELECT subject, error FROM {catalog.PATIENT_SUMMARY} "
-                           f"WHERE error IS NOT NULL{where} ORDER BY subject", params)
-    if broken:
+    if any(g["is_broken"] for g in groups):
         # Subjects whose recorded facts the rules in force now refuse are not counted; say so
         # rather than print counts that silently leave them out.
-        document["not_counted"] = broken
+        document["not_counted"] = _rows(
+            ledger, f"SELECT subject, error FROM {catalog.PATIENT_SUMMARY} "
+                    f"WHERE error IS NOT NULL{where} ORDER BY subject", params)
     return document
 
 
 def patient(ledger: TrialLedger, subject: str) -> dict[str, Any]:
     """The `patient --json` document of the subject's current state."""
     ensure_current(ledger)
+    document = read_patient(ledger, subject)
+    if document is None:
+        # Replaying the subject reports why its timeline no longer passes the rules.
+        from m22bol.projections.replay import patient_view
+
+        return patient_view(ledger, subject)
+    return document
+
+
+def read_patient(ledger: TrialLedger | ReadOnlyLedger, subject: str) -> dict[str, Any] | None:
+    """The subject's stored document as it stands; None when its row holds an error (its
+    timeline no longer passes the rules: a replay says why)."""
     found = _rows(ledger, f"SELECT document, error FROM {catalog.PATIENT_SUMMARY} "
                           "WHERE subject = ?", (subject,))
     if not found:
         raise BadInput(f"subject: {subject} is not registered", field="subject")
     if found[0]["error"] is not None:
-        # Replaying the subject reports why its timeline no longer passes the rules.
-        from m22bol.projections.replay import patient_view
-
-        return patient_view(ledger, subject)
+        return None
     return orjson.loads(found[0]["document"])
 
 
 def endpoint_inputs(ledger: TrialLedger, sites: frozenset[str] | None = None) -> list:
     """Every subject's endpoint facts, one row each: what `endpoints` and `safety` tally; only
     the subjects of `sites` when given."""
+    ensure_current(ledger)
+    return read_endpoint_inputs(ledger, sites)
+
+
+def read_endpoint_inputs(ledger: TrialLedger | ReadOnlyLedger,
+                         sites: frozenset[str] | None = None) -> list:
+    """The endpoint facts as the rows stand (the caller knows they are current)."""
     from m22bol.domain.rules.endpoints import PatientFacts
 
-    ensure_current(ledger)
     if sites is None:
         rows = _rows(ledger, f"SELECT facts FROM {catalog.ENDPOINT_INPUTS} ORDER BY subject")
     else:

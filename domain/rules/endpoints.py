@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 
 from m22bol.domain.protocol import Protocol
 from m22bol.domain.rules.intervals import rounded_interval
-from m22bol.domain.rules.local import pcr_of
 from m22bol.domain.rules.survival import KMCurve, kaplan_meier
 
 DAYS_PER_MONTH = 30.4375
@@ -354,6 +353,10 @@ def _assess(t: Timeline, protocol: Protocol, cutoff: date) -> Outcome:
     pfs_on, pfs_event, pfs_reason = progression_free(
         day0, t.assessments, t.death, t.subsequent_therapy, protocol)
     os_days = ((t.death or t.last_known_alive) - day0).days
+
+    # Imported here: `local` loads the event models, which the tallies of the present (read
+    # from the read models) never need otherwise.
+    from m22bol.domain.rules.local import pcr_of
 
     operated = bool(t.surgeries)
     pcr = operated and bool(pcr_of((ypt, ypn, v) for _, ypt, ypn, v in t.pathology))
