@@ -275,8 +275,17 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
     """
     if not baseline.targets:
         return None, None
+    return _target_response(baseline, a, nadir, after_cr, unit, _sum(baseline.targets, unit),
+                            _units(params.node_normal_below_mm, unit),
+                            _units(PD_MIN_INCREASE_MM, unit))
+
+
+def _target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: bool,
+                     unit: int, base_sum: int, normal_below: int,
+                     pd_increase: int) -> tuple[str, int | None]:
+    """`target_response` with the sums and thresholds that depend only on the baseline and
+    the unit already in that unit (a `Scoring` keeps them from one assessment to the next)."""
     entered = {t.lesion_id: t.mm for t in a.targets}
-    normal_below = _units(params.node_normal_below_mm, unit)
     measured: list[tuple[bool, int]] = []
     for bt in baseline.targets:
         mm = entered.get(bt.lesion_id)
@@ -287,8 +296,7 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
     full_sum = total if complete else None
 
     # A partial sum can only be smaller than the full one, so if it already rose enough, PD holds.
-    grew = (_at_least(total, PD_MIN_FRACTION_OF_NADIR, nadir)
-            and total - nadir >= _units(PD_MIN_INCREASE_MM, unit))
+    grew = (_at_least(total, PD_MIN_FRACTION_OF_NADIR, nadir) and total - nadir >= pd_increase)
     reappeared = after_cr and any(
         (mm >= normal_below) if is_node else (mm > 0) for is_node, mm in measured)
     if grew or reappeared:
@@ -297,7 +305,7 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
         return NE, None
     if all((mm < normal_below) if is_node else (mm == 0) for is_node, mm in measured):
         return CR, full_sum
-    if _at_most(total, PR_MAX_FRACTION_OF_BASELINE, _sum(baseline.targets, unit)):
+    if _at_most(total, PR_MAX_FRACTION_OF_BASELINE, base_sum):
         return PR, full_sum
     return SD, full_sum
 
@@ -427,6 +435,9 @@ class Scoring:
         self.base_sum = _sum(baseline.targets, unit) if baseline.targets else None
         self.nadir = self.base_sum
         self.after_cr = self.after_overall_cr = False
+        # The thresholds in the unit of the sums, as `target_response` makes them each time.
+        self.normal_below = _units(params.node_normal_below_mm, unit)
+        self.pd_increase = _units(PD_MIN_INCREASE_MM, unit)
 
     def baseline_response(self) -> AssessmentResponse:
         total = _mm_of(self.base_sum, self.unit)
@@ -439,7 +450,8 @@ class Scoring:
     def score(self, a: Assessment) -> AssessmentResponse:
         self._rescale(a)
         unit, base_sum, nadir, baseline = self.unit, self.base_sum, self.nadir, self.baseline
-        tr, full_sum = (target_response(baseline, a, nadir, self.after_cr, self.params, unit)
+        tr, full_sum = (_target_response(baseline, a, nadir, self.after_cr, unit, base_sum,
+                                         self.normal_below, self.pd_increase)
                         if nadir is not None else (None, None))
         ntr = non_target_response(baseline, a, self.after_overall_cr)
         new = bool(a.new_lesions)
@@ -469,6 +481,8 @@ class Scoring:
                 self.base_sum *= factor
             if self.nadir is not None:
                 self.nadir *= factor
+            self.normal_below *= factor
+            self.pd_increase *= factor
 
 
 def on_study(responses: Sequence[AssessmentResponse]) -> list[AssessmentResponse]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from m22bol.domain.errors import RuleViolation
@@ -80,8 +80,19 @@ def scored_next(done, scan, day0):
     return done.responses
 
 
+def _rescaled(baseline: tuple[Target, ...], later: tuple[Target, ...]):
+    """A baseline in whole mm, then a scan with a finer decimal: the unit changes there."""
+    return [("scan", Assessment(START, baseline)), ("infusion", START + timedelta(1)),
+            ("scan", Assessment(START + timedelta(42), later))]
+
+
 @settings(max_examples=600, deadline=None)
 @given(walks())
+# The node's 10 mm in the new unit: 0 mm and a node at 5.05 mm is CR.
+@example(_rescaled((Target("L1", "liver", False, 20.0), Target("N1", "neck", True, 20.0)),
+                   (Target("L1", "liver", False, 0.0), Target("N1", "neck", True, 5.05))))
+# The 5 mm over the nadir in the new unit: +20.5 % but +2.05 mm is not PD.
+@example(_rescaled((Target("L1", "liver", False, 10.0),), (Target("L1", "liver", False, 12.05),)))
 def test_scoring_scan_by_scan_equals_scoring_them_all(walk):
     walked: list[Assessment] = []
     day0 = None
