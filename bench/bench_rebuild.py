@@ -78,6 +78,8 @@ def main() -> None:
                 "rebuild": f"{b.fmt_s(done['seconds'])}, {b.rate(events, done['seconds'])}",
                 "workers": done["workers"],
                 "CPU: parent, workers": f"{done['cpu']:.1f} s, {done['worker_cpu']:.1f} s",
+                # What a loaded machine's wall time hides: events per second of CPU spent.
+                "events/s of CPU": b.rate(events, done["cpu"] + done["worker_cpu"]),
                 "rebuild peak RSS": f"{done['peak_rss_mib']:.0f} MiB"
                                     + (f" (+ {done['worker_peak_rss_mib']:.0f} MiB a worker)"
                                        if done["workers"] else ""),

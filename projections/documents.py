@@ -303,16 +303,22 @@ def sdv_document(found: dict[str, Any]) -> dict[str, Any]:
 # --- queries and SDV in `patient` and `history` ----------------------------------------------
 
 
-def annotate_patient(document: dict[str, Any], subject: str, events: list) -> dict[str, Any]:
+def annotate_patient(document: dict[str, Any], subject: str, events: list, *,
+                     threads: dict | None = None, verified: dict | None = None
+                     ) -> dict[str, Any]:
     """The subject's queries not closed, and each timeline entry marked verified or not. Both
-    come from the chain's query and SDV events; no derivation reads them."""
+    come from the chain's query and SDV events; no derivation reads them. `threads` and
+    `verified`, where the caller has them folded already (`clarifications.patient_threads`,
+    `patient_verification`), are not folded again."""
     from m22bol.domain import clarifications
 
+    if threads is None:
+        threads = clarifications.threads(subject, events)
     document["open_queries"] = [
         {k: v for k, v in t.as_dict().items() if k != "thread"}
-        for t in clarifications.threads(subject, events).values()
-        if t.status != clarifications.CLOSED]
-    verified = clarifications.verification(subject, events)
+        for t in threads.values() if t.status != clarifications.CLOSED]
+    if verified is None:
+        verified = clarifications.verification(subject, events)
     for row in document.get("timeline", []):
         row["verified"] = verified.get(row["entry"], {}).get("verified", False)
     return document

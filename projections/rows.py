@@ -50,6 +50,24 @@ class Derived:
     state: State | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    # Made once, read by several projections: the timeline in the walk's order, and each
+    # fact's own values (`Fact.facts`, a pydantic dump) by entry.
+    _in_order: list[tuple[str, Fact]] | None = field(default=None, repr=False)
+    _values: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def in_order(self) -> list[tuple[str, Fact]]:
+        """The timeline in the walk's order: clinical date, then entry."""
+        if self._in_order is None:
+            self._in_order = sorted(self.timeline,
+                                    key=lambda kf: (kf[1].clinical_date, _version(kf[0])))
+        return self._in_order
+
+    def values(self, entry: str, fact: Fact) -> dict[str, Any]:
+        """`fact.facts()`, made once per entry. Shared: read it, never change it."""
+        found = self._values.get(entry)
+        if found is None:
+            found = self._values[entry] = fact.facts()
+        return found
 
 
 def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived:
@@ -80,8 +98,8 @@ def _version(entry: str) -> int:
     return int(entry.rpartition("#")[2])
 
 
-def _values(fact: Fact) -> dict[str, Any]:
-    return {k: v for k, v in fact.facts().items() if v not in (None, [], {}, ())}
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in (None, [], {}, ())}
 
 
 def patient_document(d: Derived) -> dict[str, Any]:
@@ -89,10 +107,11 @@ def patient_document(d: Derived) -> dict[str, Any]:
     assert d.summary is not None
     document = dict(d.summary)
     document["timeline"] = [
-        {"entry": k, "event": type(f).__name__, "date": f.clinical_date, **_values(f)}
-        for k, f in sorted(d.timeline, key=lambda kf: (kf[1].clinical_date, _version(kf[0])))
+        {"entry": k, "event": type(f).__name__, "date": f.clinical_date, **_given(d.values(k, f))}
+        for k, f in d.in_order()
     ]
-    return annotate_patient(document, d.subject, d.events)
+    return annotate_patient(document, d.subject, d.events, threads=d.threads,
+                            verified=d.verified)
 
 
 def patient_summary_rows(d: Derived) -> Rows:
@@ -117,8 +136,7 @@ def patient_summary_rows(d: Derived) -> Rows:
 
 def _ordered(d: Derived, kinds: tuple[type[Fact], ...]) -> list[tuple[str, Fact]]:
     """The subject's facts of these kinds in the walk's order: clinical date, then entry."""
-    chosen = [(k, f) for k, f in d.timeline if isinstance(f, kinds)]
-    return sorted(chosen, key=lambda kf: (kf[1].clinical_date, _version(kf[0])))
+    return [(k, f) for k, f in d.in_order() if isinstance(f, kinds)]
 
 
 def _outputs(d: Derived, entry: str) -> dict[str, Any]:
@@ -147,7 +165,7 @@ def treatment_rows(d: Derived) -> Rows:
     events = [
         {"entry": entry, "subject": d.subject, "event": type(fact).__name__,
          "date": fact.clinical_date, "cycle": getattr(fact, "cycle", None),
-         "dose_mg": getattr(fact, "dose_mg", None), "fact": to_json(fact.facts()),
+         "dose_mg": getattr(fact, "dose_mg", None), "fact": to_json(d.values(entry, fact)),
          "derived": to_json(_outputs(d, entry))}
         for entry, fact in _ordered(d, TREATMENT_FACTS)
     ]
@@ -182,7 +200,7 @@ def assessment_rows(d: Derived) -> Rows:
             result, baseline = fact.result, None
         rows.append({"entry": entry, "subject": d.subject, "event": type(fact).__name__,
                      "date": fact.clinical_date, "baseline": baseline, "result": result,
-                     "fact": to_json(fact.facts()), "derived": to_json(derived)})
+                     "fact": to_json(d.values(entry, fact)), "derived": to_json(derived)})
     return {catalog.ASSESSMENTS: rows}
 
 

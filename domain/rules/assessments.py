@@ -44,7 +44,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 from m22bol.domain.errors import RuleViolation
@@ -66,6 +65,9 @@ class Assessments:
     scans: list[tuple[str, recist.Assessment]] = field(default_factory=list)
     pets: list[tuple[str, PetRecorded]] = field(default_factory=list)
     ctdna: list[tuple[str, CtdnaRecorded]] = field(default_factory=list)
+    # The scans' responses as last scored: each new scan is scored on from there
+    # (`recist.score_next`), never the whole list again.
+    scored: recist.Scored | None = None
 
 
 def part(state) -> Assessments:
@@ -82,8 +84,7 @@ def infusion_dates(state) -> list[date]:
 
 def first_infusion(state) -> date | None:
     """Day 0: the first infusion walked so far (the true one once the walk is past it)."""
-    dates = infusion_dates(state)
-    return dates[0] if dates else None
+    return min((when for _, when in treatment.course(state).cycles), default=None)
 
 
 # --- CT/MRI -----------------------------------------------------------------------------------
@@ -105,20 +106,36 @@ def scan_responses(state) -> list[tuple[str, recist.AssessmentResponse]]:
     Raises the engine's `RuleViolation` for an invalid baseline or follow-up.
     """
     scans = part(state).scans
-    # The engine sorts by date with a stable sort; the part is already in walk order (date,
-    # then entry), so the i-th response belongs to the i-th scan.
-    responses = _evaluate(tuple(a for _, a in scans), first_infusion(state),
-                          state.protocol.response)
-    return [(entry, r) for (entry, _), r in zip(scans, responses, strict=True)]
+    # The part is in walk order (date, then entry), the order the engine scores in, so the
+    # i-th response belongs to the i-th scan.
+    return [(entry, r) for (entry, _), r in zip(scans, _responses(state), strict=True)]
 
 
-@lru_cache(maxsize=4096)
-def _evaluate(scans: tuple[recist.Assessment, ...], day0: date | None,
-              params) -> list[recist.AssessmentResponse]:
-    # Every command re-walks its subject's timeline, scoring each scan on the scans before it:
-    # the same prefixes, command after command. Scoring is pure, so it is remembered (a
-    # subject's entry, import and rebuild were otherwise cubic in its number of scans).
-    return recist.evaluate(list(scans), day0, params)
+def _responses(state) -> list[recist.AssessmentResponse]:
+    """The scans' responses, scored on from the last time where that gives what scoring them
+    all gives: the scans added since are dated on or after every scan scored, and day 0 lets
+    the baseline be the same (`recist.resumable`). A walk always meets this; anything else
+    scores them all."""
+    assessments = part(state)
+    scans, day0, params = assessments.scans, first_infusion(state), state.protocol.response
+    done = assessments.scored
+    if done is not None and len(done.responses) <= len(scans) \
+            and recist.resumable(done, day0, params) \
+            and _in_date_order(scans, max(len(done.responses), 1)):
+        for _, a in scans[len(done.responses):]:
+            recist.score_next(done, a, day0)
+    elif _in_date_order(scans, 1):
+        done = recist.scored([a for _, a in scans], day0, params)
+    else:  # not the walk's order: scored, not kept
+        assessments.scored = None
+        return recist.evaluate([a for _, a in scans], day0, params)
+    assessments.scored = done
+    return done.responses
+
+
+def _in_date_order(scans: list[tuple[str, recist.Assessment]], start: int) -> bool:
+    """Whether the scans from index `start` on are each dated on or after the one before."""
+    return all(scans[i - 1][1].date <= scans[i][1].date for i in range(start, len(scans)))
 
 
 def response_output(r: recist.AssessmentResponse) -> dict[str, Any]:
@@ -128,7 +145,7 @@ def response_output(r: recist.AssessmentResponse) -> dict[str, Any]:
 def _scan(state, entry: str, fact: ScanRecorded) -> None:
     part(state).scans.append((entry, assessment_of(fact)))
     try:
-        response = dict(scan_responses(state))[entry]
+        response = _responses(state)[-1]
     except RuleViolation as error:
         # Every scan before this one passed when it was walked, so this one is at fault.
         error.message = f"{entry}: {error.message}"

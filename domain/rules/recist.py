@@ -275,8 +275,17 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
     """
     if not baseline.targets:
         return None, None
+    return _target_response(baseline, a, nadir, after_cr, unit, _sum(baseline.targets, unit),
+                            _units(params.node_normal_below_mm, unit),
+                            _units(PD_MIN_INCREASE_MM, unit))
+
+
+def _target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: bool,
+                     unit: int, base_sum: int, normal_below: int,
+                     pd_increase: int) -> tuple[str, int | None]:
+    """`target_response` with the sums and thresholds that depend only on the baseline and
+    the unit already in that unit (a `Scoring` keeps them from one assessment to the next)."""
     entered = {t.lesion_id: t.mm for t in a.targets}
-    normal_below = _units(params.node_normal_below_mm, unit)
     measured: list[tuple[bool, int]] = []
     for bt in baseline.targets:
         mm = entered.get(bt.lesion_id)
@@ -287,8 +296,7 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
     full_sum = total if complete else None
 
     # A partial sum can only be smaller than the full one, so if it already rose enough, PD holds.
-    grew = (_at_least(total, PD_MIN_FRACTION_OF_NADIR, nadir)
-            and total - nadir >= _units(PD_MIN_INCREASE_MM, unit))
+    grew = (_at_least(total, PD_MIN_FRACTION_OF_NADIR, nadir) and total - nadir >= pd_increase)
     reappeared = after_cr and any(
         (mm >= normal_below) if is_node else (mm > 0) for is_node, mm in measured)
     if grew or reappeared:
@@ -297,7 +305,7 @@ def target_response(baseline: Assessment, a: Assessment, nadir: int, after_cr: b
         return NE, None
     if all((mm < normal_below) if is_node else (mm == 0) for is_node, mm in measured):
         return CR, full_sum
-    if _at_most(total, PR_MAX_FRACTION_OF_BASELINE, _sum(baseline.targets, unit)):
+    if _at_most(total, PR_MAX_FRACTION_OF_BASELINE, base_sum):
         return PR, full_sum
     return SD, full_sum
 
@@ -341,43 +349,140 @@ def evaluate(assessments: Sequence[Assessment], first_infusion: date | None,
 
     Raises `RuleViolation` when the baseline or a later assessment is invalid.
     """
-    ordered = sorted(assessments, key=lambda a: a.date)
+    return scored(sorted(assessments, key=lambda a: a.date), first_infusion, params).responses
+
+
+@dataclass
+class Scored:
+    """`evaluate`'s responses to assessments in date order, what they were scored with, and
+    how to go on from the last: the baseline's index and the scoring after it (both None
+    without a baseline)."""
+
+    responses: list[AssessmentResponse]
+    first_infusion: date | None
+    params: Response
+    baseline: int | None = None
+    scoring: Scoring | None = None
+
+
+def scored(ordered: Sequence[Assessment], first_infusion: date | None,
+           params: Response) -> Scored:
+    """`evaluate` of assessments already in date order, kept so that `score_next` can go on."""
     b = baseline_index(ordered, first_infusion)
     if b is None:
-        return [_unscored(a) for a in ordered]
+        return Scored([_unscored(a) for a in ordered], first_infusion, params)
     baseline = ordered[b]
     validate_baseline(baseline, params)
     for a in ordered[b + 1:]:
         validate_followup(baseline, a)
-    unit = _scale(ordered[b:], params)
-    base_sum = _sum(baseline.targets, unit) if baseline.targets else None
-    out = [_unscored(a) for a in ordered[:b]]
-    out.append(AssessmentResponse(
-        date=baseline.date, is_baseline=True, target_sum_mm=_mm_of(base_sum, unit),
-        baseline_sum_mm=_mm_of(base_sum, unit), nadir_sum_mm=None,
-        change_from_baseline_pct=None, change_from_nadir_pct=None, target_response=None,
-        non_target_response=None, new_lesions=False, overall_response=None))
+    scoring = Scoring(baseline, params, _scale(ordered[b:], params))
+    responses = [_unscored(a) for a in ordered[:b]]
+    responses.append(scoring.baseline_response())
+    responses.extend(scoring.score(a) for a in ordered[b + 1:])
+    return Scored(responses, first_infusion, params, b, scoring)
 
-    nadir = base_sum
-    after_cr = after_overall_cr = False
-    for a in ordered[b + 1:]:
-        tr, full_sum = (target_response(baseline, a, nadir, after_cr, params, unit)
+
+def resumable(done: Scored, first_infusion: date | None, params: Response) -> bool:
+    """Whether `score_next` may go on from `done` under this day 0 and these numbers: the same
+    ones, or day 0 was unknown and is on or after every assessment scored (the baseline, the
+    latest assessment, is then the same)."""
+    if done.params is not params:
+        return False
+    if first_infusion == done.first_infusion:
+        return True
+    return done.first_infusion is None and (
+        not done.responses or done.responses[-1].date <= first_infusion)
+
+
+def score_next(done: Scored, a: Assessment, first_infusion: date | None) -> AssessmentResponse:
+    """Score one more assessment, dated on or after every one in `done`, and add it to `done`
+    in place: what `scored` of them all would give, in time linear in `a` alone (a subject's
+    walk scores each scan as it comes, and scoring every earlier scan again made the walk
+    quadratic in its scans). Only where `resumable(done, first_infusion, ...)` holds.
+
+    Raises `RuleViolation` as `scored` would; `done` is then part-changed (the walk it belongs
+    to is dropped on a refusal)."""
+    params = done.params
+    done.first_infusion = first_infusion
+    if first_infusion is None or a.date <= first_infusion:
+        # The latest assessment on or before day 0 is the baseline: this one. Those before it,
+        # the old baseline included, are unscored, and none comes after it.
+        validate_baseline(a, params)
+        if done.baseline is not None:
+            old = done.scoring.baseline  # type: ignore[union-attr]
+            done.responses[done.baseline] = _unscored(old)
+        done.baseline, done.scoring = len(done.responses), Scoring(a, params, _scale([a], params))
+        response = done.scoring.baseline_response()
+    elif done.scoring is None:
+        response = _unscored(a)  # no baseline: nothing can be scored
+    else:
+        validate_followup(done.scoring.baseline, a)
+        response = done.scoring.score(a)
+    done.responses.append(response)
+    return response
+
+
+class Scoring:
+    """What scoring carries from one assessment to the next after the baseline: the nadir and
+    the CR flags. Sums are whole numbers of 1/`unit` mm (`_scale`); an assessment written with
+    a finer decimal than `unit` allows rescales them (exactly), so the responses do not depend
+    on which unit was taken. Validation is the caller's: this only computes."""
+
+    def __init__(self, baseline: Assessment, params: Response, unit: int):
+        self.baseline = baseline
+        self.params = params
+        self.unit = unit
+        self.base_sum = _sum(baseline.targets, unit) if baseline.targets else None
+        self.nadir = self.base_sum
+        self.after_cr = self.after_overall_cr = False
+        # The thresholds in the unit of the sums, as `target_response` makes them each time.
+        self.normal_below = _units(params.node_normal_below_mm, unit)
+        self.pd_increase = _units(PD_MIN_INCREASE_MM, unit)
+
+    def baseline_response(self) -> AssessmentResponse:
+        total = _mm_of(self.base_sum, self.unit)
+        return AssessmentResponse(
+            date=self.baseline.date, is_baseline=True, target_sum_mm=total,
+            baseline_sum_mm=total, nadir_sum_mm=None, change_from_baseline_pct=None,
+            change_from_nadir_pct=None, target_response=None, non_target_response=None,
+            new_lesions=False, overall_response=None)
+
+    def score(self, a: Assessment) -> AssessmentResponse:
+        self._rescale(a)
+        unit, base_sum, nadir, baseline = self.unit, self.base_sum, self.nadir, self.baseline
+        tr, full_sum = (_target_response(baseline, a, nadir, self.after_cr, unit, base_sum,
+                                         self.normal_below, self.pd_increase)
                         if nadir is not None else (None, None))
-        ntr = non_target_response(baseline, a, after_overall_cr)
+        ntr = non_target_response(baseline, a, self.after_overall_cr)
         new = bool(a.new_lesions)
         overall = overall_response(tr, ntr, new)
-        out.append(AssessmentResponse(
+        response = AssessmentResponse(
             date=a.date, is_baseline=False, target_sum_mm=_mm_of(full_sum, unit),
             baseline_sum_mm=_mm_of(base_sum, unit), nadir_sum_mm=_mm_of(nadir, unit),
             change_from_baseline_pct=_pct(full_sum, base_sum),
             change_from_nadir_pct=_pct(full_sum, nadir),
             target_response=tr, non_target_response=ntr, new_lesions=new,
-            overall_response=overall))
-        after_cr = after_cr or tr == CR
-        after_overall_cr = after_overall_cr or overall == CR
+            overall_response=overall)
+        self.after_cr = self.after_cr or tr == CR
+        self.after_overall_cr = self.after_overall_cr or overall == CR
         if full_sum is not None and nadir is not None and full_sum < nadir:
-            nadir = full_sum
-    return out
+            self.nadir = full_sum
+        return response
+
+    def _rescale(self, a: Assessment) -> None:
+        unit = self.unit
+        for t in a.targets:
+            if t.mm is not None and unit % _mm(t.mm).denominator:
+                unit = math.lcm(unit, _mm(t.mm).denominator)
+        if unit != self.unit:
+            factor = unit // self.unit
+            self.unit = unit
+            if self.base_sum is not None:
+                self.base_sum *= factor
+            if self.nadir is not None:
+                self.nadir *= factor
+            self.normal_below *= factor
+            self.pd_increase *= factor
 
 
 def on_study(responses: Sequence[AssessmentResponse]) -> list[AssessmentResponse]:
