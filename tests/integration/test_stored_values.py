@@ -196,3 +196,31 @@ def test_a_held_registration_is_named_until_corrected(driver, tmp_path):
     assert contact.exit_code == 0, contact.output
     status = json.loads(invoke(["status", "--json"], url=url, user="mon").stdout)
     assert status["baskets"]["all"]["screened"] == 2
+
+
+def test_a_lesion_size_stored_before_the_size_bound_is_held_not_a_crash(infused, tmp_path):
+    """A nadir of 2e-309 mm made RECIST's change from the nadir overflow a float. Stored before
+    sizes were bounded, such a scan is held: later scans are scored against the scans around
+    it, verify and `history` name it, and a correction releases it."""
+    url = infused.ledger.url
+    infused.do("scan", subject=S, date="2025-01-08", target=["L1:liver:30"])  # the baseline
+    entry = store_as_an_older_version(infused.ledger, e.ScanRecorded, {
+        "date": "2025-03-01", "modality": "CT", "non_targets": [], "nodes": [],
+        "new_lesions": [], "response": {},
+        "targets": [{"lesion_id": "L1", "organ": "liver", "mm": 2e-309}]})
+    infused.ledger.close()
+
+    later = invoke(["scan", S, "--date", "2025-05-01", "--target", "L1:liver:31", "--json"],
+                   url=url)
+    assert later.exit_code == 0, later.output  # was exit 1: OverflowError
+    assert json.loads(later.output)["target_response"] == "SD"  # against 30 mm, not 2e-309
+    still_works(url, tmp_path)
+    [finding] = [f for f in findings(url) if f["entry"] == entry]
+    assert finding["message"].startswith("targets") and "2e-309" in finding["message"]
+
+    fixed = invoke(["correct", S, entry, "--reason", "the lesion had disappeared",
+                    "--set", 'targets=[{"lesion_id": "L1", "organ": "liver", "mm": 0}]'],
+                   url=url)
+    assert fixed.exit_code == 0, fixed.output
+    patient = json.loads(invoke(["patient", S, "--json"], url=url, user="mon").output)
+    assert entry in [row["entry"] for row in patient["timeline"]]
