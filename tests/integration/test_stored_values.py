@@ -92,6 +92,7 @@ def test_a_fact_today_s_model_refuses_is_held_and_its_subject_goes_on(infused, t
     assert entry not in [row["entry"] for row in patient["timeline"]]  # held out of the walk
     named = {(f["entry"], f["message"].split(":")[0]) for f in findings(url)}
     assert {(entry, "dose_mg"), (entry, "pump")} <= named
+    assert {mark["field"] for mark in held_in_history(url)[entry]} == {"dose_mg", "pump"}
 
     fixed = invoke(["correct", S, entry, "--reason", "dose from the pharmacy record",
                     "--set", "dose_mg=324"], url=url)
@@ -217,6 +218,9 @@ def test_a_lesion_size_stored_before_the_size_bound_is_held_not_a_crash(infused,
     still_works(url, tmp_path)
     [finding] = [f for f in findings(url) if f["entry"] == entry]
     assert finding["message"].startswith("targets") and "2e-309" in finding["message"]
+    assert held_in_history(url) == {entry: [{"field": "targets", "why": finding["message"]
+                                             .removesuffix(" (stored by an older version or "
+                                                           "a past bug)")}]}
 
     fixed = invoke(["correct", S, entry, "--reason", "the lesion had disappeared",
                     "--set", 'targets=[{"lesion_id": "L1", "organ": "liver", "mm": 0}]'],
@@ -224,3 +228,15 @@ def test_a_lesion_size_stored_before_the_size_bound_is_held_not_a_crash(infused,
     assert fixed.exit_code == 0, fixed.output
     patient = json.loads(invoke(["patient", S, "--json"], url=url, user="mon").output)
     assert entry in [row["entry"] for row in patient["timeline"]]
+    assert held_in_history(url) == {}
+
+
+def held_in_history(url: str) -> dict[str, list]:
+    """The entries `history` marks as held, in JSON, checked against its text."""
+    rows = json.loads(invoke(["history", S, "--json"], url=url, user="mon").output)["entries"]
+    held = {row["entry"]: row["held"] for row in rows if "held" in row}
+    text = invoke(["history", S], url=url, user="mon").output  # piped: lines stay whole
+    assert ("held until corrected" in text) == bool(held), text
+    for marks in held.values():
+        assert all(mark["why"] in text for mark in marks), text
+    return held
