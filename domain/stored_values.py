@@ -45,13 +45,13 @@ def suspect(cls: type[Event], state: dict[str, Any], raw: bytes) -> bool:
         if (allowed is not None and value not in allowed) or (
                 cap is not None and value is not None and len(value) > cap):
             return True
-    # Plain byte tests first (the pattern below costs ten times more): every character it
-    # looks for is escaped (a backslash), DEL, or not ASCII.
     for name in shape.lesions:  # a size outside today's bound (events.size_problem)
         for lesion in state.get(name) or ():
             mm = lesion.get("mm") if isinstance(lesion, dict) else None
             if type(mm) in (int, float) and size_problem(mm):
                 return True
+    # Plain byte tests first (the pattern below costs ten times more): every character it
+    # looks for is escaped (a backslash), DEL, or not ASCII.
     hinted = (b"\\" in raw or not raw.isascii() or b"NaN" in raw or b"Infinity" in raw
               or b"\x7f" in raw)
     return hinted and bool(_SUSPECT_BYTES.search(raw))
