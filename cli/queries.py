@@ -166,11 +166,16 @@ def history(s: Session, subject: str | None, known_at: str | None) -> None:
     rows = [{"entry": r["entry"], "recorded at (UTC)": _minute(r["recorded_at"]),
              "actor": r["actor"], "event": r["event"], "values": _changed(r),
              "reason": r["reason"], "superseded by": r["superseded_by"],
-             "SDV": {True: "yes", False: "no"}.get(r.get("verified"))}
+             "SDV": {True: "yes", False: "no"}.get(r.get("verified")),
+             "held until corrected": "; ".join(h["why"] for h in r.get("held", ()))}
             for r in doc["entries"]]
+    if not any(row["held until corrected"] for row in rows):  # the usual case: no column
+        for row in rows:
+            del row["held until corrected"]
     foot = ("signature: " + describe(doc["signature"]) if subject is not None
             else "SYNTHETIC DEMO DATA: not a trial record" if doc["synthetic"] else "")
-    emit(doc, s.as_json, text=table(rows, wrap={"values": 3, "reason": 1})
+    emit(doc, s.as_json, text=table(rows, wrap={"values": 3, "reason": 1,
+                                                "held until corrected": 2})
          + ("\n\n" + foot if foot else ""))
 
 

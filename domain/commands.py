@@ -31,9 +31,16 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from m22bol.domain.errors import BadInput
-from m22bol.domain.events import Lesion, NonTargetLesion, SeriousCriterion
+from m22bol.domain.events import (
+    LARGEST_SIZE_MM,
+    Lesion,
+    NonTargetLesion,
+    SeriousCriterion,
+    size_problem,
+)
 from m22bol.domain.text import unprintable
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -189,8 +196,10 @@ def _lesion(kind: str):
         if not _DECIMAL.match(mm):
             raise ValueError(f"{mm!r} is not a size in mm or NE")
         size = float(mm)
-        if not (0 <= size <= 1000):
-            raise ValueError("a diameter lies between 0 and 1000 mm")
+        # The bound of every lesion size (`events.size_problem`), under the rule's own name.
+        if problem := (size_problem(size) if math.isfinite(size) else
+                       f"{mm} mm is not a size between 0 and {LARGEST_SIZE_MM:g} mm"):
+            raise PydanticCustomError("recist.invalid_measurement", problem)
         return {"lesion_id": parts[0], "organ": parts[1], "mm": size}
 
     return BeforeValidator(parse)
@@ -764,7 +773,9 @@ def describe_validation_error(exc: ValidationError, *, where: str = "",
     if first["type"] == "string_pattern_mismatch" and described and described.description:
         # A regular expression teaches nobody: the description names the allowed values.
         msg = f"{first['input']!r} is not valid; expected {described.description}"
-    return BadInput(f"{where}{field}: {msg}", field=field)
+    # A rule of the domain raised inside a model (a lesion size) names itself as its type.
+    rule = first["type"] if "." in first["type"] else None
+    return BadInput(f"{where}{field}: {msg}", field=field, rule=rule)
 
 
 def parse_command(name: str, values: dict[str, Any], *, where: str = "") -> Command:

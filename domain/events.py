@@ -8,11 +8,21 @@ are separate fields, because both are queried: "as known at T" and "cut off at D
 # annotation strings, evaluating each one as the module is imported (as in domain/commands.py).
 
 import json
+import math
 from datetime import date, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 Result = Literal["detected", "not-detected"]
 
@@ -111,7 +121,8 @@ class Event(BaseModel):
 
     def facts(self) -> dict[str, Any]:
         """The fact's own values, without the envelope."""
-        return self.model_dump(mode="json", exclude=set(Event.model_fields))
+        return self.model_dump(mode="json", exclude=set(Event.model_fields),
+                               warnings=not self._stored_problems)
 
 
 class Fact(Event):
@@ -121,9 +132,11 @@ class Fact(Event):
     deviations: tuple[Deviation, ...] = ()
 
     def facts(self) -> dict[str, Any]:
+        # A value kept as stored (`stored_problems`: a list of plain objects where today's
+        # model has lesions) is written as it is, without pydantic's warning on stderr.
         return self.model_dump(
-            mode="json", exclude=set(Event.model_fields) | {"deviation_reason", "deviations"}
-        )
+            mode="json", exclude=set(Event.model_fields) | {"deviation_reason", "deviations"},
+            warnings=not self._stored_problems)
 
 
 # --- the trial: protocol, people, locks -------------------------------------------------------
@@ -378,11 +391,40 @@ class PathologyReported(Fact):
 # --- assessments ------------------------------------------------------------------------------
 
 
+# A lesion's size (longest diameter, a node's short axis) in mm: 0 when it disappeared, else
+# at least what a CT or MRI reader records (RECIST enters a lesion too small to measure as 5),
+# at most a metre. Below the floor a value measures nothing, and RECIST's exact arithmetic
+# would need a unit of 1e-309 mm for a nadir of 2e-309 (docs/decisions.md).
+SMALLEST_SIZE_MM = 0.1
+LARGEST_SIZE_MM = 1000.0
+
+
+def size_problem(mm: float) -> str | None:
+    """Why `mm` is no lesion size, or None. Shared by entry, the stored-value check and RECIST.
+    A NaN or infinity is left to the checks of every number (`ledger.store`, RECIST's own)."""
+    if isinstance(mm, int) and abs(mm) > LARGEST_SIZE_MM:  # one too large for a float too
+        return f"a number of {len(str(abs(mm)))} digits is not a size in mm"
+    if not math.isfinite(mm):
+        return None
+    if not 0 <= mm <= LARGEST_SIZE_MM:
+        return f"{mm!r} mm is not a size between 0 and {LARGEST_SIZE_MM:g} mm"
+    if 0 < mm < SMALLEST_SIZE_MM:
+        return (f"{mm!r} mm is below the smallest size recorded, {SMALLEST_SIZE_MM:g} mm: enter 0 "
+                "for a lesion that disappeared, 5 for one too small to measure")
+    return None
+
+
+def _size(mm: float | None) -> float | None:
+    if mm is not None and (problem := size_problem(mm)):
+        raise PydanticCustomError("recist.invalid_measurement", problem)
+    return mm
+
+
 class Lesion(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     lesion_id: str
     organ: str
-    mm: float | None = None  # None: not evaluated
+    mm: Annotated[float | None, AfterValidator(_size)] = None  # None: not evaluated
 
 
 class NonTargetLesion(BaseModel):

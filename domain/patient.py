@@ -199,7 +199,7 @@ def _said(event: Event) -> str:
 
 def apply_correction(fact: Fact, changes: dict) -> Fact:
     """The fact with new values, validated as strictly as a new entry would be."""
-    data = fact.model_dump()
+    data = fact.model_dump(warnings=not fact.stored_problems)  # a held value, as stored
     data.update(changes)
     try:
         return type(fact).model_validate(data)

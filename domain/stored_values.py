@@ -24,15 +24,15 @@ from pydantic.fields import FieldInfo
 
 from m22bol.domain import commands as c
 from m22bol.domain.decide import COMMAND_OF, RENAMES
-from m22bol.domain.events import Event, Fact
+from m22bol.domain.events import Event, Fact, Lesion, size_problem
 
 
 def suspect(cls: type[Event], state: dict[str, Any], raw: bytes) -> bool:
     """Whether a stored event's values may fail today's rules, judged from its parsed JSON and
     its bytes without building the event (about a tenth of the cost): False means none does;
     True means build it and look (`problems`). It checks the keys, each value's JSON type and
-    allowed values, the length caps, and the bytes for non-finite numbers and control or
-    bidirectional characters (escaped or raw, as a JSON writer leaves them)."""
+    allowed values, the length caps, each lesion's size, and the bytes for non-finite numbers
+    and control or bidirectional characters (escaped or raw, as a JSON writer leaves them)."""
     shape = _shape(cls)
     # Events of one type are stored with the same keys and value types over and over: a
     # signature already checked needs only its choices and length caps looked at again.
@@ -45,6 +45,11 @@ def suspect(cls: type[Event], state: dict[str, Any], raw: bytes) -> bool:
         if (allowed is not None and value not in allowed) or (
                 cap is not None and value is not None and len(value) > cap):
             return True
+    for name in shape.lesions:  # a size outside today's bound (events.size_problem)
+        for lesion in state.get(name) or ():
+            mm = lesion.get("mm") if isinstance(lesion, dict) else None
+            if type(mm) in (int, float) and size_problem(mm):
+                return True
     # Plain byte tests first (the pattern below costs ten times more): every character it
     # looks for is escaped (a backslash), DEL, or not ASCII.
     hinted = (b"\\" in raw or not raw.isascii() or b"NaN" in raw or b"Infinity" in raw
@@ -75,6 +80,7 @@ class _Shape:
     kinds: tuple[tuple[str, tuple[type, ...]], ...]  # each field's allowed JSON types
     # (name, allowed values or None, length cap or None) of each field with either
     limits: tuple[tuple[str, frozenset | None, int | None], ...]
+    lesions: tuple[str, ...]  # fields holding measured lesions, each size checked
     fine: set[tuple] = field(default_factory=set)  # (keys, value types) that fit
 
 
@@ -92,7 +98,9 @@ def _shape(cls: type[Event]) -> _Shape:
             limits.append((name, allowed, caps.get(name)))
     return _Shape(known=frozenset({*cls.model_fields, "event_type", "class_version"}),
                   required=frozenset(n for n, i in cls.model_fields.items() if i.is_required()),
-                  kinds=tuple(kinds), limits=tuple(limits))
+                  kinds=tuple(kinds), limits=tuple(limits),
+                  lesions=tuple(name for name, info in cls.model_fields.items()
+                                if Lesion in typing.get_args(info.annotation)))
 
 
 def _kinds(annotation: Any) -> tuple[tuple[type, ...], frozenset | None]:

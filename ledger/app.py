@@ -96,6 +96,7 @@ class TrialLedger(Application):
         # on close, so a query (or a refused entry) on a ledger that does not exist leaves none.
         self._new_file = _new_sqlite_file(url)
         self._trial_snapshots = None  # made on first use (ledger.trial_snapshots)
+        self._may_store_snapshots: bool | None = None  # asked once (trial_snapshots.may_store)
         try:
             reach(url)  # a server that is down or a database that is missing says so at once
             super().__init__(env=store_env(url, create_tables=create_tables))
@@ -272,8 +273,10 @@ class TrialLedger(Application):
 
     def _snapshot_trial(self, decided: Trial | None) -> None:
         """After a commit that left the trial `EVERY` events past its snapshot: store a new
-        one, of the trial as read back from the store (what verify will fold), not as held."""
-        if decided is None or decided.version - decided.base_version < trial_snapshots.EVERY:
+        one, of the trial as read back from the store (what verify will fold), not as held.
+        A login that may not store one (a PostgreSQL writer) does not read the trial back."""
+        if decided is None or decided.version - decided.base_version < trial_snapshots.EVERY \
+                or not trial_snapshots.may_store(self):
             return
         stored = self.trial()
         if stored is not None:

@@ -12,6 +12,10 @@ A snapshot is derived, never a record: it is not hashed into anything, and `audi
 or that names a head the chain does not have. When loading, a snapshot whose head is not the
 stored event at its version is ignored and the whole chain is folded. Deleting snapshots
 loses nothing.
+
+On PostgreSQL only the database owner may store one (a forged snapshot granting a role would
+be obeyed until the next verify): writer logins ask once whether they may (`may_store`) and
+otherwise never build one, and the owner's `db setup` takes them (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,40 @@ def recorder(ledger):
         except (PersistenceError, OSError):
             return None
     return ledger._trial_snapshots
+
+
+def may_store(ledger) -> bool:
+    """Whether this login may insert into the snapshot table: asked of the database once per
+    ledger object (once per process for the CLI), so that a writer login on PostgreSQL, which
+    may only read snapshots, neither re-reads the trial after its commit to build one nor sends
+    an insert the database refuses. SQLite and memory ledgers: whoever writes the events may."""
+    if ledger._may_store_snapshots is None:
+        ledger._may_store_snapshots = _insert_granted(ledger)
+    return ledger._may_store_snapshots
+
+
+def _insert_granted(ledger) -> bool:
+    if not ledger.url.startswith("postgres"):
+        return True
+    import psycopg  # PostgreSQL only: SQLite ledgers never load it
+
+    store = recorder(ledger)
+    if store is None:
+        return False
+    try:
+        with store.datastore.transaction(commit=False) as cursor:
+            # to_regclass: NULL (not an error) where `db setup` predates the snapshot table.
+            cursor.execute("SELECT coalesce(has_table_privilege(to_regclass(%s), 'INSERT'), "
+                           "false) AS granted", (store.events_table_name,))
+            return bool(cursor.fetchone()["granted"])
+    except (PersistenceError, psycopg.Error):
+        return False
+
+
+def behind(trial: Trial) -> int:
+    """Trial events loaded on top of the snapshot `trial` was resumed from (all of them when
+    there was none): what each command folds until a snapshot is taken."""
+    return trial.version - trial.base_version
 
 
 def latest(ledger) -> Snapshot | None:
@@ -94,22 +132,23 @@ def load(ledger, decode) -> Trial | None:
     return project_trial(trial, events[1:])
 
 
-def take(ledger, trial: Trial) -> None:
-    """Store a snapshot of `trial` (as loaded from the store) if its tail is long enough.
-    Best effort: a ledger that cannot write it (a reader login, a concurrent writer that took
-    the same one) loads by folding a few more events."""
-    if trial.version - trial.base_version < EVERY or not trial.events:
-        return
+def take(ledger, trial: Trial) -> bool:
+    """Store a snapshot of `trial` (as loaded from the store) if its tail is long enough;
+    whether one was stored. Best effort: a ledger that cannot write it (a login without the
+    privilege, a concurrent writer that took the same one) loads by folding a few more."""
+    if behind(trial) < EVERY or not trial.events or not may_store(ledger):
+        return False
     store = recorder(ledger)
     if store is None:
-        return
+        return False
     body = {"head": event_hash(trial.events[-1]), "trial": summary(trial)}
     try:
         store.insert_events([StoredEvent(originator_id=TRIAL_ID,
                                          originator_version=trial.version,
                                          topic=TOPIC, state=canonical(body))])
     except PersistenceError:
-        pass
+        return False
+    return True
 
 
 def check(ledger, decode) -> Iterator[tuple[str, str]]:

@@ -129,6 +129,13 @@ def history_view(ledger: TrialLedger, subject: str, *,
     for row in entries:
         if row["entry"] in verified:
             row["verified"] = verified[row["entry"]]["verified"]
+    # Each fact held out of the walk for a stored value today's rules refuse (docs/audit.md),
+    # with the field and why, as `audit verify` names them; a correction releases it.
+    held = patient.held() if patient else {}
+    for row in entries:
+        if row["entry"] in held:
+            row["held"] = [{"field": field, "why": why}
+                           for field, why in held[row["entry"]].stored_problems]
     return {"subject": subject, "entries": entries,
             "signature": signature_status(patient) if patient else None}
 

@@ -24,6 +24,9 @@ each one):
   disease seen at baseline is baseline disease, target or non-target. At follow-up a target or
   non-target id unknown at baseline, or a target switching between node and non-node, is
   refused; the baseline's kind is the one scored.
+- Sizes: 0 mm (disappeared), or from 0.1 to 1000 mm (`events.size_problem`, checked on entry
+  and again here, `recist.invalid_measurement`); a lesion too small to measure is entered as
+  5 mm. Below 0.1 mm a nadir would make the change from it overflow a float.
 - Target sum at an assessment with an unmeasured target is None: a partial sum is not a sum of
   diameters, never becomes the nadir, and is used only to prove PD.
 - PD is checked before CR, as the spec orders: a sum at least 20% and 5 mm over the nadir is PD
@@ -64,6 +67,7 @@ from datetime import date
 from fractions import Fraction
 
 from m22bol.domain.errors import RuleViolation
+from m22bol.domain.events import size_problem
 from m22bol.domain.protocol import Response
 
 CR = "CR"
@@ -236,7 +240,15 @@ def _check_entries(a: Assessment) -> None:
             raise RuleViolation(f"lesion {lesion.lesion_id} has no organ or location",
                                 rule="recist.organ_required", field=field)
     for t in a.targets:
-        if t.mm is not None and (isinstance(t.mm, bool) or not math.isfinite(t.mm) or t.mm < 0):
+        if t.mm is None:
+            continue
+        # The bound every entry already meets (`events.Lesion`), kept here too: outside it
+        # the exact arithmetic below would overflow a float (a nadir of 2e-309 mm).
+        problem = None if isinstance(t.mm, bool) else size_problem(t.mm)
+        if problem:
+            raise RuleViolation(f"target lesion {t.lesion_id}: {problem}",
+                                rule="recist.invalid_measurement", field="target")
+        if isinstance(t.mm, bool) or not math.isfinite(t.mm) or t.mm < 0:
             raise RuleViolation(
                 f"target lesion {t.lesion_id}: {t.mm!r} is not a measurement in mm "
                 "(0 or more; a vanished lesion is 0, one too small to measure is 5)",

@@ -233,3 +233,54 @@ def test_ordinary_commands_run_no_ddl_even_as_the_owner(postgres_url):
                  ["contact", "M22-001", "--date", "2025-02-01"]):
         result = invoke([*args, "--json"], url=postgres_url, user="dm")
         assert result.exit_code == 0, (args, result.output)
+
+
+class CountingLedger(TrialLedger):
+    """A real ledger that counts how often it loads the trial (issue 17: wasted work)."""
+
+    name = TrialLedger.name  # the same tables
+    loads = 0
+
+    def trial(self, **kwargs):
+        self.loads += 1
+        return super().trial(**kwargs)
+
+
+def test_a_writer_login_never_builds_a_trial_snapshot_it_may_not_store(site, monkeypatch):
+    """With the trial many events past its last snapshot, an entry by the owner reads the trial
+    back after its commit and stores a snapshot; a writer, which may not, asks the database
+    once and then neither reads it back nor sends an insert the database would refuse."""
+    from m22bol.cli.db import setup_database
+    from m22bol.ledger import trial_snapshots
+
+    monkeypatch.setattr(trial_snapshots, "EVERY", 3)  # init and its grants are far past it
+    loads, stored = {}, {}
+    for login, url in (("writer", site["writer_url"]), ("owner", site["url"])):
+        ledger = CountingLedger(url)
+        try:
+            actor = site["writer"] if login == "writer" else "dm"
+            before = len(trial_snapshots._rows(ledger))
+            Driver(ledger).do("register", actor=actor, subject=f"M22-{login}", site="S1",
+                              consent_date="2025-01-02")
+            loads[login] = ledger.loads
+            stored[login] = len(trial_snapshots._rows(ledger)) - before
+            assert trial_snapshots.may_store(ledger) == (login == "owner")
+        finally:
+            ledger.close()
+    assert stored == {"writer": 0, "owner": 1}
+    assert loads["owner"] == loads["writer"] + 1  # the owner's read-back, and only the owner's
+
+    # Trial events no snapshot follows (as if only writers had written since): the owner's
+    # `db setup` says how far commands fold, and takes a snapshot.
+    monkeypatch.setattr(trial_snapshots, "EVERY", 10**9)
+    owner = Driver(TrialLedger(site["url"]))
+    try:
+        for n in range(4):
+            owner.do("grant", actor="admin", user=f"u{n}", role="monitor")
+    finally:
+        owner.ledger.close()
+    monkeypatch.setattr(trial_snapshots, "EVERY", 3)
+    first = setup_database(site["url"])["trial_snapshot"]
+    assert first["taken"] and first["events_behind"] >= 4, first
+    again = setup_database(site["url"])["trial_snapshot"]
+    assert again == {**first, "events_behind": 0, "taken": False}

@@ -92,6 +92,7 @@ def test_a_fact_today_s_model_refuses_is_held_and_its_subject_goes_on(infused, t
     assert entry not in [row["entry"] for row in patient["timeline"]]  # held out of the walk
     named = {(f["entry"], f["message"].split(":")[0]) for f in findings(url)}
     assert {(entry, "dose_mg"), (entry, "pump")} <= named
+    assert {mark["field"] for mark in held_in_history(url)[entry]} == {"dose_mg", "pump"}
 
     fixed = invoke(["correct", S, entry, "--reason", "dose from the pharmacy record",
                     "--set", "dose_mg=324"], url=url)
@@ -196,3 +197,46 @@ def test_a_held_registration_is_named_until_corrected(driver, tmp_path):
     assert contact.exit_code == 0, contact.output
     status = json.loads(invoke(["status", "--json"], url=url, user="mon").stdout)
     assert status["baskets"]["all"]["screened"] == 2
+
+
+def test_a_lesion_size_stored_before_the_size_bound_is_held_not_a_crash(infused, tmp_path):
+    """A nadir of 2e-309 mm made RECIST's change from the nadir overflow a float. Stored before
+    sizes were bounded, such a scan is held: later scans are scored against the scans around
+    it, verify and `history` name it, and a correction releases it."""
+    url = infused.ledger.url
+    infused.do("scan", subject=S, date="2025-01-08", target=["L1:liver:30"])  # the baseline
+    entry = store_as_an_older_version(infused.ledger, e.ScanRecorded, {
+        "date": "2025-03-01", "modality": "CT", "non_targets": [], "nodes": [],
+        "new_lesions": [], "response": {},
+        "targets": [{"lesion_id": "L1", "organ": "liver", "mm": 2e-309}]})
+    infused.ledger.close()
+
+    later = invoke(["scan", S, "--date", "2025-05-01", "--target", "L1:liver:31", "--json"],
+                   url=url)
+    assert later.exit_code == 0, later.output  # was exit 1: OverflowError
+    assert json.loads(later.output)["target_response"] == "SD"  # against 30 mm, not 2e-309
+    still_works(url, tmp_path)
+    [finding] = [f for f in findings(url) if f["entry"] == entry]
+    assert finding["message"].startswith("targets") and "2e-309" in finding["message"]
+    assert held_in_history(url) == {entry: [{"field": "targets", "why": finding["message"]
+                                             .removesuffix(" (stored by an older version or "
+                                                           "a past bug)")}]}
+
+    fixed = invoke(["correct", S, entry, "--reason", "the lesion had disappeared",
+                    "--set", 'targets=[{"lesion_id": "L1", "organ": "liver", "mm": 0}]'],
+                   url=url)
+    assert fixed.exit_code == 0, fixed.output
+    patient = json.loads(invoke(["patient", S, "--json"], url=url, user="mon").output)
+    assert entry in [row["entry"] for row in patient["timeline"]]
+    assert held_in_history(url) == {}
+
+
+def held_in_history(url: str) -> dict[str, list]:
+    """The entries `history` marks as held, in JSON, checked against its text."""
+    rows = json.loads(invoke(["history", S, "--json"], url=url, user="mon").output)["entries"]
+    held = {row["entry"]: row["held"] for row in rows if "held" in row}
+    text = invoke(["history", S], url=url, user="mon").output  # piped: lines stay whole
+    assert ("held until corrected" in text) == bool(held), text
+    for marks in held.values():
+        assert all(mark["why"] in text for mark in marks), text
+    return held

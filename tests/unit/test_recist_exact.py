@@ -17,6 +17,7 @@ from fractions import Fraction
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from m22bol.domain.events import SMALLEST_SIZE_MM
 from m22bol.domain.protocol import Response
 from m22bol.domain.rules import recist
 from m22bol.domain.rules.recist import CR, NE, PD, PR, SD, Assessment, NonTarget, Target
@@ -111,10 +112,11 @@ MEASUREMENTS = st.one_of(
     st.integers(0, 120).map(lambda x: x / 2),
     st.integers(0, 2400).map(lambda x: x / 20),
     st.integers(0, 60),
-    # Measurements as a radiologist writes them: from a thousandth of a mm (a subnormal
-    # nadir would make a percentage overflow a float in either arithmetic).
-    st.floats(0.001, 150, allow_nan=False, allow_infinity=False),
-)
+    # Measurements as a radiologist writes them: from the smallest size the rules accept
+    # (below it a subnormal nadir would make a percentage overflow a float; the rules refuse
+    # such sizes, tests/unit/test_recist_sizes.py).
+    st.floats(SMALLEST_SIZE_MM, 150, allow_nan=False, allow_infinity=False),
+).filter(lambda mm: mm == 0 or mm >= SMALLEST_SIZE_MM)
 SLOTS = [("L1", "liver", False), ("L2", "lung", False), ("N1", "neck", True),
          ("N2", "axilla", True)]
 
