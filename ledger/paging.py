@@ -16,6 +16,7 @@ unit of work ends (`paged` is False and the caller never flushes before the end)
 from __future__ import annotations
 
 from contextlib import ExitStack
+from hashlib import sha256
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from eventsourcing.persistence import Notification
 
 from m22bol.domain.events import Event
 from m22bol.ledger.log_digest import Extension
-from m22bol.ledger.store import event_hash
+from m22bol.ledger.store import chained_digest
 
 if TYPE_CHECKING:
     from m22bol.ledger.app import TrialLedger
@@ -73,6 +74,7 @@ class PagedWriter:
         if not events:
             return []
         if self.paged:
+            chained = list(map(chained_digest, events))  # before the mapping makes bytes
             rows = list(map(self.ledger.mapper.stored_row, events))
             cursor = self._begin()
             ids = self.recorder.insert_page(cursor, rows)
@@ -80,8 +82,9 @@ class PagedWriter:
                 # Read after the first insert, which holds the lock that orders the log, so no
                 # other writer's digest row can come after the one read here.
                 self._digest = Extension(self.recorder.executor(cursor), self.ledger.url)
-            # The chain hashed (or will hash) every state anyway: fold the same digests.
-            self._digest.fold(ids, rows, [bytes.fromhex(event_hash(e)) for e in events])
+            # Where the hash chain hashed the bytes inserted, fold its digest; hash the rest.
+            self._digest.fold(ids, rows, [digest or sha256(row[3]).digest()
+                                          for digest, row in zip(chained, rows, strict=True)])
             last = rows[-1]
         else:
             stored = list(map(self.ledger.mapper.to_stored_event, events))
