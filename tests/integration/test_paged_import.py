@@ -126,3 +126,19 @@ def test_the_log_digest_folds_the_bytes_inserted_not_those_an_event_was_read_fro
             (head, log_digest.fold_rows(before_digest, rows)[1])]
     finally:
         ledger.close()
+
+
+def test_the_events_after_a_position_are_read_in_pages(ledger_url):
+    """Database tests only. What an account's check reads after a command (ledger.seen): every
+    event since the position it saw, a page at a time, in log order."""
+    ledger = new_ledger(ledger_url)
+    try:
+        ledger.execute_all(interleaved_course()[:SUBJECTS], "dm")
+        head = ledger.recorder.max_notification_id()
+        whole = log_digest.query(ledger, log_digest.events_query(ledger_url), (0, head))
+        assert len(whole) > SUBJECTS
+        assert list(log_digest.events_between(ledger, 0, head, page=2)) == whole
+        assert list(log_digest.events_between(ledger, whole[0][0], whole[-2][0],
+                                              page=3)) == whole[1:-1]
+    finally:
+        ledger.close()
