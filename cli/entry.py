@@ -231,17 +231,28 @@ def import_(s: Session, file: str) -> None:
     # Only the JSON output lists the entry ids; the text keeps nothing of a line's output.
     keep = (lambda output: output.get("entry")) if s.as_json else (lambda output: None)
     with JsonLines(file) as commands:
-        with progress(len(commands), "importing", s.as_json) as bar:
-            entries = s.ledger.execute_all(commands, s.user, progress=bar.update, keep=keep)
+        try:
+            with progress(len(commands), "importing", s.as_json) as bar:
+                entries = s.ledger.execute_all(commands, s.user, progress=bar.update,
+                                               keep=keep)
+        except Exception:
+            # Nothing was written. A bad line anywhere is what the person hears about first,
+            # as if every line had been checked before any was applied.
+            commands.raise_bad_line()
+            raise
     emit({"imported": len(entries), "entries": entries}, s.as_json,
          text=f"imported {len(entries)} records")
 
 
 class JsonLines:
-    """The records of a JSON Lines file, read in two passes so that memory does not grow with
-    the file: the first parses every line and keeps only the count, so a bad line anywhere is
-    reported before anything is applied; each iteration after it parses the lines again, one
-    at a time, as the ledger applies them (again on a retry). Standard input (`-`) is copied
+    """The records of a JSON Lines file, parsed one at a time as the ledger applies them (again
+    on a retry), so that memory does not grow with the file and each line is parsed once.
+
+    Opening counts the records (for the progress bar) without parsing them. A bad line is
+    reported before anything a rule or the ledger finds: when applying fails at a line (or a
+    line fails to parse), `raise_bad_line` parses the lines after the last one parsed and
+    raises the first bad one's error, so the outcome is the same as checking every line first
+    (the import is one transaction: nothing of it was written). Standard input (`-`) is copied
     to a temporary file first, since it can be read only once."""
 
     def __init__(self, file: str):
@@ -252,31 +263,43 @@ class JsonLines:
                 shutil.copyfileobj(sys.stdin.buffer, self._handle)
             else:
                 self._handle = open(file, "rb")  # noqa: SIM115 (closed by __exit__)
+            self._handle.seek(0)
+            self.count = sum(1 for line in self._handle if line.strip())
         except (OSError, ValueError) as exc:
+            self.__exit__()
             raise BadInput(f"file: cannot read {file!r}: {exc}", field="file") from None
-        try:
-            self.count = sum(1 for _ in self)
-        except BaseException:
-            self._handle.close()
-            raise
         if not self.count:
             self._handle.close()
             raise BadInput("file: no records", field="file")
+        self._parsed = 0  # the number of the last line the current pass parsed without fault
 
     def __enter__(self) -> JsonLines:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._handle.close()
+        if hasattr(self, "_handle"):
+            self._handle.close()
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[c.Command]:
         self._handle.seek(0)
+        self._parsed = 0
         for number, line in enumerate(self._handle, start=1):
             if line.strip():
-                yield parse_line(number, line.removesuffix(b"\n"))
+                command = parse_line(number, line.removesuffix(b"\n"))
+                self._parsed = number
+                yield command
+            else:
+                self._parsed = number
+
+    def raise_bad_line(self) -> None:
+        """Raise the error of the first bad line after the last one parsed, if there is one."""
+        self._handle.seek(0)
+        for number, line in enumerate(self._handle, start=1):
+            if number > self._parsed and line.strip():
+                parse_line(number, line.removesuffix(b"\n"))
 
 
 def parse_line(number: int, raw: bytes) -> c.Command:

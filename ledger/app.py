@@ -73,8 +73,8 @@ MAX_ATTEMPTS = 8
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
-# Called after each committed save with the ledger, the recordings of the last page written
-# (the last one holds the transaction's last log position) and the aggregates still in memory.
+# Called after each committed save with the ledger, the recording of the last event written (a
+# list of one: it holds the transaction's last log position) and the aggregates still in memory.
 AfterSave = Callable[["TrialLedger", list, list], None]
 # Subjects a unit of work keeps in memory between pages; one not among the most recently used
 # is read back (through the open transaction) when a later line names it again. A subject of
@@ -207,14 +207,19 @@ class TrialLedger(Application):
         except (LedgerError, PersistenceError):
             pass
 
-    def save(self, *events: Event | None, **kwargs) -> list[Recording]:
-        """Record events through the ledger's mapper and recorder, in one transaction.
+    def save(self, *events: Event | None) -> list[Recording]:
+        """Record events through the ledger's mapper and recorder, in one transaction, as
+        one page of `execute_all`'s writer does (one insert statement, the log digest); the
+        recording of the last event (its log position), as the after-save hooks get it.
 
         The library's `save` first asks of every object whether it is a domain event, a
-        `runtime_checkable` Protocol check that cost ~70 us an event, 40 % of writing one
-        (bench/README.md); the ledger's aggregates are plain values that are never saved, so
-        only events come here and the check is left out."""
-        return self.events.put([event for event in events if event is not None], **kwargs)
+        `runtime_checkable` Protocol check that cost ~70 us an event, 40 % of writing one,
+        and its event store makes a frozen `StoredEvent`, `Notification` and `Recording` per
+        event, another ~14 us (bench/README.md); the ledger's aggregates are plain values that
+        are never saved, so only events come here, written as rows."""
+        with paging.PagedWriter(self) as writer:
+            writer.write([event for event in events if event is not None])
+        return writer.last_page
 
     def execute_all(
         self, commands: Collection[c.Command], actor: str, *,
@@ -262,6 +267,12 @@ class TrialLedger(Application):
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
                 progress = None
                 continue
+            if batch.evicted:
+                # The subjects still in memory spare the read models a walk each; but after an
+                # import that outgrew the cache, the catch-up derives nearly every subject from
+                # the store anyway. Dropped first, their memory serves the catch-up: the peak is
+                # then the larger of the two, not their sum (bench/README.md, "Writing").
+                batch._patients.clear()
             for hook in self.after_save:
                 hook(self, writer.last_page, [batch._trial, *batch._patients.values()])
             self._snapshot_trial(batch._trial)
@@ -343,6 +354,7 @@ class _Batch:
         # Least recently used first; trimmed to CACHED_SUBJECTS after each page written.
         self._patients: OrderedDict[UUID, Patient | None] = OrderedDict()
         self.writer: paging.PagedWriter | None = None  # set by execute_all
+        self.evicted = 0  # subjects forgotten to bound memory (`evict`)
 
     def apply(self, command: c.Command, *, line: int | None = None) -> dict:
         try:
@@ -541,6 +553,7 @@ class _Batch:
         every event of a forgotten subject is in the store's open transaction."""
         while len(self._patients) > CACHED_SUBJECTS:
             self._patients.popitem(last=False)
+            self.evicted += 1
 
     def _patient(self, subject: str) -> Patient | None:
         key = patient_id(subject)

@@ -92,11 +92,18 @@ class Extension:
         self.folded = 0
         self.last: int | None = None
 
-    def fold(self, ids: list[int], stored_events) -> None:
-        """Fold events just inserted, from memory, in log order."""
-        for i, s in zip(ids, stored_events, strict=True):
-            self.folding.add(i, aggregate_text(s.originator_id), s.originator_version, s.topic,
-                             hashlib.sha256(s.state).digest())
+    def fold(self, ids: list[int], rows: list[tuple], digests: list[bytes] | None = None
+             ) -> None:
+        """Fold events just inserted, from memory, in log order: `rows` as inserted
+        (aggregate, version, topic, state), `digests` the SHA-256 of each state when the
+        caller has them already (the hash chain made them)."""
+        if digests is None:
+            digests = [hashlib.sha256(row[3]).digest() for row in rows]
+        # The same bytes `Folding.add` feeds, in one update per page (SHA-256 is a stream).
+        self.folding.update(b"".join(
+            f"{i}\x00{aggregate_text(aggregate)}\x00{version}\x00{topic}\x00".encode() + digest
+            for i, (aggregate, version, topic, _), digest in zip(ids, rows, digests,
+                                                                 strict=True)))
         self.folded += len(ids)
         self.last = ids[-1] if ids else self.last
 
@@ -119,11 +126,16 @@ class Extension:
                      (self.last, digest.hex()), fetch=False)
 
 
-def extend(execute, url: str, ids: list[int], stored_events) -> None:
+def extend(execute, url: str, ids: list[int], rows: list[tuple]) -> None:
     """Append the digest at this transaction's last position (one stretch of events)."""
     extension = Extension(execute, url)
-    extension.fold(ids, stored_events)
+    extension.fold(ids, rows)
     extension.write()
+
+
+def rows_of(stored_events) -> list[tuple]:
+    """The library's `StoredEvent`s as the rows `insert_page` takes."""
+    return [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events]
 
 
 def create_statement(url: str) -> str:
@@ -144,23 +156,25 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         return [*super().construct_create_table_statements(), create_statement("sqlite")]
 
     def _insert_events(self, c, stored_events, **kwargs):
-        ids = self.insert_page(c, stored_events)
+        rows = rows_of(stored_events)
+        ids = self.insert_page(c, rows)
         if ids:
-            extend(self.executor(c), "sqlite", ids, stored_events)
+            extend(self.executor(c), "sqlite", ids, rows)
         return ids
 
-    def insert_page(self, c, stored_events) -> list[int]:
-        """Insert the events; their positions. SQLite gives each new row one more than the
-        largest rowid, and this transaction holds the write lock from its first insert, so
-        the page's rows are the last len(page) positions (the digest's count checks it)."""
-        if not stored_events:
+    def insert_page(self, c, rows: list[tuple]) -> list[int]:
+        """Insert (aggregate, version, topic, state) rows; their positions. SQLite gives each
+        new row one more than the largest rowid, and this transaction holds the write lock
+        from its first insert, so the page's rows are the last len(page) positions (the
+        digest's count checks it)."""
+        if not rows:
             return []
         c.executemany(self.insert_events_statement, [
-            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-             s.originator_version, s.topic, s.state) for s in stored_events])
+            (aggregate.hex if isinstance(aggregate, UUID) else aggregate, version, topic, state)
+            for aggregate, version, topic, state in rows])
         c.execute(self.select_max_notification_id_statement)
         last = c.fetchone()[0]
-        return list(range(last - len(stored_events) + 1, last + 1))
+        return list(range(last - len(rows) + 1, last + 1))
 
     def select_aggregate(self, c, originator_id: UUID) -> list[StoredEvent]:
         c.execute(self.select_events_statement + "ORDER BY originator_version",
@@ -189,6 +203,19 @@ def query(ledger, sql: str, params: tuple = ()) -> list[tuple]:
         cursor.execute(sql, params)
         return [tuple(r.values()) if isinstance(r, dict) else tuple(r)
                 for r in cursor.fetchall()]
+
+
+def events_between(ledger, start: int, stop: int, page: int = 5000):
+    """The events in log positions (start, stop] as `events_query` rows, read a page at a
+    time: after a million-line import that is a million states, which read at once were
+    gigabytes of memory (bench/README.md, "Writing")."""
+    sql = events_query(ledger.url) + f" LIMIT {int(page)}"
+    while start < stop:
+        rows = query(ledger, sql, (start, stop))
+        yield from rows
+        if len(rows) < page:
+            return
+        start = rows[-1][0]
 
 
 def recorded_after(ledger, position: int) -> list[tuple[int, bytes]]:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from m22bol.ledger.log_digest import create_statement, extend
+from m22bol.ledger.log_digest import create_statement, extend, rows_of
 from m22bol.ledger.postgres import AdvisoryLockRecorder
 
 
@@ -29,16 +29,21 @@ class PostgresLedgerRecorder(AdvisoryLockRecorder):
         # Runs inside the insert's transaction, after the lock that orders the log.
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if ids:
-            extend(self.executor(curs), "postgres", ids, stored_events)
+            extend(self.executor(curs), "postgres", ids, rows_of(stored_events))
         return ids
 
-    def insert_page(self, curs, stored_events) -> list[int]:
-        """Insert the events (one statement, after the lock that orders the log); their
-        positions. The digest is the caller's to fold and write."""
-        if not stored_events:
+    def insert_page(self, curs, rows: list[tuple]) -> list[int]:
+        """Insert (aggregate, version, topic, state) rows in one statement, after the lock
+        that orders the log (as the library's `_insert_stored_events` does, from plain rows
+        rather than its `StoredEvent`s); their positions. The digest is the caller's to fold
+        and write."""
+        if not rows:
             return []
-        self._insert_stored_events(curs, stored_events)
-        return list(super()._fetch_ids_after_insert_events(curs, stored_events))
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self.insert_events_statement,
+                     ([self.construct_pg_stored_event(*row) for row in rows],))
+        return list(super()._fetch_ids_after_insert_events(curs, rows))
 
     def select_aggregate(self, curs, originator_id: UUID) -> list[StoredEvent]:
         curs.execute(self.select_aggregate_statement, (originator_id,), prepare=True)

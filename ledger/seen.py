@@ -108,8 +108,7 @@ def advance(ledger, since: tuple[int, bytes] | None) -> tuple[int, bytes] | None
     if not rows:
         return since
     position, digest = since
-    events = iter(log_digest.query(ledger, log_digest.events_query(ledger.url),
-                                   (position, rows[-1][0])))
+    events = log_digest.events_between(ledger, position, rows[-1][0])
     for at, recorded in rows:
         last, folded = log_digest.fold_rows(
             digest, _until(events, at))

@@ -65,8 +65,12 @@ class Sql:
         names = table.column_names
         statement = (f"INSERT INTO {table.name} ({', '.join(names)}) "
                      f"VALUES ({', '.join('?' * len(names))})")
-        self.cursor.executemany(self._dialect(statement), [
-            tuple(self._value(row.get(name)) for name in names) for row in rows])
+        if self.is_sqlite:  # no date type: dates as ISO text, as the queries read them
+            values = [tuple(v.isoformat() if isinstance(v, date) else v
+                            for v in map(row.get, names)) for row in rows]
+        else:
+            values = [tuple(map(row.get, names)) for row in rows]
+        self.cursor.executemany(self._dialect(statement), values)
 
     def delete_subjects(self, table: tables.Table, subjects: list[str]) -> None:
         self.run(f"DELETE FROM {table.name} WHERE subject IN ({', '.join('?' * len(subjects))})",
@@ -74,10 +78,6 @@ class Sql:
 
     def _dialect(self, statement: str) -> str:
         return statement if self.is_sqlite else statement.replace("?", "%s")
-
-    def _value(self, value: Any) -> Any:
-        # SQLite has no date type: dates are stored as ISO text, as the queries read them.
-        return value.isoformat() if self.is_sqlite and isinstance(value, date) else value
 
 
 class ReadModelStore:

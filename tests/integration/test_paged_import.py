@@ -98,3 +98,47 @@ def test_a_refusal_after_many_pages_leaves_the_store_byte_identical(ledger_url, 
         assert len(store_fingerprint(ledger_url)) == len(before) + SUBJECTS * 6
     finally:
         ledger.close()
+
+
+def test_the_log_digest_folds_the_bytes_inserted_not_those_an_event_was_read_from(ledger_url):
+    """Database tests only. An event read from the store carries the digest of the bytes it was
+    read from; written again (here: bytes that were not canonical) it is stored in the
+    canonical form, and the log digest must fold that, not the digest it carried."""
+    from uuid import uuid4
+
+    from m22bol.domain.events import ContactRecorded
+
+    ledger = new_ledger(ledger_url)
+    try:
+        event = ContactRecorded(originator_id=uuid4(), originator_version=1, actor="dm",
+                                recorded_at=datetime(2025, 3, 1, tzinfo=UTC),
+                                date=date(2025, 3, 1))
+        stored = ledger.mapper.to_stored_event(event)
+        spaced = type(stored)(stored.originator_id, stored.originator_version, stored.topic,
+                              stored.state.replace(b'{"actor"', b'{ "actor"'))
+        read = ledger.mapper.to_domain_event(spaced)
+        before, before_digest = log_digest.recorded_after(ledger, 0)[-1]
+        ledger.save(read)
+        head = ledger.recorder.max_notification_id()
+        rows = log_digest.query(ledger, log_digest.events_query(ledger_url), (before, head))
+        assert len(rows) == 1 and bytes(rows[0][4]) == stored.state  # stored canonically
+        assert log_digest.recorded_after(ledger, before) == [
+            (head, log_digest.fold_rows(before_digest, rows)[1])]
+    finally:
+        ledger.close()
+
+
+def test_the_events_after_a_position_are_read_in_pages(ledger_url):
+    """Database tests only. What an account's check reads after a command (ledger.seen): every
+    event since the position it saw, a page at a time, in log order."""
+    ledger = new_ledger(ledger_url)
+    try:
+        ledger.execute_all(interleaved_course()[:SUBJECTS], "dm")
+        head = ledger.recorder.max_notification_id()
+        whole = log_digest.query(ledger, log_digest.events_query(ledger_url), (0, head))
+        assert len(whole) > SUBJECTS
+        assert list(log_digest.events_between(ledger, 0, head, page=2)) == whole
+        assert list(log_digest.events_between(ledger, whole[0][0], whole[-2][0],
+                                              page=3)) == whole[1:-1]
+    finally:
+        ledger.close()

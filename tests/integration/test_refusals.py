@@ -70,6 +70,24 @@ def test_failed_import_line_rolls_back_the_whole_file(url):
     assert store_fingerprint(url) == before
 
 
+def test_a_bad_import_line_is_reported_before_a_refusal_on_an_earlier_line(url):
+    """Each line is parsed once, as it is applied; a bad line anywhere is still what the
+    person hears about, as when every line was checked before any was applied."""
+    lines = "\n".join([
+        json.dumps({"command": "contact", "subject": "M22-001", "date": "2025-02-01"}),
+        json.dumps({"command": "contact", "subject": "M22-001", "date": "2099-01-01"}),
+        json.dumps({"command": "contact", "subject": "M22-001", "date": "2025-02-03"}),
+        "",
+        json.dumps({"command": "contact", "subject": "M22-001", "date": "2025-02-30"}),
+        json.dumps({"command": "contact", "subject": "M22-001", "colour": "red"}),
+    ])
+    before = store_fingerprint(url)
+    result = invoke(["import", "-"], url=url, input=lines)
+    assert result.exit_code == 2, result.output
+    assert "line 5: date" in result.output and "line 2" not in result.output
+    assert store_fingerprint(url) == before
+
+
 # --- hypothesis: malformed input never ends in a traceback and never writes ------------------
 
 FIELDS = ["subject", "date", "site", "consent_date", "cycle", "weight_kg", "dose_mg", "grade",
