@@ -47,20 +47,33 @@ def group_roles(url: str) -> tuple[str, str]:
 
 def actor_check_statements(url: str, owner: str) -> list:
     """The database refuses an event whose actor is not the session user, so that not even a
-    modified client can write in another person's name. The owner is exempt: it can alter
-    the table and its triggers anyway, and the ledger asks it for a person's password before
-    it acts in that person's name (ledger/identity.py)."""
+    modified client can write in another person's name. Two exceptions: the owner, who can
+    alter the table and its triggers anyway, and whom the ledger asks for a person's password
+    before it acts in that person's name (ledger/identity.py); and the system's own events
+    (the queries its edit checks raise, the closing of queries on a retracted entry, the day's
+    checks run), which a writer's command records. The database writes the session user of
+    every row it takes into `written_by`, so the login behind a system event is on record too,
+    and no client can set it."""
+    from m22bol.domain.clarifications import SYSTEM
+    from m22bol.domain.events import EditChecksRun, QueryClosed, QueryOpened, topic_of
+
     table = Identifier(events_table(url))
+    system_topics = Literal([topic_of(kind) for kind in (QueryOpened, QueryClosed, EditChecksRun)])
     return [
+        # Rows stored before the database recorded logins keep NULL: unknown, never guessed.
+        SQL("ALTER TABLE {0} ADD COLUMN IF NOT EXISTS written_by text").format(table),
         SQL("CREATE OR REPLACE FUNCTION m22bol_actor_is_session_user() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ "
             "DECLARE claimed text := convert_from(NEW.state, 'UTF8')::jsonb ->> 'actor'; "
             "BEGIN "
+            "NEW.written_by := session_user; "
             "IF claimed IS DISTINCT FROM session_user "
+            "AND NOT (claimed = {system} AND NEW.topic = ANY({topics}::text[])) "
             "AND NOT pg_has_role(session_user, {owner}, 'MEMBER') THEN "
             "RAISE EXCEPTION 'the event names % but the session user is %: an actor is "
             "not the session user', claimed, session_user USING ERRCODE = '42501'; "
-            "END IF; RETURN NEW; END $$").format(owner=Literal(owner)),
+            "END IF; RETURN NEW; END $$").format(owner=Literal(owner), topics=system_topics,
+                                                 system=Literal(SYSTEM)),
         SQL("DROP TRIGGER IF EXISTS m22bol_actor_check ON {0}").format(table),
         SQL("CREATE TRIGGER m22bol_actor_check BEFORE INSERT ON {0} FOR EACH ROW "
             "EXECUTE FUNCTION m22bol_actor_is_session_user()").format(table),

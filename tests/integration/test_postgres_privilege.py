@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import psycopg
@@ -19,8 +20,8 @@ from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.postgres import group_roles
 from m22bol.ledger.store import events_table
 from m22bol.projections import tables
-from tests.support import Driver, invoke, new_ledger
-from tests.support.scenarios import ENROLLED, IMPORT_INPUT, SCENARIOS, fill
+from tests.support import Clock, Driver, invoke, new_ledger, open_ledger
+from tests.support.scenarios import ENROLLED, IMPORT_INPUT, SCENARIOS, TREATED, fill
 
 pytestmark = pytest.mark.postgres
 
@@ -144,6 +145,69 @@ def test_the_database_refuses_a_raw_insert_naming_another_actor(site):
         # The check is exactly that: the same row in the writer's own name goes in.
         own = json.dumps({**state, "actor": site["writer"]}).encode()
         conn.execute(insert, (row[0], row[1] + 1, row[2], own))
+        conn.rollback()
+
+
+def written(site, topic: str) -> list[tuple[str, str | None]]:
+    """(actor, written_by) of each stored event of one type, read as the owner."""
+    from m22bol.domain.events import topic_of
+
+    with psycopg.connect(conninfo(site["url"])) as conn:
+        rows = conn.execute(sql.SQL("SELECT state, written_by FROM {} WHERE topic = %s "
+                                    "ORDER BY notification_id").format(
+            sql.Identifier(events_table(site["url"]))), (topic_of(topic),)).fetchall()
+    return [(json.loads(bytes(state))["actor"], login) for state, login in rows]
+
+
+def test_a_writers_entry_raises_the_edit_checks_queries_in_the_systems_name(site):
+    """An edit check's query is the system's (spec: queries), written by a writer's command:
+    the database takes it, and records which login wrote it."""
+    from m22bol.domain.events import QueryOpened
+
+    for step in TREATED:
+        assert cli(site["writer_url"], fill(step, "M22-001")).exit_code == 0
+    late = cli(site["writer_url"], ["adverse-event", "M22-001", "--term", "Nausea", "--grade",
+                                    "3", "--onset", "2025-01-20", "--serious", "hospitalisation",
+                                    "--aware-date", "2025-01-20", "--json"])
+    assert late.exit_code == 0, late.output
+    assert json.loads(late.output)["queries_raised"]
+    assert written(site, QueryOpened) == [("system", site["writer"])]
+
+
+def test_a_writers_first_command_of_a_day_runs_the_days_checks(site):
+    from m22bol.domain.commands import Contact
+    from m22bol.domain.events import EditChecksRun
+
+    enrol(site, "M22-001")
+    ran = len(written(site, EditChecksRun))
+    ledger = open_ledger(site["writer_url"],
+                         clock=Clock(datetime.now(UTC) + timedelta(days=1)))
+    try:
+        ledger.execute(Contact(subject="M22-001", date="2025-02-01"), site["writer"])
+    finally:
+        ledger.close()
+    assert written(site, EditChecksRun)[ran:] == [("system", site["writer"])]
+
+
+def test_the_database_takes_the_systems_name_only_on_the_systems_events(site):
+    """A writer cannot pass a fact off as the system's, nor say another login wrote a row."""
+    enrol(site, "M22-001")
+    table = sql.Identifier(events_table(site["url"]))
+    with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
+        row = conn.execute(sql.SQL("SELECT originator_id, originator_version, topic, state "
+                                   "FROM {} ORDER BY notification_id DESC LIMIT 1")
+                           .format(table)).fetchone()
+        state = json.loads(bytes(row[3]))
+        insert = sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state, "
+                         "written_by) VALUES (%s, %s, %s, %s, %s) RETURNING written_by"
+                         ).format(table)
+        as_system = json.dumps({**state, "actor": "system"}).encode()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="session user"):
+            conn.execute(insert, (row[0], row[1] + 1, row[2], as_system, site["writer"]))
+        conn.rollback()
+        own = json.dumps({**state, "actor": site["writer"]}).encode()
+        stamped = conn.execute(insert, (row[0], row[1] + 1, row[2], own, "admin")).fetchone()
+        assert stamped[0] == site["writer"]
         conn.rollback()
 
 
