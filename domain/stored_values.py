@@ -12,6 +12,7 @@ checks would refuse.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -55,8 +56,8 @@ def plainly_fine(cls: type[Event]) -> Callable[[bytes], bool] | None:
 # them. Around the strings the pattern follows JSON's grammar, with the keys the canonical writer
 # writes (each field once, sorted, no white space), so a match is the parse. Each field's value
 # pattern then admits only values its type accepts: finite numbers (at most 18 digits before
-# the point and a two-digit exponent: below 1e118), real calendar dates, a choice's own values,
-# at most the command's cap of characters or items. tests/unit/test_stored_values_filter.py
+# the point and an exponent up to 289, so below 1e307), real calendar dates, a choice's own
+# values, at most the command's cap of characters or items. tests/unit/test_stored_values_filter.py
 # generates good and bad bytes of every kind and checks that none the check refuses matches.
 _ASCII = rb'[ !#-\[\]-~]'  # printable ASCII but the quote and the backslash
 _ESCAPED = rb'\\["\\/]'
@@ -66,7 +67,8 @@ _UTF8 = (  # one whole UTF-8 character above ASCII, none of the C1 controls, bid
     rb'|[\xe1\xe3-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]'
     rb'|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}')
 _INT = rb'-?(?:0|[1-9][0-9]{0,17})'
-_NUMBER = _INT + rb'(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?'
+# (each value is matched atomically: of two alternatives the longer must come first)
+_NUMBER = _INT + rb'(?:\.[0-9]+)?(?:[eE](?:-[0-9]{1,3}|\+?(?:2[0-8][0-9]|1[0-9]{2}|[0-9]{1,2})))?'
 _DATE = (rb'[1-9][0-9]{3}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])'  # 29 February: parsed
          rb'|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)')
 _CLOCK = rb'(?:[01][0-9]|2[0-3]):[0-5][0-9]'
@@ -112,8 +114,9 @@ def _value(annotation: Any, plain: bool, cap: int | None = None) -> bytes | None
     if annotation is Any:
         return _json(plain, _DEPTH)
     if origin is typing.Literal:
-        return b"|".join(re.escape(orjson.dumps(v)) for v in args) if all(
-            isinstance(v, str) and v.isascii() and v.isprintable() for v in args) else None
+        if not all(isinstance(v, str) and v.isascii() and v.isprintable() for v in args):
+            return None
+        return b"|".join(re.escape(orjson.dumps(v)) for v in sorted(args, key=len, reverse=True))
     if origin in (typing.Union, types.UnionType):
         arms = [_value(arg, plain, cap) for arg in args]
         return None if None in arms else b"|".join(arms)
@@ -172,6 +175,8 @@ def problems(event: Event) -> list[tuple[str, str]]:
             continue
         if bad := _unprintable(value):
             found.append((name, f"{name}: holds the control or bidirectional character {bad}"))
+        elif (number := _infinite(value)) is not None:
+            found.append((name, f"{name}: not a finite number ({number})"))
         elif name in caps and isinstance(value, (str, tuple, list)) and len(value) > caps[name]:
             unit = "characters" if isinstance(value, str) else "items"
             found.append((name, f"{name}: {len(value)} {unit}, over today's limit of "
@@ -191,6 +196,22 @@ def _unprintable(value: Any) -> str | None:
     else:
         return None
     return next((bad for item in items if (bad := _unprintable(item))), None)
+
+
+def _infinite(value: Any) -> float | None:
+    """A number too large for a double (1e999) reads as infinity without the NaN or Infinity
+    token the store looks for (`ledger.store`), so it is looked for here, in the values."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, (tuple, list)):
+        items = list(value)
+    elif hasattr(value, "model_dump"):  # a lesion
+        items = list(value.model_dump().values())
+    else:
+        return None
+    return next((bad for item in items if (bad := _infinite(item)) is not None), None)
 
 
 @cache
