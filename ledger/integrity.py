@@ -320,8 +320,11 @@ class _Values:
         from m22bol.domain.events import Registered
 
         self.decode = ledger.mapper.transcoder.decode  # reads a bare NaN an old writer left
-        self.fine = {topic: stored_values.plainly_fine(cls) or _never_plainly_fine
-                     for topic, cls in _event_classes().items()}
+        self.classes = _event_classes()
+        self.plainly_fine = stored_values.plainly_fine
+        # topic -> its byte pattern's test, made when the type is first met: compiling every
+        # type's pattern costs more than checking 10,000 events
+        self.fine: dict[str, Callable[[bytes], bool]] = {}
         self.registration = topic_of(Registered)
         self.names: dict[str, str] = {TRIAL_ID.hex: "trial"}  # aggregate (hex) -> subject
         self.found: list[tuple[int, str, int, str, bytes]] = []
@@ -330,7 +333,10 @@ class _Values:
             state: bytes) -> None:
         fine = self.fine.get(topic)
         if fine is None:
-            return  # an unknown type is the chain checks' finding
+            cls = self.classes.get(topic)
+            if cls is None:
+                return  # an unknown type is the chain checks' finding
+            fine = self.fine[topic] = self.plainly_fine(cls) or _never_plainly_fine
         if topic == self.registration:
             self._name(aggregate, state)
         if not fine(state):
