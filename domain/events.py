@@ -420,11 +420,15 @@ def _size(mm: float | None) -> float | None:
     return mm
 
 
+# A lesion's size bound, named so that the stored-value check's byte pattern knows it.
+SIZE_BOUND = AfterValidator(_size)
+
+
 class Lesion(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     lesion_id: str
     organ: str
-    mm: Annotated[float | None, AfterValidator(_size)] = None  # None: not evaluated
+    mm: Annotated[float | None, SIZE_BOUND] = None  # None: not evaluated
 
 
 class NonTargetLesion(BaseModel):

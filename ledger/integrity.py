@@ -310,34 +310,49 @@ def _thorough(ledger) -> Report:
 class _Values:
     """Values the chain checks cannot see, gathered in the streaming pass: bytes that verify but
     hold a value today's rules refuse (written by an older version or a past bug; the read path
-    decodes them, holds such a fact out of the walk and goes on). Every event is parsed, but
-    only one whose JSON or bytes look suspect (`stored_values.suspect`) is kept, to be built
-    and checked in full afterwards."""
+    decodes them, holds such a fact out of the walk and goes on). Each event's bytes are matched
+    against its type's byte pattern (`stored_values.plainly_fine`), which passes only values
+    today's rules accept; any other event is kept, to be decoded and checked in full
+    afterwards. Only registrations are parsed, for the subject that names their chain."""
 
     def __init__(self, ledger):
         from m22bol.domain import stored_values
         from m22bol.domain.events import Registered
 
         self.decode = ledger.mapper.transcoder.decode  # reads a bare NaN an old writer left
-        self.suspect = stored_values.suspect
         self.classes = _event_classes()
+        self.plainly_fine = stored_values.plainly_fine
+        # topic -> its byte pattern's test, made when the type is first met: compiling every
+        # type's pattern costs more than checking 10,000 events
+        self.fine: dict[str, Callable[[bytes], bool]] = {}
         self.registration = topic_of(Registered)
         self.names: dict[str, str] = {TRIAL_ID.hex: "trial"}  # aggregate (hex) -> subject
         self.found: list[tuple[int, str, int, str, bytes]] = []
 
     def see(self, position: int, aggregate: str, version: int, topic: str,
             state: bytes) -> None:
-        cls = self.classes.get(topic)
-        if cls is None:
-            return  # an unknown type is the chain checks' finding
-        try:
-            parsed = self.decode(state)
-        except ValueError:
-            return  # bytes that are no JSON at all: the chain checks' too
-        if topic == self.registration and isinstance(parsed.get("subject"), str):
-            self.names[aggregate] = parsed["subject"]
-        if self.suspect(cls, parsed, state):
+        fine = self.fine.get(topic)
+        if fine is None:
+            cls = self.classes.get(topic)
+            if cls is None:
+                return  # an unknown type is the chain checks' finding
+            fine = self.fine[topic] = self.plainly_fine(cls) or _never_plainly_fine
+        if topic == self.registration:
+            self._name(aggregate, state)
+        if not fine(state):
             self.found.append((position, aggregate, version, topic, state))
+
+    def _name(self, aggregate: str, state: bytes) -> None:
+        try:
+            subject = self.decode(state).get("subject")
+        except (ValueError, AttributeError):
+            return  # bytes that are no JSON object: the chain checks' finding
+        if isinstance(subject, str):
+            self.names[aggregate] = subject
+
+
+def _never_plainly_fine(state: bytes) -> bool:
+    return False
 
 
 def _stored_values(ledger, report: Report, stream: _Stream) -> None:

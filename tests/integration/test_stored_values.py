@@ -122,6 +122,21 @@ def test_a_nan_written_by_python_s_json_is_held_and_never_printed(infused, tmp_p
     assert retracted.exit_code == 0, retracted.output
 
 
+def test_verify_names_a_date_that_does_not_exist_and_a_number_that_overflows(infused):
+    """Values the byte pattern of `audit verify` must leave to the full check: a 30 February
+    is text of the right shape, and 1e999 is a number JSON allows that reads as infinity."""
+    ledger = infused.ledger
+    url = ledger.url
+    contact = store_as_an_older_version(ledger, e.ContactRecorded, {"date": "2025-02-30"})
+    ctdna = store_as_an_older_version(ledger, e.CtdnaRecorded, {
+        "date": "2025-02-01", "result": "detected", "value": "@overflow@"},
+        encode=lambda state: canonical(state).replace(b'"@overflow@"', b"1e999"))
+    ledger.close()
+
+    named = {(f["entry"], f["message"].split(":")[0]) for f in findings(url)}
+    assert {(contact, "date"), (ctdna, "value")} <= named
+
+
 def test_a_correction_an_older_version_stored_unreadable_is_left_out(infused, tmp_path):
     ledger = infused.ledger
     url = ledger.url
