@@ -267,7 +267,7 @@ def test_the_untouched_copy_passes_every_defence(sample, attack):
 @EXAMPLES
 @given(data=st.data())
 def test_a_changed_byte_is_caught_by_the_links_and_the_log_digest(sample, attack, data):
-    position, *_, state = data.draw(st.sampled_from(sample.events), label="event")
+    position, aggregate, *_, state = data.draw(st.sampled_from(sample.events), label="event")
     byte = data.draw(st.integers(0, len(state) - 1), label="byte")
     changed = bytearray(state)
     changed[byte] ^= data.draw(st.integers(1, 255), label="xor mask")
@@ -278,6 +278,11 @@ def test_a_changed_byte_is_caught_by_the_links_and_the_log_digest(sample, attack
 
     assert code == 5
     assert "log" in kinds(report)  # the running digest no longer folds
+    # The newest event of a chain, written after the last seal, has no link and no seal over
+    # it: the running digest alone names that change.
+    head = position == max(e[0] for e in sample.events if e[1] == aggregate)
+    if head and position > sample.seal_position:
+        return
     # A seal's signature is outside its digest, so a change there is named on the seal itself
     # (its signature no longer holds), not among the failures.
     refused_seals = [s for s in report["seals"] if not s["ok"]]
