@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -106,13 +105,18 @@ class CanonicalTranscoder(Transcoder):
         return canonical(obj)
 
     def decode(self, data: bytes) -> Any:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            # Python's own JSON writer (an older version's) wrote non-finite numbers as bare
-            # NaN / Infinity, which orjson refuses; read them as the floats they are, so the
-            # mapper can name them. Anything else that is not JSON still fails here.
-            return json.loads(bytes(data))
+        return _loads(data)[0]
+
+
+def _loads(data: bytes) -> tuple[Any, bool]:
+    """The decoded bytes, and whether they may hold a non-finite number. orjson refuses every
+    one (NaN, Infinity, and 1e999, which overflows to infinity); Python's own JSON writer (an
+    older version's) wrote them, so bytes orjson refuses are read by Python's reader, as the
+    floats they are, for the mapper to name. Anything else that is not JSON still fails."""
+    try:
+        return orjson.loads(data), False
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data)), True
 
 
 class PydanticMapper(Mapper):
@@ -144,7 +148,10 @@ class PydanticMapper(Mapper):
         if self.compressor:
             state = self.compressor.decompress(state)
         cls = event_class(stored_event.topic)
-        decoded = self.transcoder.decode(state)
+        if isinstance(self.transcoder, CanonicalTranscoder):
+            decoded, lenient = _loads(state)
+        else:
+            decoded, lenient = self.transcoder.decode(state), True
         if decoded.pop("event_type", stored_event.topic) != stored_event.topic:
             raise TopicMismatch(f"stored as {stored_event.topic} but its bytes say otherwise")
         decoded = upcast(cls, decoded)
@@ -153,8 +160,7 @@ class PydanticMapper(Mapper):
         except ValidationError as refused:
             event = _tolerant(cls, decoded, refused)
         else:
-            # orjson never writes NaN or Infinity: only bytes with such a token can hold one.
-            if _NON_FINITE_TOKEN.search(state):
+            if lenient:  # a non-finite number passes a float field's validation
                 event._stored_problems = tuple(_non_finite(decoded))
         digest = hashlib.sha256(stored_event.state).hexdigest()
         event.__pydantic_private__["_stored_digest"] = digest
@@ -165,7 +171,6 @@ class PydanticMapper(Mapper):
 # older version, a past bug): they are decoded, never refused, so that one bad value cannot
 # stop its subject; the event carries (field, why) for each, `domain.patient` holds such a fact
 # out of the walk until corrected, and `audit verify` names it (docs/audit.md).
-_NON_FINITE_TOKEN = re.compile(rb"[:\[,]\s*(?:-?Infinity|NaN)\s*[,}\]]")
 _ENVELOPE = ("originator_id", "originator_version", "recorded_at")
 
 

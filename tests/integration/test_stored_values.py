@@ -135,6 +135,8 @@ def test_verify_names_a_date_that_does_not_exist_and_a_number_that_overflows(inf
 
     named = {(f["entry"], f["message"].split(":")[0]) for f in findings(url)}
     assert {(contact, "date"), (ctdna, "value")} <= named
+    # Both are held out of the walk like any refused value, the infinity too.
+    assert {contact, ctdna} <= set(held_in_history(url))
 
 
 def test_a_correction_an_older_version_stored_unreadable_is_left_out(infused, tmp_path):
