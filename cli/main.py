@@ -119,7 +119,7 @@ class Session:
             from m22bol.domain.errors import BadInput
             from m22bol.ledger.app import TrialLedger  # imported on use: --help stays fast
             from m22bol.ledger.store import MEMORY_URL
-            from m22bol.projections import after_save
+            from m22bol.projections import after_save, due_subjects
 
             if self.ledger_url.strip() == MEMORY_URL:
                 # The tests' in-process store: from the command line every entry would be
@@ -127,7 +127,8 @@ class Session:
                 raise BadInput(f"ledger: {MEMORY_URL} keeps nothing once the command ends; give "
                                "a SQLite file (sqlite:///trial.sqlite) or a PostgreSQL URL",
                                field="ledger")
-            self._ledger = TrialLedger(self.ledger_url, after_save=[after_save])
+            self._ledger = TrialLedger(self.ledger_url, after_save=[after_save],
+                                       due_subjects=due_subjects)
             if self.check_seen:
                 from m22bol.ledger import seen
 

@@ -234,24 +234,43 @@ def edit_checks(patient: Patient, state: State, today: date, *,
                 timed: bool = False) -> list[Finding]:
     """What the edit checks find in a walked subject that no earlier check query covers: the
     checks an entry can trigger, and with `timed` also those that fall due with time."""
+    found = [f for f, due in _candidates(patient, state, timed=timed)
+             if due is None or today > due]
+    return [f for f in found if timed or not f.timed]
+
+
+def checks_due(patient: Patient, state: State) -> date | None:
+    """The first day on which `edit_checks(..., timed=True)` finds something in this subject
+    if nothing else is entered: `date.min` when it finds something on any day, None when it
+    finds nothing on any day. The daily sweep loads only the subjects due by today
+    (docs/decisions.md); the walk does not change with a later day, so neither does this."""
+    days = [date.min if due is None else due + timedelta(days=1)
+            for _, due in _candidates(patient, state, timed=True)]
+    return min(days, default=None)
+
+
+def _candidates(patient: Patient, state: State, *,
+                timed: bool) -> list[tuple[Finding, date | None]]:
+    """Each finding no earlier check query covers, with the last day on which it is not yet
+    found (None: found on any day). `timed` also scores the scans for a missing assessment."""
     from m22bol.domain.rules import assessments, safety, treatment
 
     raised = raised_checks(patient)
-    found: list[Finding] = []
+    found: list[tuple[Finding, date | None]] = []
     infusions = patient.facts_of(e.InfusionGiven)
     for entry, fact in infusions.items():
         if fact.deviations:
             rules = ", ".join(d.rule for d in fact.deviations)
-            found.append(Finding("check.infusion_deviation", entry,
-                                 f"infusion accepted as a protocol deviation ({rules}): "
-                                 f"please confirm the dose and date against source"))
+            found.append((Finding("check.infusion_deviation", entry,
+                                  f"infusion accepted as a protocol deviation ({rules}): "
+                                  f"please confirm the dose and date against source"), None))
     for ae in safety.adverse_events(state).values():
         if ae.entered_late:
             entry = _ae_entry(patient.facts_of(e.AdverseEventReported), ae.ae_id)
-            found.append(Finding("check.sae_late", entry,
-                                 f"SAE {ae.ae_id} entered after its reporting deadline "
-                                 f"({ae.report_due:%Y-%m-%d %H:%M} UTC): please confirm the "
-                                 f"awareness date and the expedited report"))
+            found.append((Finding("check.sae_late", entry,
+                                  f"SAE {ae.ae_id} entered after its reporting deadline "
+                                  f"({ae.report_due:%Y-%m-%d %H:%M} UTC): please confirm the "
+                                  f"awareness date and the expedited report"), None))
     lvefs = list(patient.facts_of(e.LvefMeasured).items())
     window = state.protocol.safety.lvef_repeat_within_days
     for i, (entry, fact) in enumerate(lvefs):
@@ -260,11 +279,13 @@ def edit_checks(patient: Patient, state: State, today: date, *,
             continue
         due = fact.date + timedelta(days=window)
         later = [f.date for _, f in lvefs[i + 1:] if f.date > fact.date]
-        if (later and later[0] > due) or (not later and today > due):
-            found.append(Finding("check.lvef_repeat_missing", entry,
-                                 f"LVEF of {fact.date} was not repeated within {window} days "
-                                 f"(by {due}): please enter the repeat or its reason",
-                                 timed=not later))
+        if later and later[0] <= due:
+            continue
+        # Repeated late: found whatever the day; not repeated: found once `due` has passed.
+        found.append((Finding("check.lvef_repeat_missing", entry,
+                              f"LVEF of {fact.date} was not repeated within {window} days "
+                              f"(by {due}): please enter the repeat or its reason",
+                              timed=not later), None if later else due))
     # A missing assessment is found only by the passing of time (the finding is `timed`, and
     # left out below unless `timed`): not looked for on each entry, where scoring every scan
     # again cost a tenth of an import.
@@ -280,13 +301,12 @@ def edit_checks(patient: Patient, state: State, today: date, *,
             p = state.protocol.response
             due = max(last, start) + timedelta(days=p.assessment_interval_days
                                                + p.assessment_window_days)
-            if today > due:
-                found.append(Finding("check.assessment_missing", last_entry,
-                                     f"no tumour assessment since {max(last, start)}: the next "
-                                     f"was due by {due} (interval {p.assessment_interval_days}"
-                                     f" + window {p.assessment_window_days} days)",
-                                     timed=True))
-    return [f for f in found if (f.rule, f.entry) not in raised and (timed or not f.timed)]
+            found.append((Finding("check.assessment_missing", last_entry,
+                                  f"no tumour assessment since {max(last, start)}: the next "
+                                  f"was due by {due} (interval {p.assessment_interval_days}"
+                                  f" + window {p.assessment_window_days} days)",
+                                  timed=True), due))
+    return [(f, due) for f, due in found if (f.rule, f.entry) not in raised]
 
 
 def _asked_repeat(state: State, entry: str) -> bool:

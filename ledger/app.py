@@ -16,7 +16,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Recording
@@ -76,6 +76,10 @@ INSUFFICIENT_PRIVILEGE = "42501"
 # Called after each committed save with the ledger, the recording of the last event written (a
 # list of one: it holds the transaction's last log position) and the aggregates still in memory.
 AfterSave = Callable[["TrialLedger", list, list], None]
+# Given the ledger and a day, the subjects whose timed edit checks may fire by that day, or None
+# when that cannot be told cheaply (then the day's sweep loads every subject): the read side's
+# `projections.due.due_subjects`, passed in since the ledger knows no read model.
+DueSubjects = Callable[["TrialLedger", date], "list[str] | None"]
 # Subjects a unit of work keeps in memory between pages; one not among the most recently used
 # is read back (through the open transaction) when a later line names it again. A subject of
 # the demo's length costs about 0.12 MB here (measured: bench_import.py --memory).
@@ -86,10 +90,12 @@ class TrialLedger(Application):
     name = APP_NAME
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None,
-                 after_save: Iterable[AfterSave] = (), *, create_tables: bool = False):
+                 after_save: Iterable[AfterSave] = (), *, create_tables: bool = False,
+                 due_subjects: DueSubjects | None = None):
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
         self.after_save = list(after_save)
+        self.due_subjects = due_subjects
         # Resources others keep for this ledger (a read-model connection), closed with it.
         self.on_close: list[Callable[[], None]] = []
         # Opening a SQLite file creates it; a ledger that never got an event is removed again
@@ -171,6 +177,20 @@ class TrialLedger(Application):
             found += [self.mapper.to_domain_event(n).subject for n in page]
             if len(page) < 2000:
                 return found
+            last = page[-1].id
+
+    def registrations(self) -> Iterator[tuple[UUID, Callable[[], str]]]:
+        """Every registration's subject aggregate in log order, read without decoding; the
+        subject's name is decoded only when asked for."""
+        topic = topic_of(Registered)
+        last = 0
+        while True:
+            page = self.recorder.select_notifications(last, 2000, topics=[topic],
+                                                      inclusive_of_start=False)
+            for n in page:
+                yield n.originator_id, (lambda n=n: self.mapper.to_domain_event(n).subject)
+            if len(page) < 2000:
+                return
             last = page[-1].id
 
     def stored_events(self, batch: int = 2000) -> Iterator[tuple[int, Event]]:
@@ -471,7 +491,7 @@ class _Batch:
 
     def _refresh(self, trial: Trial) -> Decision:
         """`queries --refresh`: the edit checks, timed ones too, on every subject not locked."""
-        return Decision([], {"queries_raised": self.swept + self._sweep(trial)})
+        return Decision([], {"queries_raised": self.swept + self._sweep(trial, everyone=True)})
 
     def daily_checks(self) -> None:
         """The first command of a day runs the time-based edit checks on every subject, so a
@@ -486,11 +506,17 @@ class _Batch:
         self._trial = project_trial(current, self._chain(ran, current))
         self._added.extend(ran.events)
 
-    def _sweep(self, trial: Trial) -> list[str]:
+    def _sweep(self, trial: Trial, *, everyone: bool = False) -> list[str]:
+        """The timed edit checks on the subjects that may be due today: those the read models
+        name (`DueSubjects`), or `everyone` (also when the read models cannot say). What the
+        read models are trusted with, and what checks them: docs/decisions.md."""
         raised: list[str] = []
         if trial.locked:
             return raised
-        for subject in self.ledger.subjects():
+        due = None
+        if not everyone and self.ledger.due_subjects is not None:
+            due = self.ledger.due_subjects(self.ledger, self.ctx.today)
+        for subject in self.ledger.subjects() if due is None else due:
             patient = self._patient(subject)
             if patient is None or subject in trial.locked_subjects:
                 continue

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from m22bol.ledger.app import TrialLedger
 
 
@@ -20,3 +22,11 @@ def after_save(ledger: TrialLedger, recordings: list, aggregates: list) -> None:
     from m22bol.projections.runner import catch_up_after_save
 
     catch_up_after_save(ledger, recordings, aggregates)
+
+
+def due_subjects(ledger: TrialLedger, today: date) -> list[str] | None:
+    """The hook a ledger opened for entries asks which subjects the day's sweep must load
+    (`projections.due`; imported lazily, as above)."""
+    from m22bol.projections.due import due_subjects as due
+
+    return due(ledger, today)

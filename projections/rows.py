@@ -29,8 +29,9 @@ Rows = dict[str, list[dict[str, Any]]]
 
 # Part of every projection's schema fingerprint (projections.recorder): bump it when what the
 # rows hold changes without a change of columns, and existing databases rebuild on next use.
-VERSION = 5  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules;
-# 4: data clarification queries and source data verification; 5: a summary's site is access's
+VERSION = 6  # 2: AEs coded to CTCAE, with SAE deadlines; 3: endpoint inputs by the sharpened rules;
+# 4: data clarification queries and source data verification; 5: a summary's site is access's;
+# 6: a summary's checks_due, the first day the daily sweep must look at the subject
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Derived:
     state: State | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    checks_due: date | None = None  # clarifications.checks_due: when the sweep must look
     # Made once, read by several projections: the timeline in the walk's order, and each
     # fact's own values (`Fact.facts`, a pydantic dump) by entry.
     _in_order: list[tuple[str, Fact]] | None = field(default=None, repr=False)
@@ -82,6 +84,7 @@ def derive_subject(patient: Patient, protocol: Protocol, today: date) -> Derived
         # The walk the entry was just decided with, when the patient came from the entry.
         d.state = walked_state(patient, protocol, today)
         d.summary = summary(d.state)
+        d.checks_due = clarifications.checks_due(patient, d.state)
     except LedgerError as error:
         # The facts were accepted when entered; if the rules in force now refuse them (a
         # protocol amendment, a rule change), the projection records why and moves on instead
@@ -120,6 +123,7 @@ def patient_summary_rows(d: Derived) -> Rows:
     row: dict[str, Any] = {
         "subject": d.subject, "aggregate_id": str(d.aggregate_id), "version": d.version,
         "site": d.site, "derived_on": d.today, "error": d.error, "document": None,
+        "checks_due": d.checks_due,
         "status": None, "basket": None, "consent_date": None, "enrolled": None, "death": None,
         "withdrawn": None, "treatment_state": None, "phase": None, "last_known_alive": None,
     }

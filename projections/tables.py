@@ -115,6 +115,10 @@ patient_summary = _table(
     # rule change); the other columns are then empty and queries replay that subject instead.
     Column("error", Text),
     Column("document", Text),  # the `patient --json` document: summary and timeline
+    # The first day a timed edit check may find something (clarifications.checks_due; the
+    # earliest date when one is found on any day, empty when none can be): the daily sweep
+    # loads only the subjects due by its day (ledger.app, docs/decisions.md).
+    Column("checks_due", Date, index=True),
 )
 
 treatment = _table(

@@ -19,7 +19,7 @@ import pytest
 from m22bol.domain.commands import ResetPassword, SetPassword, parse_command
 from m22bol.ledger.app import TrialLedger
 from m22bol.ledger.store import MEMORY_URL, events_table
-from m22bol.projections import after_save
+from m22bol.projections import after_save, due_subjects
 from tests.support.databases import read_rows
 
 PEOPLE = {"dm": "data-manager", "inv": "investigator", "mon": "monitor", "aud": "auditor"}
@@ -60,8 +60,10 @@ class Driver:
 def open_ledger(url: str, **options: Any) -> TrialLedger:
     """A ledger as the CLI opens it: read models kept current after each save (a memory store
     has none: it is read by replay)."""
-    hooks = [] if url == MEMORY_URL else [after_save]
-    return TrialLedger(url, after_save=hooks, **options)
+    if url == MEMORY_URL:
+        return TrialLedger(url, **options)
+    options.setdefault("due_subjects", due_subjects)
+    return TrialLedger(url, after_save=[after_save], **options)
 
 
 class Clock:
