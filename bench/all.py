@@ -29,6 +29,8 @@ SCRIPTS = [
     ("bench_startup.py", "start-up per command, import times", ("dir", "sizes")),
     ("bench_trial_load.py", "loading the trial: snapshot against the whole chain", ()),
     ("bench_report.py", "report for 400 patients", ("dir",)),
+    # Last, being the longest: a 1M-line import through the rules runs for many minutes.
+    ("bench_import.py", "import peak memory, one process per file", ("dir", "memory")),
 ]
 
 
@@ -51,6 +53,8 @@ def main() -> None:
                 command += ["--dir", str(args.dir)]
             if "sizes" in options:
                 command += ["--sizes", args.sizes]
+            if "memory" in options:
+                command += ["--memory", args.sizes]
             header = f"\n## {script} ({rows})\n\n"
             print(header, flush=True)
             sink.write(header)
