@@ -12,7 +12,6 @@ checks would refuse.
 
 from __future__ import annotations
 
-import math
 import re
 import types
 import typing
@@ -179,7 +178,9 @@ def _template(cls: type[Event], *, plain: bool) -> re.Pattern[bytes] | None:
 
 
 def problems(event: Event) -> list[tuple[str, str]]:
-    """(field, why) for each stored value of the event that today's rules refuse."""
+    """(field, why) for each stored value of the event that today's rules refuse. What the
+    store found as it decoded comes first: a value the model refused, and any non-finite
+    number (NaN, Infinity, 1e999), which a float field would accept."""
     found = list(event.stored_problems)
     if not isinstance(event, Fact):  # the trial's own texts (a protocol file) span lines
         return found
@@ -191,8 +192,6 @@ def problems(event: Event) -> list[tuple[str, str]]:
             continue
         if bad := _unprintable(value):
             found.append((name, f"{name}: holds the control or bidirectional character {bad}"))
-        elif (number := _infinite(value)) is not None:
-            found.append((name, f"{name}: not a finite number ({number})"))
         elif name in caps and isinstance(value, (str, tuple, list)) and len(value) > caps[name]:
             unit = "characters" if isinstance(value, str) else "items"
             found.append((name, f"{name}: {len(value)} {unit}, over today's limit of "
@@ -212,22 +211,6 @@ def _unprintable(value: Any) -> str | None:
     else:
         return None
     return next((bad for item in items if (bad := _unprintable(item))), None)
-
-
-def _infinite(value: Any) -> float | None:
-    """A number too large for a double (1e999) reads as infinity without the NaN or Infinity
-    token the store looks for (`ledger.store`), so it is looked for here, in the values."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else value
-    if isinstance(value, dict):
-        items = list(value.values())
-    elif isinstance(value, (tuple, list)):
-        items = list(value)
-    elif hasattr(value, "model_dump"):  # a lesion
-        items = list(value.model_dump().values())
-    else:
-        return None
-    return next((bad for item in items if (bad := _infinite(item)) is not None), None)
 
 
 @cache
