@@ -128,14 +128,20 @@ def test_a_writer_login_cannot_store_a_trial_snapshot(site):
                 sql.Identifier(f"{APP_NAME}_snapshots".lower())))
 
 
+def last_event(conn, url: str) -> tuple[tuple, dict]:
+    """The newest stored row (id, version, topic, state) and its decoded state: a raw insert
+    after it is the next event of the same chain."""
+    row = conn.execute(sql.SQL("SELECT originator_id, originator_version, topic, state "
+                               "FROM {} ORDER BY notification_id DESC LIMIT 1")
+                       .format(sql.Identifier(events_table(url)))).fetchone()
+    return row, json.loads(bytes(row[3]))
+
+
 def test_the_database_refuses_a_raw_insert_naming_another_actor(site):
     enrol(site, "M22-001")
     table = sql.Identifier(events_table(site["url"]))
     with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
-        row = conn.execute(sql.SQL("SELECT originator_id, originator_version, topic, state "
-                                   "FROM {} ORDER BY notification_id DESC LIMIT 1")
-                           .format(table)).fetchone()
-        state = json.loads(bytes(row[3]))
+        row, state = last_event(conn, site["url"])
         insert = sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
                          "VALUES (%s, %s, %s, %s)").format(table)
         forged = json.dumps({**state, "actor": "admin"}).encode()
@@ -194,10 +200,7 @@ def test_the_database_takes_the_systems_name_only_on_the_systems_events(site):
     enrol(site, "M22-001")
     table = sql.Identifier(events_table(site["url"]))
     with psycopg.connect(conninfo(site["url"], site["writer"])) as conn:
-        row = conn.execute(sql.SQL("SELECT originator_id, originator_version, topic, state "
-                                   "FROM {} ORDER BY notification_id DESC LIMIT 1")
-                           .format(table)).fetchone()
-        state = json.loads(bytes(row[3]))
+        row, state = last_event(conn, site["url"])
         insert = sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state, "
                          "written_by) VALUES (%s, %s, %s, %s, %s) RETURNING written_by"
                          ).format(table)

@@ -5,7 +5,6 @@ loaded. Whatever it cannot answer as the Reader would, it leaves to the Reader."
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.support import (
     open_ledger,
     set_passwords,
 )
+from tests.support.databases import forge_trial_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITE_SIDE = ("eventsourcing.application", "m22bol.ledger.app", "m22bol.domain.events",
@@ -146,17 +146,6 @@ def test_lagging_read_models_are_caught_up_or_replayed_as_before(driver: Driver)
     assert present(url, "dm", "status") is not None  # caught up by that command
 
 
-def _forge_snapshot(url: str, change) -> None:
-    path = url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        version, state = db.execute("SELECT originator_version, state FROM stored_snapshots "
-                                    "ORDER BY originator_version DESC LIMIT 1").fetchone()
-        body = orjson.loads(state)
-        change(body)
-        db.execute("UPDATE stored_snapshots SET state = ? WHERE originator_version = ?",
-                   (orjson.dumps(body), version))
-
-
 @ON_SQLITE
 def test_the_trial_snapshot_is_trusted_exactly_as_the_write_side_trusts_it(driver, monkeypatch):
     monkeypatch.setattr(trial_snapshots, "EVERY", 5)
@@ -171,10 +160,10 @@ def test_the_trial_snapshot_is_trusted_exactly_as_the_write_side_trusts_it(drive
 
     # A snapshot that names the stored head is what both sides obey until `audit verify`
     # names it (test_trial_snapshots) ...
-    _forge_snapshot(url, revoke_dm)
+    forge_trial_snapshot(url, revoke_dm)
     assert invoke(["--json", "status"], url=url).exit_code == 4
     assert open_ledger(url).require_trial().roles_of("dm") == set()
     # ... and one that does not is ignored by both: the whole chain is folded.
-    _forge_snapshot(url, lambda body: body.update(head="0" * 64))
+    forge_trial_snapshot(url, lambda body: body.update(head="0" * 64))
     assert invoke(["--json", "status"], url=url).exit_code == 0
     assert present(url, "dm", "status") is not None

@@ -4,11 +4,8 @@ snapshot is named by `audit verify`."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 
 from m22bol.domain.trial import summary
@@ -25,6 +22,7 @@ from tests.support import (
     open_ledger,
     store_fingerprint,
 )
+from tests.support.databases import forge_trial_snapshot
 
 EVERY = 10  # small, so a few commands cross several snapshots
 
@@ -107,24 +105,14 @@ def test_snapshots_leave_every_stored_event_byte_for_byte_as_without_them(tmp_pa
     assert fingerprints[0] == fingerprints[1]
 
 
-def _forge(url: str, change) -> None:
-    """An attacker with write access to the file rewrites the latest snapshot."""
-    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
-        version, state = db.execute("SELECT originator_version, state FROM stored_snapshots "
-                                    "ORDER BY originator_version DESC LIMIT 1").fetchone()
-        body = orjson.loads(state)
-        change(body)
-        db.execute("UPDATE stored_snapshots SET state = ? WHERE originator_version = ?",
-                   (orjson.dumps(body), version))
-
-
 @ON_SQLITE
 def test_a_forged_snapshot_granting_a_role_is_named_by_audit_verify(ledger_url):
     driver, clock = start(ledger_url)
     grow(driver, clock, 4)
     driver.ledger.close()
 
-    _forge(ledger_url, lambda body: body["trial"]["grants"].append(["mallory", "admin", None]))
+    forge_trial_snapshot(ledger_url,
+                         lambda body: body["trial"]["grants"].append(["mallory", "admin", None]))
 
     ledger = open_ledger(ledger_url)
     # The forgery works on what commands decide (that is why verify must catch it) ...
@@ -147,7 +135,7 @@ def test_a_snapshot_naming_a_head_the_chain_does_not_have_is_ignored_and_named(l
         body["trial"]["locked"] = True
         body["head"] = "0" * 64
 
-    _forge(ledger_url, lift_lock_and_rehead)
+    forge_trial_snapshot(ledger_url, lift_lock_and_rehead)
     ledger = open_ledger(ledger_url)
     trial = ledger.trial()
     assert not trial.locked  # a snapshot off the chain is not used: the whole chain folds

@@ -14,6 +14,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -47,6 +48,18 @@ def read_rows(url: str, query: str) -> list[tuple]:
             return conn.execute(query).fetchall()
     with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute(query).fetchall()
+
+
+def forge_trial_snapshot(url: str, change) -> None:
+    """An attacker with write access to a SQLite ledger's file rewrites the trial's latest
+    snapshot: `change` edits its decoded body in place."""
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
+        version, state = db.execute("SELECT originator_version, state FROM stored_snapshots "
+                                    "ORDER BY originator_version DESC LIMIT 1").fetchone()
+        body = orjson.loads(state)
+        change(body)
+        db.execute("UPDATE stored_snapshots SET state = ? WHERE originator_version = ?",
+                   (orjson.dumps(body), version))
 
 
 @contextmanager
