@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, Recording
 from eventsourcing.persistence import (
     IntegrityError,
+    Notification,
     OperationalError,
     PersistenceError,
     ProgrammingError,
@@ -169,37 +170,28 @@ class TrialLedger(Application):
 
     def subjects(self) -> list[str]:
         """Every registered subject, read from the registrations alone."""
-        topic = topic_of(Registered)
-        found, last = [], 0
-        while True:
-            page = self.recorder.select_notifications(last, 2000, topics=[topic],
-                                                      inclusive_of_start=False)
-            found += [self.mapper.to_domain_event(n).subject for n in page]
-            if len(page) < 2000:
-                return found
-            last = page[-1].id
+        return [self.mapper.to_domain_event(n).subject
+                for n in self._notifications([topic_of(Registered)])]
 
     def registrations(self) -> Iterator[tuple[UUID, Callable[[], str]]]:
         """Every registration's subject aggregate in log order, read without decoding; the
         subject's name is decoded only when asked for."""
-        topic = topic_of(Registered)
-        last = 0
-        while True:
-            page = self.recorder.select_notifications(last, 2000, topics=[topic],
-                                                      inclusive_of_start=False)
-            for n in page:
-                yield n.originator_id, (lambda n=n: self.mapper.to_domain_event(n).subject)
-            if len(page) < 2000:
-                return
-            last = page[-1].id
+        for n in self._notifications([topic_of(Registered)]):
+            yield n.originator_id, (lambda n=n: self.mapper.to_domain_event(n).subject)
 
     def stored_events(self, batch: int = 2000) -> Iterator[tuple[int, Event]]:
         """Every event in notification order, decoded, without building aggregates."""
+        for n in self._notifications(batch=batch):
+            yield n.id, self.mapper.to_domain_event(n)
+
+    def _notifications(self, topics: list[str] | None = None,
+                       batch: int = 2000) -> Iterator[Notification]:
+        """The stored events (of these topics, else all) in log order, a page at a time."""
         last = 0
         while True:
-            page = self.recorder.select_notifications(last, batch, inclusive_of_start=False)
-            for n in page:
-                yield n.id, self.mapper.to_domain_event(n)
+            page = self.recorder.select_notifications(last, batch, topics=topics or (),
+                                                      inclusive_of_start=False)
+            yield from page
             if len(page) < batch:
                 return
             last = page[-1].id
