@@ -14,7 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from m22bol.projections import catalog
-from m22bol.projections.stored import _rows
+from m22bol.projections.stored import _rows, lag
 
 if TYPE_CHECKING:
     from m22bol.ledger.app import TrialLedger
@@ -51,11 +51,7 @@ def _current(ledger: TrialLedger) -> bool:
     from m22bol.projections import rows, tables
     from m22bol.projections.recorder import fingerprint
 
-    head = ledger.recorder.max_notification_id() or 0
-    [position] = _rows(ledger, f"SELECT COALESCE(MAX(notification_id), 0) AS n FROM "
-                               f"{catalog.TRACKING} WHERE projection = ? AND "
-                               f"application_name = ?", (PROJECTION, ledger.name)) or [{"n": 0}]
     printed = _rows(ledger, f"SELECT fingerprint FROM {catalog.SCHEMA} WHERE projection = ?",
                     (PROJECTION,))
     wanted = fingerprint(tables.tables_of(PROJECTION), rows.VERSION)
-    return position["n"] >= head and [r["fingerprint"] for r in printed] == [wanted]
+    return lag(ledger, [PROJECTION]) == 0 and [r["fingerprint"] for r in printed] == [wanted]

@@ -20,6 +20,8 @@ from m22bol.domain.errors import BadInput
 from m22bol.projections import catalog
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from m22bol.domain.trial import Trial
     from m22bol.ledger.app import TrialLedger
     from m22bol.ledger.readonly import ReadOnlyLedger
@@ -54,9 +56,10 @@ class ReadModelsBehind(Exception):
     present by replaying the events (`projections.reader`)."""
 
 
-def lag(ledger: TrialLedger | ReadOnlyLedger) -> int:
-    """How many events the projection furthest behind lags the ledger (0: all current): the
-    log's head against the tracking positions, two indexed reads."""
+def lag(ledger: TrialLedger | ReadOnlyLedger, projections: Iterable[str] | None = None) -> int:
+    """How many events the projection furthest behind (of `projections`, else of all) lags
+    the ledger (0: all current): the log's head against the tracking positions, two indexed
+    reads."""
     head = ledger.recorder.max_notification_id() or 0
     try:
         found = _rows(ledger, f"SELECT projection, notification_id FROM {catalog.TRACKING} "
@@ -66,7 +69,7 @@ def lag(ledger: TrialLedger | ReadOnlyLedger) -> int:
             raise
         found = []
     positions = {r["projection"]: r["notification_id"] for r in found}
-    return max(head - positions.get(name, 0) for name in catalog.projections())
+    return max(head - positions.get(name, 0) for name in projections or catalog.projections())
 
 
 def ensure_current(ledger: TrialLedger) -> None:
